@@ -1,0 +1,92 @@
+# One entry point for developers, CI and workshop instructors. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/target
+TESTENV = eval "$$(bash tests/env/setup.sh)"
+
+.PHONY: help test lint build lab prerequisites cluster images clean chart-lint release
+
+# Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+CLUSTER ?= tracing-lab
+RELEASE ?= tracing-lab
+OPERATOR_NAMESPACE ?= tracing-lab-system
+LAB_NAMESPACE ?= default
+LAB ?= examples/baseline.yaml
+OPERATOR_IMAGE ?= tracing-lab-operator:$(VERSION)
+SERVICE_IMAGE ?= tracing-lab-service:$(VERSION)
+CHART := charts/tracing-lab
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## build every crate and binary
+	cargo build --workspace --locked --bins
+
+lint: ## formatting and clippy
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test: lint build chart-lint ## the whole test suite against real servers (installs them on first run)
+	$(TESTENV) && cargo nextest run --workspace --locked --no-fail-fast
+
+chart-lint: ## helm lint --strict and helm template of the chart, with defaults and every ci/ values file
+	$(TESTENV) && for values in "" $(CHART)/ci/*-values.yaml; do \
+	  echo "chart: $${values:-defaults}"; \
+	  helm lint --strict --quiet $(CHART) $${values:+-f "$$values"}; \
+	  helm template chart-lint $(CHART) --namespace chart-lint $${values:+-f "$$values"} >/dev/null; \
+	done
+
+release: ## the Dockerfiles' own `cargo build` lines, run here without Docker
+	grep -h '^RUN cargo build' operator/Dockerfile services/Dockerfile | sed 's/^RUN //' | while read -r line; do \
+	  echo "$$line"; $$line; \
+	done
+
+prerequisites: ## check that docker, kind, kubectl and helm are installed and usable
+	@missing=(); \
+	for tool in docker kind kubectl helm; do command -v $$tool >/dev/null || missing+=("$$tool"); done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  echo "make lab needs these programs, not found on PATH: $${missing[*]}" >&2; \
+	  echo "  docker:  https://docs.docker.com/engine/install/" >&2; \
+	  echo "  kind:    https://kind.sigs.k8s.io/docs/user/quick-start/#installation" >&2; \
+	  echo "  kubectl: https://kubernetes.io/docs/tasks/tools/" >&2; \
+	  echo "  helm:    https://helm.sh/docs/intro/install/" >&2; \
+	  exit 1; \
+	fi; \
+	docker info >/dev/null 2>&1 || { echo "docker is installed but its daemon does not answer (is Docker running? may this user use it?)" >&2; exit 1; }; \
+	echo "prerequisites: docker, kind, kubectl, helm found"
+
+cluster: prerequisites ## create the kind cluster from kind-config.yaml unless it exists
+	@if kind get clusters 2>/dev/null | grep -qx '$(CLUSTER)'; then \
+	  echo "kind cluster $(CLUSTER) exists"; \
+	else \
+	  kind create cluster --name $(CLUSTER) --config kind-config.yaml; \
+	fi
+	kubectl config use-context kind-$(CLUSTER) >/dev/null
+
+images: prerequisites ## build the operator and service images
+	docker build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	docker build -f services/Dockerfile -t $(SERVICE_IMAGE) .
+
+lab: cluster images ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs
+	kind load docker-image --name $(CLUSTER) $(OPERATOR_IMAGE) $(SERVICE_IMAGE)
+	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current.
+	kubectl apply --server-side --force-conflicts -f crds/tracinglab.yaml
+	helm upgrade --install $(RELEASE) $(CHART) --namespace $(OPERATOR_NAMESPACE) --create-namespace \
+	  --set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) \
+	  --set image.tag=$(lastword $(subst :, ,$(OPERATOR_IMAGE))) --wait --timeout 5m
+	kubectl get namespace $(LAB_NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(LAB_NAMESPACE)
+	kubectl apply --namespace $(LAB_NAMESPACE) -f $(LAB)
+	kubectl wait --namespace $(LAB_NAMESPACE) --for=condition=Ready tlab --all --timeout=15m
+	@kubectl get tlab --namespace $(LAB_NAMESPACE)
+	@echo
+	@echo "Jaeger UI:   http://localhost:16686"
+	@echo "Orders API:  http://localhost:8080"
+	@echo "First order: curl -X POST http://localhost:8080/order -H 'Content-Type: application/json' -d '{\"item\": \"test-product\", \"quantity\": 1}'"
+	@echo "Then follow docs/workshop.md."
+
+clean: ## delete the kind cluster (and everything in it)
+	@if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx '$(CLUSTER)'; then \
+	  kind delete cluster --name $(CLUSTER); \
+	else \
+	  echo "no kind cluster $(CLUSTER)"; \
+	fi
