@@ -1,0 +1,159 @@
+//! Logs and traces for the TracingLab binaries, configured by the standard variables.
+//!
+//! [`init`] installs, for the whole process:
+//! - JSON log lines on stdout (level from `RUST_LOG`, default `info`), each carrying the
+//!   `trace_id` and `span_id` of the current OpenTelemetry span;
+//! - a tracer provider built from `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
+//!   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_ENDPOINT` (unset: no exporter, spans still get
+//!   ids for the logs), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` | `http/protobuf`),
+//!   `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, exporting through a batch span processor
+//!   (tuned by the standard `OTEL_BSP_*` variables). Invalid values are errors naming the variable;
+//! - the W3C TraceContext + Baggage propagator as the global propagator.
+//!
+//! `tracing` spans at level INFO or above become OpenTelemetry spans; log events do not become
+//! span events (use `OpenTelemetrySpanExt::add_event` for events that belong on a span).
+//!
+//! With the `grpc` protocol, call [`init`] inside a Tokio runtime: the gRPC client lives on it.
+//! Call [`TelemetryGuard::shutdown`] (or drop the guard) before the runtime stops, from a thread
+//! that may block (e.g. `tokio::task::spawn_blocking`), so the last spans are exported.
+
+mod logs;
+mod settings;
+
+pub use settings::{Protocol, SettingError, TelemetrySettings};
+
+use anyhow::Context as _;
+use opentelemetry::global;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::time::Duration;
+use tracing::Level;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// Name of the instrumentation scope of every span the binaries create.
+pub const INSTRUMENTATION_SCOPE: &str = "tracing-lab";
+
+/// How long shutdown waits for the last spans to be exported.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keeps the tracer provider alive; flushes and shuts it down on [`shutdown`](Self::shutdown) or drop.
+#[must_use = "dropping the guard shuts tracing down"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Whether spans are recorded at all (`false` when `OTEL_SDK_DISABLED=true`).
+    pub fn tracing_enabled(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is buffered and stops the provider. Blocks up to a few seconds.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        match self.provider.take() {
+            None => Ok(()),
+            Some(provider) => provider
+                .shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+                .context("flushing spans at shutdown"),
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("{e:#}");
+        }
+    }
+}
+
+/// Installs logging and tracing for this process; see the crate documentation.
+/// `default_service_name` is the service name when the environment gives none.
+pub fn init(default_service_name: &str) -> anyhow::Result<TelemetryGuard> {
+    let settings =
+        TelemetrySettings::from_lookup(default_service_name, |name| std::env::var(name).ok())?;
+    let log_filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .with_context(|| format!("RUST_LOG={directives:?} is invalid"))?,
+        _ => EnvFilter::new("info"),
+    };
+    let provider = if settings.sdk_disabled {
+        None
+    } else {
+        Some(tracer_provider(&settings)?)
+    };
+
+    let span_layer = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(INSTRUMENTATION_SCOPE))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(|meta| {
+                meta.is_span() && *meta.level() <= Level::INFO
+            }))
+    });
+    let log_layer = tracing_subscriber::fmt::layer()
+        .event_format(logs::JsonWithTraceIds)
+        .with_writer(std::io::stdout)
+        .with_filter(log_filter);
+    tracing_subscriber::registry()
+        .with(span_layer)
+        .with(log_layer)
+        .try_init()
+        .context("a global tracing subscriber is already installed")?;
+
+    global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ]));
+    if let Some(provider) = &provider {
+        global::set_tracer_provider(provider.clone());
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
+    let mut resource = Resource::builder();
+    if let Some(name) = &settings.fallback_service_name {
+        resource = resource.with_service_name(name.clone());
+    }
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource.build())
+        .with_sampler(settings.sampler.clone());
+    if let Some(protocol) = settings.exporter {
+        builder = builder.with_batch_exporter(span_exporter(protocol)?);
+    }
+    Ok(builder.build())
+}
+
+/// The exporter reads `OTEL_EXPORTER_OTLP_ENDPOINT` itself (appending `/v1/traces` for HTTP).
+fn span_exporter(protocol: Protocol) -> anyhow::Result<SpanExporter> {
+    let exporter = match protocol {
+        Protocol::Grpc => {
+            tokio::runtime::Handle::try_current().map_err(|_| {
+                anyhow::anyhow!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs telemetry to start inside a Tokio runtime"
+                )
+            })?;
+            SpanExporter::builder().with_tonic().build()
+        }
+        Protocol::HttpProtobuf => SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build(),
+    };
+    exporter.context("building the OTLP span exporter from OTEL_EXPORTER_OTLP_*")
+}
