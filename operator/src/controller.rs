@@ -1,0 +1,229 @@
+//! The reconcile loop: validate, render, apply, and report status and events.
+
+use crate::apply::{self, ApplyError};
+use crate::crd::TracingLab;
+use crate::metrics::Shared;
+use crate::render::{self, LabRef};
+use crate::render::common::{MANAGED_BY, MANAGER};
+use crate::status::{self, Outcome};
+use crate::validate;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Periodic re-reconcile, on top of watch events, so drift is corrected even if an event is missed.
+const RESYNC: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How the controller runs.
+#[derive(Default, Clone)]
+pub struct Config {
+    /// Watch only this namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// Metrics and readiness, shared with the HTTP endpoints.
+    pub shared: Arc<Shared>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying the lab: {0}")]
+    Apply(#[from] ApplyError),
+    #[error("writing the lab status: {}", apply::reason(.0))]
+    Status(kube::Error),
+}
+
+struct Context {
+    client: Client,
+    recorder: Recorder,
+    shared: Arc<Shared>,
+    /// Consecutive failures per lab, for the retry backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C, then finishes the reconciles in flight.
+pub async fn run(client: Client, config: Config) {
+    let ns = config.namespace.as_deref();
+    let children = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        shared: config.shared.clone(),
+        failures: Mutex::default(),
+    });
+    let controller = Controller::new(scoped::<TracingLab>(&client, ns), watcher::Config::default())
+        .owns(scoped::<Deployment>(&client, ns), children.clone())
+        .owns(scoped::<StatefulSet>(&client, ns), children.clone())
+        .owns(scoped::<Service>(&client, ns), children.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), children)
+        .shutdown_on_signal();
+    let store = controller.store();
+    let shared = config.shared.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            shared.set_ready(true);
+        }
+    });
+    tracing::info!(namespace = ns.unwrap_or("<all>"), "controller started");
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile attempt ended with an error");
+            }
+        })
+        .await;
+    config.shared.set_ready(false);
+    tracing::info!("controller stopped");
+}
+
+fn key(lab: &TracingLab) -> String {
+    format!("{}/{}", lab.namespace().unwrap_or_default(), lab.name_any())
+}
+
+#[tracing::instrument(skip_all, fields(lab = %lab.name_any(), namespace = lab.namespace().unwrap_or_default()))]
+async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.shared.reconciles.inc();
+    let started = Instant::now();
+    let result = reconcile_lab(&lab, &ctx).await;
+    ctx.shared.duration.observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures.lock().expect("failure map poisoned").remove(&key(&lab));
+    }
+    result
+}
+
+async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error> {
+    if lab.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(Action::await_change());
+    }
+    let Some(lab_ref) = LabRef::new(lab) else {
+        return Ok(Action::await_change());
+    };
+    let problems = validate::problems(&lab.spec);
+    let (outcome_error, applied) = if problems.is_empty() {
+        let children = render::render(&lab_ref, &lab.spec);
+        match apply::apply(&ctx.client, &lab_ref.namespace, &lab_ref.name, children).await {
+            Ok(applied) => (None, Some(applied)),
+            Err(e) => (Some(e), None),
+        }
+    } else {
+        (None, None)
+    };
+    let failure_message = outcome_error.as_ref().map(ToString::to_string);
+    let warnings = match &applied {
+        Some(a) => status::idle_consumers(a, &lab_ref.name, &validate::lab_config(&lab.spec), lab.spec.kafka.partitions),
+        None => Vec::new(),
+    };
+    let outcome = match (&applied, &failure_message) {
+        (Some(a), _) => Outcome::Applied(a),
+        (None, Some(message)) => Outcome::Failed(message),
+        (None, None) => Outcome::Invalid(&problems),
+    };
+    let new_status = status::compute(lab, &lab_ref, outcome, &warnings, Time(Timestamp::now()));
+    let degraded_changed = degraded_message(lab.status.as_ref()) != degraded_message(Some(&new_status));
+    if lab.status.as_ref() != Some(&new_status) {
+        let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
+        let patch = json!({
+            "apiVersion": TracingLab::api_version(&()),
+            "kind": TracingLab::kind(&()),
+            "status": new_status,
+        });
+        api.patch_status(&lab_ref.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::Status)?;
+    }
+    if degraded_changed && let Some((reason, message)) = degraded_message(Some(&new_status)) {
+        publish(ctx, lab, EventType::Warning, &reason, message).await;
+    }
+    match outcome_error {
+        Some(e) => Err(e.into()),
+        None => {
+            tracing::info!(problems = problems.len(), warnings = warnings.len(), "reconciled");
+            Ok(Action::requeue(RESYNC))
+        }
+    }
+}
+
+/// Reason and message of a True Degraded condition.
+fn degraded_message(status: Option<&crate::crd::TracingLabStatus>) -> Option<(String, String)> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::DEGRADED && c.status == "True")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+async fn publish(ctx: &Context, lab: &TracingLab, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        // The Events API caps notes at 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &lab.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
+}
+
+fn error_policy(lab: Arc<TracingLab>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.shared.errors.inc();
+    let failures = {
+        let mut map = ctx.failures.lock().expect("failure map poisoned");
+        let n = map.entry(key(&lab)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = backoff(failures);
+    tracing::warn!(lab = %key(&lab), error = %error, failures, retry_in_s = delay.as_secs(), "reconcile failed");
+    if let Error::Status(_) = error {
+        // Apply failures already produced a Degraded condition and an event; this one could not.
+        let (ctx, lab, message) = (ctx.clone(), lab.clone(), error.to_string());
+        tokio::spawn(async move { publish(&ctx, &lab, EventType::Warning, "StatusUpdateFailed", message).await });
+    }
+    Action::requeue(delay)
+}
+
+/// 2 s, 4 s, 8 s, ... up to five minutes.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.min(16))).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,545 @@
+//! The `TracingLab` custom resource: the single source of truth for its schema.
+//!
+//! Every field carries a doc comment; they become the schema descriptions `kubectl explain` shows.
+//! Numbers and switches default in the schema (the API server fills them in); images and container
+//! resources default in the operator, so upgrading the operator upgrades labs that did not pin them.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
+
+/// A complete distributed-tracing lab in one namespace: Kafka, Redis, Jaeger, an OpenTelemetry
+/// Collector and the four instrumented services (api -> processing -> notification -> analytics),
+/// plus an optional load generator.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "tracinglab.dev",
+    version = "v1alpha1",
+    kind = "TracingLab",
+    plural = "tracinglabs",
+    shortname = "tlab",
+    namespaced,
+    status = "TracingLabStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Services", type_ = "string", json_path = ".status.servicesReady", description = "service Deployments available / total"),
+    printcolumn(name = "API", type_ = "string", json_path = ".status.urls.api"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingLabSpec {
+    /// The four lab services. Each section is optional and defaults to the original lab's behaviour.
+    #[serde(default)]
+    pub services: Services,
+    /// Container image of the lab services (one image, the role is its first argument).
+    /// Defaults to `tracing-lab-service:<operator version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Pull policy for the lab services image. `IfNotPresent` suits images loaded with `kind load`.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+    /// The Kafka broker (Apache Kafka in KRaft combined mode, one node, no ZooKeeper).
+    #[serde(default)]
+    pub kafka: KafkaSpec,
+    /// The Redis server the services store orders in.
+    #[serde(default)]
+    pub redis: ComponentSpec,
+    /// Jaeger v2 with in-memory storage: the UI students search traces in.
+    #[serde(default)]
+    pub jaeger: JaegerSpec,
+    /// The OpenTelemetry Collector (contrib distribution) between the services and Jaeger; tail
+    /// sampling runs here.
+    #[serde(default)]
+    pub collector: ComponentSpec,
+    /// Head sampling in the services and tail sampling in the collector.
+    #[serde(default)]
+    pub sampling: SamplingSpec,
+    /// A load generator that posts orders to the api service.
+    #[serde(default)]
+    pub load_generator: LoadGeneratorSpec,
+    /// How the services sample their own CPU and memory for the `resource.*` span attributes.
+    /// Defaults to every 100 ms, CPU-bound above 80 %, memory threshold 200 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_sampling: Option<ResourceSampling>,
+    /// How students reach the lab from outside the cluster.
+    #[serde(default)]
+    pub access: AccessSpec,
+}
+
+/// When the kubelet pulls an image.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// The four lab services.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Services {
+    /// HTTP entry point: validates orders, stores them in Redis, publishes to `orders`.
+    #[serde(default)]
+    pub api: ServiceSpec,
+    /// Consumes `orders`, publishes to `processed-orders` (CPU-heavy by default).
+    #[serde(default)]
+    pub processing: ServiceSpec,
+    /// Consumes `processed-orders`, publishes to `notified-orders` (IO-heavy by default).
+    #[serde(default)]
+    pub notification: ServiceSpec,
+    /// Consumes `notified-orders` (mixed work by default).
+    #[serde(default)]
+    pub analytics: ServiceSpec,
+}
+
+impl Services {
+    pub fn get(&self, role: Role) -> &ServiceSpec {
+        match role {
+            Role::Api => &self.api,
+            Role::Processing => &self.processing,
+            Role::Notification => &self.notification,
+            Role::Analytics => &self.analytics,
+        }
+    }
+}
+
+/// One lab service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Number of pods. When unset the operator leaves the Deployment's replicas alone, so
+    /// `kubectl scale` holds; when set the operator enforces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: Option<i32>,
+    /// Container resources. Defaults to requests 100m CPU / 64Mi, limits 2 CPU / 512Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Concurrency, workload mix and faults.
+    #[serde(flatten)]
+    pub overrides: RoleOverrides,
+}
+
+/// Image and resources of a supporting component.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Container image; defaults to a pinned upstream image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Container resources; defaults suit a laptop kind cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// The Kafka broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Container image (Apache Kafka in KRaft mode); defaults to a pinned `apache/kafka` image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Partitions of each topic the services create. Consumers beyond this number (replicas x
+    /// concurrency) sit idle, so it caps how far scaling a consumer helps.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub partitions: i32,
+    /// Container resources; defaults to requests 250m CPU / 768Mi, limits 1 CPU / 1Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_partitions() -> i32 {
+    6
+}
+
+impl Default for KafkaSpec {
+    fn default() -> Self {
+        Self { image: None, partitions: default_partitions(), resources: None }
+    }
+}
+
+/// Jaeger v2 with in-memory storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JaegerSpec {
+    /// Container image; defaults to a pinned `jaegertracing/jaeger` v2 image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Most traces kept in memory; the oldest are dropped beyond it.
+    #[serde(default = "default_max_traces")]
+    #[schemars(range(min = 100, max = 10000000))]
+    pub max_traces: i64,
+    /// Container resources; defaults to requests 100m CPU / 256Mi, limits 1 CPU / 1Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_max_traces() -> i64 {
+    50_000
+}
+
+impl Default for JaegerSpec {
+    fn default() -> Self {
+        Self { image: None, max_traces: default_max_traces(), resources: None }
+    }
+}
+
+/// Head sampling (decided in each service when a trace starts) and tail sampling (decided in the
+/// collector once a trace is complete).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SamplingSpec {
+    /// Sampler of every service (`OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`).
+    #[serde(default)]
+    pub head: HeadSampling,
+    /// Per-service changes to `head`.
+    #[serde(default)]
+    pub per_service: PerServiceSampling,
+    /// Tail sampling in the collector.
+    #[serde(default)]
+    pub tail: TailSampling,
+}
+
+/// An OpenTelemetry SDK sampler with its argument.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadSampling {
+    /// Sampler name, as in `OTEL_TRACES_SAMPLER`.
+    #[serde(default)]
+    pub sampler: Sampler,
+    /// Fraction of traces kept by the ratio samplers (0..1); ignored by the others.
+    #[serde(default = "default_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub ratio: f64,
+}
+
+fn default_ratio() -> f64 {
+    1.0
+}
+
+impl Default for HeadSampling {
+    fn default() -> Self {
+        Self { sampler: Sampler::default(), ratio: default_ratio() }
+    }
+}
+
+/// A change to the lab-wide head sampler for one service; unset fields keep the lab-wide value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadSamplingOverride {
+    /// Sampler name, as in `OTEL_TRACES_SAMPLER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<Sampler>,
+    /// Fraction of traces kept by the ratio samplers (0..1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub ratio: Option<f64>,
+}
+
+/// Per-service head sampling changes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PerServiceSampling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<HeadSamplingOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing: Option<HeadSamplingOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<HeadSamplingOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<HeadSamplingOverride>,
+}
+
+impl SamplingSpec {
+    /// The sampler one role runs with: the lab-wide one changed by the role's override.
+    pub fn for_role(&self, role: Role) -> HeadSampling {
+        let o = match role {
+            Role::Api => &self.per_service.api,
+            Role::Processing => &self.per_service.processing,
+            Role::Notification => &self.per_service.notification,
+            Role::Analytics => &self.per_service.analytics,
+        };
+        let o = o.clone().unwrap_or_default();
+        HeadSampling {
+            sampler: o.sampler.unwrap_or(self.head.sampler),
+            ratio: o.ratio.unwrap_or(self.head.ratio),
+        }
+    }
+}
+
+/// The standard OpenTelemetry SDK samplers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Sampler {
+    #[serde(rename = "always_on")]
+    AlwaysOn,
+    #[serde(rename = "always_off")]
+    AlwaysOff,
+    #[serde(rename = "traceidratio")]
+    TraceIdRatio,
+    #[default]
+    #[serde(rename = "parentbased_always_on")]
+    ParentBasedAlwaysOn,
+    #[serde(rename = "parentbased_always_off")]
+    ParentBasedAlwaysOff,
+    #[serde(rename = "parentbased_traceidratio")]
+    ParentBasedTraceIdRatio,
+}
+
+impl Sampler {
+    /// The `OTEL_TRACES_SAMPLER` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AlwaysOn => "always_on",
+            Self::AlwaysOff => "always_off",
+            Self::TraceIdRatio => "traceidratio",
+            Self::ParentBasedAlwaysOn => "parentbased_always_on",
+            Self::ParentBasedAlwaysOff => "parentbased_always_off",
+            Self::ParentBasedTraceIdRatio => "parentbased_traceidratio",
+        }
+    }
+}
+
+/// Tail sampling: a trace is kept when any enabled rule keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TailSampling {
+    /// Turn tail sampling on; when off the collector forwards every span it receives.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Keep every trace holding a span with status ERROR.
+    #[serde(default = "yes")]
+    pub keep_errors: bool,
+    /// Keep every trace longer than this many milliseconds; 0 turns the rule off.
+    #[serde(default = "default_latency_threshold_ms")]
+    #[schemars(range(min = 0, max = 600000))]
+    pub latency_threshold_ms: i64,
+    /// Percentage (0..100) of the remaining traces kept at random.
+    #[serde(default = "default_percentage")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub percentage: f64,
+    /// Seconds the collector waits after a trace's first span before deciding; traces that cross
+    /// slow consumers need more.
+    #[serde(default = "default_decision_wait_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub decision_wait_seconds: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_latency_threshold_ms() -> i64 {
+    1000
+}
+fn default_percentage() -> f64 {
+    10.0
+}
+fn default_decision_wait_seconds() -> i64 {
+    30
+}
+
+impl Default for TailSampling {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            keep_errors: true,
+            latency_threshold_ms: default_latency_threshold_ms(),
+            percentage: default_percentage(),
+            decision_wait_seconds: default_decision_wait_seconds(),
+        }
+    }
+}
+
+/// The load generator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadGeneratorSpec {
+    /// Run the load generator.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Orders per second it posts to the api service.
+    #[serde(default = "default_orders_per_second")]
+    #[schemars(range(min = 0.01, max = 10000.0))]
+    pub orders_per_second: f64,
+    /// Container resources; defaults to requests 50m CPU / 32Mi, limits 500m / 128Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_orders_per_second() -> f64 {
+    tracing_lab_config::LoadgenSettings::default().orders_per_second
+}
+
+impl Default for LoadGeneratorSpec {
+    fn default() -> Self {
+        Self { enabled: false, orders_per_second: default_orders_per_second(), resources: None }
+    }
+}
+
+/// How students reach the lab from outside the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessSpec {
+    /// Expose the api and the Jaeger UI on these node ports. Unset: ClusterIP only, so several labs
+    /// can share a cluster (use `kubectl port-forward`). Node ports are cluster-wide: one lab each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_ports: Option<NodePorts>,
+}
+
+/// Node ports; the kind cluster maps 30080 to localhost:8080 and 30686 to localhost:16686.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePorts {
+    /// Node port of the api service.
+    #[serde(default = "default_api_node_port")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub api: i32,
+    /// Node port of the Jaeger UI.
+    #[serde(default = "default_jaeger_ui_node_port")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub jaeger_ui: i32,
+}
+
+fn default_api_node_port() -> i32 {
+    30080
+}
+fn default_jaeger_ui_node_port() -> i32 {
+    30686
+}
+
+impl Default for NodePorts {
+    fn default() -> Self {
+        Self { api: default_api_node_port(), jaeger_ui: default_jaeger_ui_node_port() }
+    }
+}
+
+/// What the operator observed when it last reconciled the lab.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TracingLabStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Readiness of every workload of the lab, by component name.
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentStatus>,
+    /// Available service Deployments out of the four, e.g. `4/4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_ready: Option<String>,
+    /// Where to reach the lab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<LabUrls>,
+}
+
+/// Readiness of one Deployment or StatefulSet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// `Deployment` or `StatefulSet`.
+    pub kind: String,
+    /// Name of the workload object.
+    pub name: String,
+    /// Replicas wanted (the object's `spec.replicas`).
+    pub desired: i32,
+    /// Replicas ready.
+    pub ready: i32,
+    /// True when the workload is fully rolled out and every replica is available.
+    pub available: bool,
+}
+
+/// Addresses of the lab.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LabUrls {
+    /// The api inside the cluster (`POST /order`).
+    pub api: String,
+    /// The Jaeger UI inside the cluster.
+    pub jaeger_ui: String,
+    /// OTLP/gRPC endpoint of the lab's collector.
+    pub otlp: String,
+    /// Kafka bootstrap address.
+    pub kafka: String,
+    /// The api through its node port, when node ports are enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_node_port: Option<String>,
+    /// The Jaeger UI through its node port, when node ports are enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jaeger_ui_node_port: Option<String>,
+}
+
+/// The CRD as YAML, exactly what `crds/tracinglab.yaml` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = TracingLab::crd();
+    serde_saphyr::to_string(&crd).expect("the CRD always serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_crd_matches_the_types() {
+        let checked_in = include_str!("../../crds/tracinglab.yaml");
+        assert!(
+            checked_in == crd_yaml(),
+            "crds/tracinglab.yaml is stale: run `cargo run -p tracing-lab-operator -- crd > crds/tracinglab.yaml`"
+        );
+    }
+
+    #[test]
+    fn empty_spec_is_a_complete_lab() {
+        let spec: TracingLabSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(spec.kafka.partitions, 6);
+        assert_eq!(spec.jaeger.max_traces, 50_000);
+        assert!(!spec.load_generator.enabled);
+        assert!(spec.access.node_ports.is_none());
+        assert_eq!(spec.sampling.head.sampler, Sampler::ParentBasedAlwaysOn);
+    }
+
+    #[test]
+    fn per_service_sampling_overrides_only_what_it_names() {
+        let spec: TracingLabSpec = serde_json::from_str(
+            r#"{"sampling": {"head": {"sampler": "parentbased_traceidratio", "ratio": 0.5},
+                "perService": {"processing": {"ratio": 0.1}}}}"#,
+        )
+        .unwrap();
+        let p = spec.sampling.for_role(Role::Processing);
+        assert_eq!(p.sampler, Sampler::ParentBasedTraceIdRatio);
+        assert_eq!(p.ratio, 0.1);
+        assert_eq!(spec.sampling.for_role(Role::Api).ratio, 0.5);
+    }
+
+    #[test]
+    fn service_overrides_sit_beside_replicas() {
+        let spec: TracingLabSpec = serde_json::from_str(
+            r#"{"services": {"processing": {"replicas": 2, "concurrency": 3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.services.processing.replicas, Some(2));
+        assert_eq!(spec.services.processing.overrides.concurrency, Some(3));
+    }
+}

@@ -1,0 +1,18 @@
+//! The TracingLab operator: turns one `TracingLab` resource into a complete distributed-tracing
+//! teaching lab (Kafka, Redis, Jaeger, an OpenTelemetry Collector, four services, a load generator).
+//!
+//! Flow of one reconcile: [`validate`] the spec, [`render`] every object as a pure function of it,
+//! [`apply`] them with server-side apply (and prune what is no longer wanted), then compute the
+//! [`status`] from what the API server returned.
+
+pub mod apply;
+pub mod controller;
+pub mod crd;
+pub mod http;
+pub mod metrics;
+pub mod render;
+pub mod status;
+pub mod validate;
+
+pub use controller::{Config, run};
+pub use crd::{TracingLab, TracingLabSpec, TracingLabStatus};

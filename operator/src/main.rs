@@ -1,0 +1,81 @@
+//! `tracing-lab-operator crd` prints the CRD; `tracing-lab-operator run` runs the controller.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing_lab_operator::metrics::Shared;
+use tracing_lab_operator::{Config, crd, http, run};
+
+#[derive(Parser)]
+#[command(version, about = "Kubernetes operator for TracingLab distributed-tracing labs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the TracingLab CustomResourceDefinition as YAML.
+    Crd,
+    /// Watch TracingLabs and reconcile them into labs.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long = "listen-addr", alias = "listen", env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    listen_addr: SocketAddr,
+    /// Kafka address dialled instead of each lab's own Kafka Service (reserved for running the
+    /// operator outside the cluster; not used yet).
+    #[arg(long)]
+    kafka_bootstrap: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", crd::crd_yaml());
+            Ok(())
+        }
+        Command::Run(args) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(serve(args)),
+    }
+}
+
+async fn serve(args: RunArgs) -> anyhow::Result<()> {
+    let telemetry = tracing_lab_telemetry::init("tracing-lab-operator")?;
+    if let Some(kafka) = &args.kafka_bootstrap {
+        tracing::warn!(%kafka, "--kafka-bootstrap is accepted but not used yet");
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let shared = Arc::new(Shared::default());
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("binding --listen-addr {}", args.listen_addr))?;
+    tracing::info!(addr = %args.listen_addr, "serving /healthz, /readyz and /metrics");
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, http::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    // Returns after SIGTERM/Ctrl-C once the reconciles in flight are done.
+    run(client, Config { namespace: args.namespace, shared }).await;
+    let _ = stop_http.send(());
+    server.await.context("HTTP server task")?.context("HTTP server")?;
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .context("telemetry shutdown task")??;
+    Ok(())
+}

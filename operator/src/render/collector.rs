@@ -1,0 +1,127 @@
+//! The OpenTelemetry Collector between the services and Jaeger: OTLP in, tail sampling when
+//! enabled, OTLP out to the lab's Jaeger.
+
+use super::common::{LabRef, container, hash, pod_security, resources, scratch};
+use super::jaeger::{OTLP_PORT as JAEGER_OTLP_PORT, OTLP_SUFFIX as JAEGER_OTLP};
+use super::workload::{Component, deployment, port, service};
+use crate::crd::{ComponentSpec, TailSampling};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub const IMAGE: &str = "otel/opentelemetry-collector-contrib:0.149.0";
+pub const COLLECTOR: Component = Component { suffix: "collector", app: "opentelemetry-collector" };
+pub const OTLP_GRPC_PORT: i32 = 4317;
+const OTLP_HTTP_PORT: i32 = 4318;
+const HEALTH_PORT: i32 = 13133;
+const UID: i64 = 10001;
+const CONFIG_FILE: &str = "config.yaml";
+
+/// Tail sampling policies; a trace is kept when any of them keeps it.
+pub fn tail_policies(tail: &TailSampling) -> Vec<Value> {
+    let mut policies = Vec::new();
+    if tail.keep_errors {
+        policies.push(json!({"name": "keep-errors", "type": "status_code",
+            "status_code": {"status_codes": ["ERROR"]}}));
+    }
+    if tail.latency_threshold_ms > 0 {
+        policies.push(json!({"name": "keep-slow", "type": "latency",
+            "latency": {"threshold_ms": tail.latency_threshold_ms}}));
+    }
+    if tail.percentage > 0.0 {
+        policies.push(json!({"name": "keep-percentage", "type": "probabilistic",
+            "probabilistic": {"sampling_percentage": tail.percentage}}));
+    }
+    policies
+}
+
+pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
+    let mut processors = json!({
+        "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
+        "batch": {},
+    });
+    let mut pipeline = vec!["memory_limiter"];
+    if tail.enabled {
+        processors["tail_sampling"] = json!({
+            "decision_wait": format!("{}s", tail.decision_wait_seconds),
+            "policies": tail_policies(tail),
+        });
+        pipeline.push("tail_sampling");
+    }
+    pipeline.push("batch");
+    let doc = json!({
+        "extensions": {"health_check": {"endpoint": format!("0.0.0.0:{HEALTH_PORT}")}},
+        "receivers": {"otlp": {"protocols": {
+            "grpc": {"endpoint": format!("0.0.0.0:{OTLP_GRPC_PORT}")},
+            "http": {"endpoint": format!("0.0.0.0:{OTLP_HTTP_PORT}")},
+        }}},
+        "processors": processors,
+        "exporters": {"otlp_grpc/jaeger": {
+            "endpoint": format!("{}:{JAEGER_OTLP_PORT}", lab.child(JAEGER_OTLP)),
+            "tls": {"insecure": true},
+        }},
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {"traces": {
+                "receivers": ["otlp"],
+                "processors": pipeline,
+                "exporters": ["otlp_grpc/jaeger"],
+            }},
+        },
+    });
+    serde_saphyr::to_string(&doc).expect("a JSON value always serialises")
+}
+
+pub fn config_map(lab: &LabRef, tail: &TailSampling) -> ConfigMap {
+    ConfigMap {
+        metadata: lab.meta("collector-config", COLLECTOR.app, COLLECTOR.suffix),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config(lab, tail))])),
+        ..Default::default()
+    }
+}
+
+pub fn service_(lab: &LabRef) -> Service {
+    service(lab, COLLECTOR.suffix, COLLECTOR, vec![port("otlp-grpc", OTLP_GRPC_PORT), port("otlp-http", OTLP_HTTP_PORT)])
+}
+
+pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> Deployment {
+    let config = config(lab, tail);
+    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
+    let health = || Probe {
+        http_get: Some(HTTPGetAction { path: Some("/".into()), port: IntOrString::Int(HEALTH_PORT), ..Default::default() }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let mut c = container("collector", spec.image.as_deref().unwrap_or(IMAGE), "IfNotPresent");
+    c.args = Some(vec![format!("--config=/etc/otelcol/{CONFIG_FILE}")]);
+    c.ports = Some(vec![
+        ContainerPort { name: Some("otlp-grpc".into()), container_port: OTLP_GRPC_PORT, ..Default::default() },
+        ContainerPort { name: Some("otlp-http".into()), container_port: OTLP_HTTP_PORT, ..Default::default() },
+    ]);
+    c.volume_mounts = Some(vec![
+        VolumeMount { name: "config".into(), mount_path: "/etc/otelcol".into(), read_only: Some(true), ..Default::default() },
+        tmp_m,
+    ]);
+    c.resources = Some(resources(spec.resources.as_ref(), ("100m", "128Mi"), ("1", "512Mi")));
+    c.readiness_probe = Some(health());
+    c.liveness_probe = Some(health());
+    let pod = PodSpec {
+        containers: vec![c],
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource { name: lab.child("collector-config"), ..Default::default() }),
+                ..Default::default()
+            },
+            tmp_v,
+        ]),
+        security_context: Some(pod_security(UID)),
+        enable_service_links: Some(false),
+        ..Default::default()
+    };
+    deployment(lab, COLLECTOR, Some(1), pod, Some(hash(&[&config])))
+}

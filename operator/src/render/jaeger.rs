@@ -1,0 +1,106 @@
+//! Jaeger v2 (built on the OpenTelemetry Collector) with in-memory storage, configured by a file
+//! rendered from the spec.
+
+use super::common::{LabRef, container, hash, pod_security, resources, scratch};
+use super::workload::{Component, deployment, port, service};
+use crate::crd::JaegerSpec;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub const IMAGE: &str = "jaegertracing/jaeger:2.20.0";
+pub const JAEGER: Component = Component { suffix: "jaeger", app: "jaeger" };
+pub const UI_PORT: i32 = 16686;
+pub const OTLP_PORT: i32 = 4317;
+const HEALTH_PORT: i32 = 13133;
+const UID: i64 = 10001;
+const CONFIG_FILE: &str = "config.yaml";
+
+/// Name suffix of the Service the collector exports to.
+pub const OTLP_SUFFIX: &str = "jaeger-otlp";
+
+pub fn config(spec: &JaegerSpec) -> String {
+    let doc = json!({
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
+            "pipelines": {"traces": {
+                "receivers": ["otlp"],
+                "processors": ["batch"],
+                "exporters": ["jaeger_storage_exporter"],
+            }},
+            "telemetry": {"resource": {"service.name": "jaeger"}, "logs": {"level": "info"}},
+        },
+        "extensions": {
+            "healthcheckv2": {"use_v2": true, "http": {"endpoint": format!("0.0.0.0:{HEALTH_PORT}")}},
+            "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": spec.max_traces}}}},
+            "jaeger_query": {
+                "storage": {"traces": "memstore"},
+                "http": {"endpoint": format!("0.0.0.0:{UI_PORT}")},
+            },
+        },
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": format!("0.0.0.0:{OTLP_PORT}")}}}},
+        "processors": {"batch": {}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+    });
+    serde_saphyr::to_string(&doc).expect("a JSON value always serialises")
+}
+
+pub fn config_map(lab: &LabRef, spec: &JaegerSpec) -> ConfigMap {
+    ConfigMap {
+        metadata: lab.meta("jaeger-config", JAEGER.app, JAEGER.suffix),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config(spec))])),
+        ..Default::default()
+    }
+}
+
+/// The UI Service (`<lab>-jaeger`, node port when given) and the OTLP Service the collector uses.
+pub fn services(lab: &LabRef, ui_node_port: Option<i32>) -> Vec<Service> {
+    let mut ui = port("ui", UI_PORT);
+    ui.node_port = ui_node_port;
+    vec![
+        service(lab, JAEGER.suffix, JAEGER, vec![ui]),
+        service(lab, OTLP_SUFFIX, JAEGER, vec![port("otlp-grpc", OTLP_PORT)]),
+    ]
+}
+
+pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
+    let config = config(spec);
+    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
+    let health = || Probe {
+        http_get: Some(HTTPGetAction { path: Some("/status".into()), port: IntOrString::Int(HEALTH_PORT), ..Default::default() }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let mut c = container("jaeger", spec.image.as_deref().unwrap_or(IMAGE), "IfNotPresent");
+    c.args = Some(vec!["--config".into(), format!("/etc/jaeger/{CONFIG_FILE}")]);
+    c.ports = Some(vec![
+        ContainerPort { name: Some("ui".into()), container_port: UI_PORT, ..Default::default() },
+        ContainerPort { name: Some("otlp-grpc".into()), container_port: OTLP_PORT, ..Default::default() },
+    ]);
+    c.volume_mounts = Some(vec![
+        VolumeMount { name: "config".into(), mount_path: "/etc/jaeger".into(), read_only: Some(true), ..Default::default() },
+        tmp_m,
+    ]);
+    c.resources = Some(resources(spec.resources.as_ref(), ("100m", "256Mi"), ("1", "1Gi")));
+    c.readiness_probe = Some(health());
+    c.liveness_probe = Some(health());
+    let pod = PodSpec {
+        containers: vec![c],
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource { name: lab.child("jaeger-config"), ..Default::default() }),
+                ..Default::default()
+            },
+            tmp_v,
+        ]),
+        security_context: Some(pod_security(UID)),
+        enable_service_links: Some(false),
+        ..Default::default()
+    };
+    deployment(lab, JAEGER, Some(1), pod, Some(hash(&[&config])))
+}

@@ -1,0 +1,106 @@
+//! Kafka: one Apache Kafka node in KRaft combined mode (broker and controller), no ZooKeeper.
+//! Topics are created by the services; `KAFKA_NUM_PARTITIONS` sets how many partitions they get.
+
+use super::common::{LabRef, container, env, pod_security, resources, scratch};
+use super::workload::{Component, port, service, template};
+use crate::crd::KafkaSpec;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{PodSpec, Probe, Service, TCPSocketAction};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+pub const IMAGE: &str = "apache/kafka:4.2.1";
+pub const KAFKA: Component = Component { suffix: "kafka", app: "kafka" };
+pub const CLIENT_PORT: i32 = 9092;
+const CONTROLLER_PORT: i32 = 9093;
+/// The image's `appuser`.
+const UID: i64 = 1000;
+/// KRaft cluster id (base64 of 16 bytes); storage is an emptyDir, formatted on every start.
+const CLUSTER_ID: &str = "dHJhY2luZ2xhYi1rYWZrYQ";
+
+pub fn headless_name() -> &'static str {
+    "kafka-headless"
+}
+
+/// The client Service `<lab>-kafka:9092` and the headless Service of the StatefulSet.
+pub fn services(lab: &LabRef) -> Vec<Service> {
+    let client = service(lab, KAFKA.suffix, KAFKA, vec![port("kafka", CLIENT_PORT)]);
+    let mut headless =
+        service(lab, headless_name(), KAFKA, vec![port("kafka", CLIENT_PORT), port("controller", CONTROLLER_PORT)]);
+    if let Some(spec) = headless.spec.as_mut() {
+        spec.cluster_ip = Some("None".into());
+        spec.publish_not_ready_addresses = Some(true);
+    }
+    vec![client, headless]
+}
+
+pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
+    let image = spec.image.as_deref().unwrap_or(IMAGE);
+    let (data_v, data_m) = scratch("data", "/var/lib/kafka/data");
+    let (config_v, config_m) = scratch("config", "/opt/kafka/config");
+    let (logs_v, logs_m) = scratch("logs", "/opt/kafka/logs");
+    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
+    let tcp = |port: i32| TCPSocketAction { port: IntOrString::Int(port), ..Default::default() };
+
+    // The image's start scripts render server.properties into /opt/kafka/config, so that
+    // directory must be writable: seed an emptyDir with the image's own files first.
+    let mut seed = container("seed-config", image, "IfNotPresent");
+    seed.command = Some(vec!["sh".into(), "-c".into(), "cp -a /opt/kafka/config/. /seed/".into()]);
+    seed.volume_mounts = Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+        name: "config".into(),
+        mount_path: "/seed".into(),
+        ..Default::default()
+    }]);
+    seed.resources = Some(resources(None, ("50m", "32Mi"), ("200m", "64Mi")));
+
+    let mut broker = container("kafka", image, "IfNotPresent");
+    broker.env = Some(vec![
+        env("CLUSTER_ID", CLUSTER_ID),
+        env("KAFKA_NODE_ID", "1"),
+        env("KAFKA_PROCESS_ROLES", "broker,controller"),
+        env("KAFKA_LISTENERS", format!("PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}")),
+        // Fully qualified so clients in other namespaces (the operator) can follow it.
+        env("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://{}:{CLIENT_PORT}", lab.host(KAFKA.suffix))),
+        env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+        env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+        env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+        env("KAFKA_CONTROLLER_QUORUM_VOTERS", format!("1@localhost:{CONTROLLER_PORT}")),
+        env("KAFKA_NUM_PARTITIONS", spec.partitions.to_string()),
+        env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true"),
+        env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1"),
+        env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1"),
+        env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"),
+        env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+        env("KAFKA_LOG_DIRS", "/var/lib/kafka/data"),
+        env("KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m"),
+        env("LOG_DIR", "/opt/kafka/logs"),
+    ]);
+    broker.ports = Some(vec![
+        k8s_openapi::api::core::v1::ContainerPort { name: Some("kafka".into()), container_port: CLIENT_PORT, ..Default::default() },
+        k8s_openapi::api::core::v1::ContainerPort { name: Some("controller".into()), container_port: CONTROLLER_PORT, ..Default::default() },
+    ]);
+    broker.volume_mounts = Some(vec![data_m, config_m, logs_m, tmp_m]);
+    broker.resources = Some(resources(spec.resources.as_ref(), ("250m", "768Mi"), ("1", "1Gi")));
+    broker.startup_probe = Some(Probe { tcp_socket: Some(tcp(CLIENT_PORT)), period_seconds: Some(5), failure_threshold: Some(36), ..Default::default() });
+    broker.readiness_probe = Some(Probe { tcp_socket: Some(tcp(CLIENT_PORT)), period_seconds: Some(5), ..Default::default() });
+    broker.liveness_probe = Some(Probe { tcp_socket: Some(tcp(CONTROLLER_PORT)), period_seconds: Some(10), failure_threshold: Some(6), ..Default::default() });
+
+    let pod = PodSpec {
+        init_containers: Some(vec![seed]),
+        containers: vec![broker],
+        volumes: Some(vec![data_v, config_v, logs_v, tmp_v]),
+        security_context: Some(pod_security(UID)),
+        enable_service_links: Some(false),
+        ..Default::default()
+    };
+    StatefulSet {
+        metadata: lab.meta(KAFKA.suffix, KAFKA.app, KAFKA.suffix),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(lab.child(headless_name())),
+            selector: lab.selector(KAFKA.suffix),
+            template: template(lab, KAFKA, pod, None),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,255 @@
+//! Every object of a lab as a pure function of its spec: no I/O, so all of it is unit-tested.
+
+pub mod collector;
+pub mod common;
+pub mod jaeger;
+pub mod kafka;
+pub mod redis;
+pub mod services;
+mod workload;
+
+pub use common::LabRef;
+
+use crate::crd::TracingLabSpec;
+use crate::validate::lab_config;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use tracing_lab_config::Role;
+
+/// The objects a lab consists of, by kind.
+#[derive(Debug, Default, Clone)]
+pub struct Children {
+    pub config_maps: Vec<ConfigMap>,
+    pub services: Vec<Service>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub deployments: Vec<Deployment>,
+}
+
+/// Renders the whole lab.
+pub fn render(lab: &LabRef, spec: &TracingLabSpec) -> Children {
+    let config = lab_config(spec);
+    let node_ports = spec.access.node_ports.as_ref();
+    let mut deployments = vec![
+        redis::deployment_(lab, &spec.redis),
+        jaeger::deployment_(lab, &spec.jaeger),
+        collector::deployment_(lab, &spec.collector, &spec.sampling.tail),
+    ];
+    deployments.extend(Role::ALL.map(|role| services::deployment_(lab, spec, &config, role)));
+    if spec.load_generator.enabled {
+        deployments.push(services::loadgen(lab, spec, &config));
+    }
+    let mut svcs = kafka::services(lab);
+    svcs.push(redis::service_(lab));
+    svcs.extend(jaeger::services(lab, node_ports.map(|p| p.jaeger_ui)));
+    svcs.push(collector::service_(lab));
+    svcs.push(services::api_service(lab, node_ports.map(|p| p.api)));
+    Children {
+        config_maps: vec![
+            services::config_map(lab, &config),
+            jaeger::config_map(lab, &spec.jaeger),
+            collector::config_map(lab, &spec.sampling.tail),
+        ],
+        services: svcs,
+        stateful_sets: vec![kafka::stateful_set(lab, &spec.kafka)],
+        deployments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common::tests::lab;
+    use super::common::{CONFIG_HASH, MANAGED_BY};
+    use super::*;
+    use crate::crd::NodePorts;
+    use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+
+    fn render_spec(json: &str) -> Children {
+        let lab = lab(serde_json::from_str(json).unwrap());
+        render(&LabRef::new(&lab).unwrap(), &lab.spec)
+    }
+
+    fn names<T: kube::Resource>(objs: &[T]) -> Vec<String> {
+        objs.iter().map(|o| o.meta().name.clone().unwrap()).collect()
+    }
+
+    fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
+        c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(name)).unwrap()
+    }
+
+    fn template(d: &Deployment) -> &PodTemplateSpec {
+        &d.spec.as_ref().unwrap().template
+    }
+
+    fn main_container(d: &Deployment) -> &Container {
+        &template(d).spec.as_ref().unwrap().containers[0]
+    }
+
+    fn env<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+        c.env.as_ref()?.iter().find(|e| e.name == name)?.value.as_deref()
+    }
+
+    #[test]
+    fn empty_spec_renders_the_whole_lab() {
+        let c = render_spec("{}");
+        assert_eq!(names(&c.config_maps), ["demo-config", "demo-jaeger-config", "demo-collector-config"]);
+        assert_eq!(
+            names(&c.services),
+            ["demo-kafka", "demo-kafka-headless", "demo-redis", "demo-jaeger", "demo-jaeger-otlp", "demo-collector", "demo-api"]
+        );
+        assert_eq!(names(&c.stateful_sets), ["demo-kafka"]);
+        assert_eq!(
+            names(&c.deployments),
+            ["demo-redis", "demo-jaeger", "demo-collector", "demo-api", "demo-processing", "demo-notification", "demo-analytics"]
+        );
+        assert!(c.services.iter().all(|s| s.spec.as_ref().unwrap().type_.as_deref() == Some("ClusterIP")));
+    }
+
+    #[test]
+    fn services_get_the_env_contract() {
+        let c = render_spec("{}");
+        let p = main_container(deployment(&c, "demo-processing"));
+        assert_eq!(p.args.as_deref(), Some(&["processing".to_string()][..]));
+        assert_eq!(env(p, "OTEL_SERVICE_NAME"), Some("processing"));
+        assert_eq!(env(p, "OTEL_EXPORTER_OTLP_ENDPOINT"), Some("http://demo-collector:4317"));
+        assert_eq!(env(p, "OTEL_EXPORTER_OTLP_PROTOCOL"), Some("grpc"));
+        assert_eq!(env(p, "OTEL_TRACES_SAMPLER"), Some("parentbased_always_on"));
+        assert_eq!(env(p, "OTEL_TRACES_SAMPLER_ARG"), Some("1"));
+        assert_eq!(env(p, "KAFKA_BOOTSTRAP_SERVERS"), Some("demo-kafka:9092"));
+        assert_eq!(env(p, "REDIS_URL"), Some("redis://demo-redis:6379"));
+        assert_eq!(env(p, "LAB_CONFIG"), Some("/etc/tracing-lab/lab-config.json"));
+        assert_eq!(env(p, "LISTEN_ADDR"), Some("0.0.0.0:8080"));
+        assert!(env(p, "OTEL_RESOURCE_ATTRIBUTES").unwrap().contains("service.namespace=demo"));
+        assert_eq!(p.image.as_deref(), Some(services::default_image().as_str()));
+        assert_eq!(p.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    }
+
+    #[test]
+    fn every_container_is_hardened_and_bounded() {
+        let c = render_spec(r#"{"loadGenerator": {"enabled": true}}"#);
+        let pods = c
+            .deployments
+            .iter()
+            .map(|d| d.spec.as_ref().unwrap().template.clone())
+            .chain(c.stateful_sets.iter().map(|s| s.spec.as_ref().unwrap().template.clone()));
+        for t in pods {
+            let pod = t.spec.unwrap();
+            let psc = pod.security_context.as_ref().unwrap();
+            assert_eq!(psc.run_as_non_root, Some(true));
+            assert!(psc.run_as_user.unwrap() > 0);
+            let containers = pod.containers.iter().chain(pod.init_containers.iter().flatten());
+            for c in containers {
+                let sc = c.security_context.as_ref().unwrap();
+                assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+                assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+                assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+                assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+                let r = c.resources.as_ref().unwrap();
+                assert!(r.requests.as_ref().unwrap().contains_key("memory"), "{}", c.name);
+                assert!(r.limits.as_ref().unwrap().contains_key("memory"), "{}", c.name);
+            }
+            assert!(pod.containers.iter().all(|c| c.readiness_probe.is_some() && c.liveness_probe.is_some()));
+        }
+    }
+
+    #[test]
+    fn replicas_are_owned_only_when_set() {
+        let c = render_spec(r#"{"services": {"notification": {"replicas": 3}}}"#);
+        assert_eq!(deployment(&c, "demo-processing").spec.as_ref().unwrap().replicas, None);
+        assert_eq!(deployment(&c, "demo-notification").spec.as_ref().unwrap().replicas, Some(3));
+        let applied = serde_json::to_value(deployment(&c, "demo-processing")).unwrap();
+        assert!(applied["spec"].get("replicas").is_none(), "replicas must be absent from the apply");
+    }
+
+    #[test]
+    fn config_hash_follows_what_the_pod_consumes() {
+        let hash = |c: &Children, name: &str| {
+            template(deployment(c, name)).metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CONFIG_HASH].clone()
+        };
+        let base = render_spec(r#"{"loadGenerator": {"enabled": true}}"#);
+        let changed = render_spec(r#"{"loadGenerator": {"enabled": true}, "services": {"processing": {"concurrency": 4}}}"#);
+        assert_ne!(hash(&base, "demo-processing"), hash(&changed, "demo-processing"));
+        assert_eq!(hash(&base, "demo-api"), hash(&changed, "demo-api"));
+        assert_eq!(hash(&base, "demo-loadgen"), hash(&changed, "demo-loadgen"));
+        let tail = render_spec(r#"{"loadGenerator": {"enabled": true}, "sampling": {"tail": {"enabled": true}}}"#);
+        assert_ne!(hash(&base, "demo-collector"), hash(&tail, "demo-collector"));
+    }
+
+    #[test]
+    fn loadgen_targets_the_api_when_enabled() {
+        assert!(render_spec("{}").deployments.iter().all(|d| d.metadata.name.as_deref() != Some("demo-loadgen")));
+        let c = render_spec(r#"{"loadGenerator": {"enabled": true, "ordersPerSecond": 5}}"#);
+        let l = main_container(deployment(&c, "demo-loadgen"));
+        assert_eq!(env(l, "LOADGEN_TARGET_URL"), Some("http://demo-api:8080"));
+        assert_eq!(env(l, "OTEL_SERVICE_NAME"), Some("loadgen"));
+        let doc = c.config_maps[0].data.as_ref().unwrap()["lab-config.json"].clone();
+        assert_eq!(tracing_lab_config::LabConfig::parse(&doc).unwrap().loadgen.orders_per_second, 5.0);
+    }
+
+    #[test]
+    fn node_ports_make_node_port_services() {
+        let lab = lab(TracingLabSpec {
+            access: crate::crd::AccessSpec { node_ports: Some(NodePorts::default()) },
+            ..Default::default()
+        });
+        let c = render(&LabRef::new(&lab).unwrap(), &lab.spec);
+        let svc = |name: &str| c.services.iter().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap().spec.clone().unwrap();
+        assert_eq!(svc("demo-api").type_.as_deref(), Some("NodePort"));
+        assert_eq!(svc("demo-api").ports.unwrap()[0].node_port, Some(30080));
+        assert_eq!(svc("demo-jaeger").ports.unwrap()[0].node_port, Some(30686));
+        assert_eq!(svc("demo-collector").type_.as_deref(), Some("ClusterIP"));
+    }
+
+    #[test]
+    fn kafka_is_kraft_with_the_spec_partitions() {
+        let c = render_spec(r#"{"kafka": {"partitions": 12}}"#);
+        let sts = &c.stateful_sets[0];
+        let pod = sts.spec.as_ref().unwrap().template.spec.clone().unwrap();
+        let k = &pod.containers[0];
+        assert_eq!(env(k, "KAFKA_NUM_PARTITIONS"), Some("12"));
+        assert_eq!(env(k, "KAFKA_PROCESS_ROLES"), Some("broker,controller"));
+        assert_eq!(env(k, "KAFKA_ADVERTISED_LISTENERS"), Some("PLAINTEXT://demo-kafka.students.svc:9092"));
+        assert!(k.env.as_ref().unwrap().iter().all(|e| !e.name.contains("ZOOKEEPER")));
+        let mounts: Vec<_> = k.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        assert!(mounts.contains(&"/opt/kafka/config") && mounts.contains(&"/var/lib/kafka/data"));
+        assert_eq!(sts.spec.as_ref().unwrap().service_name.as_deref(), Some("demo-kafka-headless"));
+    }
+
+    #[test]
+    fn collector_config_follows_tail_sampling() {
+        let lab = lab(TracingLabSpec::default());
+        let r = LabRef::new(&lab).unwrap();
+        let off = collector::config(&r, &Default::default());
+        assert!(!off.contains("tail_sampling"));
+        assert!(off.contains("demo-jaeger-otlp:4317"));
+        let tail = crate::crd::TailSampling { enabled: true, latency_threshold_ms: 250, percentage: 5.0, ..Default::default() };
+        let on: serde_json::Value = serde_saphyr::from_str(&collector::config(&r, &tail)).unwrap();
+        let policies = on["processors"]["tail_sampling"]["policies"].as_array().unwrap();
+        assert_eq!(policies[0]["status_code"]["status_codes"][0], "ERROR");
+        assert_eq!(policies[1]["latency"]["threshold_ms"], 250);
+        assert_eq!(policies[2]["probabilistic"]["sampling_percentage"], 5.0);
+        assert_eq!(on["service"]["pipelines"]["traces"]["processors"][1], "tail_sampling");
+    }
+
+    #[test]
+    fn jaeger_config_caps_traces() {
+        let spec = crate::crd::JaegerSpec { max_traces: 1234, ..Default::default() };
+        let doc: serde_json::Value = serde_saphyr::from_str(&jaeger::config(&spec)).unwrap();
+        assert_eq!(doc["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"], 1234);
+    }
+
+    #[test]
+    fn every_object_is_labelled_for_pruning() {
+        let c = render_spec(r#"{"loadGenerator": {"enabled": true}}"#);
+        let metas = c
+            .config_maps
+            .iter()
+            .map(|o| &o.metadata)
+            .chain(c.services.iter().map(|o| &o.metadata))
+            .chain(c.deployments.iter().map(|o| &o.metadata))
+            .chain(c.stateful_sets.iter().map(|o| &o.metadata));
+        for m in metas {
+            assert_eq!(m.labels.as_ref().unwrap()[MANAGED_BY], "tracing-lab-operator");
+            assert_eq!(m.owner_references.as_ref().unwrap().len(), 1);
+        }
+    }
+}

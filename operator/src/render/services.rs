@@ -1,0 +1,149 @@
+//! The four lab services and the load generator: one image, the role as its argument, settings
+//! through the standard `OTEL_*` variables and the lab configuration document.
+
+use super::collector::{COLLECTOR, OTLP_GRPC_PORT};
+use super::common::{LabRef, container, env, hash, pod_security, resources, scratch};
+use super::kafka::{CLIENT_PORT as KAFKA_PORT, KAFKA};
+use super::redis::{PORT as REDIS_PORT, REDIS};
+use super::workload::{Component, deployment, port, service};
+use crate::crd::{HeadSampling, TracingLabSpec};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PodSpec, Probe, ResourceRequirements, Service, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+use tracing_lab_config::{FILE_NAME, LabConfig, Role};
+
+pub const PORT: i32 = 8080;
+pub const LOADGEN: &str = "loadgen";
+const CONFIG_DIR: &str = "/etc/tracing-lab";
+/// The non-root user of the `tracing-lab-service` image (its Dockerfile's numeric `USER`).
+const UID: i64 = 65532;
+
+pub fn default_image() -> String {
+    format!("tracing-lab-service:{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn component(name: &str) -> Component<'_> {
+    Component { suffix: name, app: "tracing-lab-service" }
+}
+
+/// ConfigMap `<lab>-config` holding the resolved lab configuration document.
+pub fn config_map(lab: &LabRef, config: &LabConfig) -> ConfigMap {
+    ConfigMap {
+        metadata: lab.meta("config", "tracing-lab-service", "config"),
+        data: Some(BTreeMap::from([(FILE_NAME.to_string(), config.to_json())])),
+        ..Default::default()
+    }
+}
+
+/// Service `<lab>-api:8080`, a node port when the spec asks for one.
+pub fn api_service(lab: &LabRef, node_port: Option<i32>) -> Service {
+    let mut http = port("http", PORT);
+    http.node_port = node_port;
+    service(lab, Role::Api.name(), component(Role::Api.name()), vec![http])
+}
+
+/// The Deployment of one of the four services.
+pub fn deployment_(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig, role: Role) -> Deployment {
+    let service = spec.services.get(role);
+    let consumed = serde_json::to_string(&(config.role(role), &config.resource_sampling))
+        .expect("settings always serialise");
+    let pod = pod(
+        lab,
+        spec,
+        role.name(),
+        spec.sampling.for_role(role),
+        Vec::new(),
+        resources(service.resources.as_ref(), ("100m", "64Mi"), ("2", "512Mi")),
+        "/ready",
+    );
+    deployment(lab, component(role.name()), service.replicas, pod, Some(hash(&[&consumed])))
+}
+
+/// The load generator, posting orders to the api at the configured rate.
+pub fn loadgen(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig) -> Deployment {
+    let consumed = serde_json::to_string(&config.loadgen).expect("settings always serialise");
+    let target = env("LOADGEN_TARGET_URL", format!("http://{}:{PORT}", lab.child(Role::Api.name())));
+    let res = resources(spec.load_generator.resources.as_ref(), ("50m", "32Mi"), ("500m", "128Mi"));
+    let pod = pod(lab, spec, LOADGEN, spec.sampling.head.clone(), vec![target], res, "/health");
+    deployment(lab, component(LOADGEN), Some(1), pod, Some(hash(&[&consumed])))
+}
+
+fn field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.to_string(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The environment contract every service container gets.
+fn contract_env(lab: &LabRef, role: &str, sampling: &HeadSampling) -> Vec<EnvVar> {
+    vec![
+        field("POD_NAME", "metadata.name"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+        env("OTEL_SERVICE_NAME", role),
+        env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}:{OTLP_GRPC_PORT}", lab.child(COLLECTOR.suffix))),
+        env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        env("OTEL_TRACES_SAMPLER", sampling.sampler.as_str()),
+        env("OTEL_TRACES_SAMPLER_ARG", sampling.ratio.to_string()),
+        env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),service.namespace={}", lab.name),
+        ),
+        env("KAFKA_BOOTSTRAP_SERVERS", format!("{}:{KAFKA_PORT}", lab.child(KAFKA.suffix))),
+        env("REDIS_URL", format!("redis://{}:{REDIS_PORT}", lab.child(REDIS.suffix))),
+        env(tracing_lab_config::ENV_VAR, format!("{CONFIG_DIR}/{FILE_NAME}")),
+        env("LISTEN_ADDR", format!("0.0.0.0:{PORT}")),
+        env("TMPDIR", "/tmp"),
+    ]
+}
+
+fn pod(
+    lab: &LabRef,
+    spec: &TracingLabSpec,
+    role: &str,
+    sampling: HeadSampling,
+    extra_env: Vec<EnvVar>,
+    resources: ResourceRequirements,
+    readiness_path: &str,
+) -> PodSpec {
+    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::Int(PORT), ..Default::default() }),
+        period_seconds: Some(5),
+        ..Default::default()
+    };
+    let image = spec.image.clone().unwrap_or_else(default_image);
+    let mut c = container(role, &image, spec.image_pull_policy.as_str());
+    c.args = Some(vec![role.to_string()]);
+    c.env = Some([contract_env(lab, role, &sampling), extra_env].concat());
+    c.ports = Some(vec![ContainerPort { name: Some("http".into()), container_port: PORT, ..Default::default() }]);
+    c.volume_mounts = Some(vec![
+        VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() },
+        tmp_m,
+    ]);
+    c.resources = Some(resources);
+    c.liveness_probe = Some(probe("/health"));
+    c.readiness_probe = Some(probe(readiness_path));
+    PodSpec {
+        containers: vec![c],
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource { name: lab.child("config"), ..Default::default() }),
+                ..Default::default()
+            },
+            tmp_v,
+        ]),
+        security_context: Some(pod_security(UID)),
+        enable_service_links: Some(false),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,288 @@
+//! The lab's status as a pure function of what was applied (or why nothing was).
+
+use crate::apply::Applied;
+use crate::crd::{ComponentStatus, LabUrls, TracingLab, TracingLabStatus};
+use crate::render::LabRef;
+use crate::render::{collector, jaeger, kafka, services};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeMap;
+use tracing_lab_config::{LabConfig, Role};
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// What the reconcile achieved.
+pub enum Outcome<'a> {
+    /// Everything was applied; these are the workloads as the API server returned them.
+    Applied(&'a Applied),
+    /// The spec has problems the services would refuse; nothing was applied.
+    Invalid(&'a [String]),
+    /// Applying failed (message from the API server).
+    Failed(&'a str),
+}
+
+/// Readiness of a Deployment: rolled out at its current generation with every replica available.
+pub fn deployment_status(d: &Deployment) -> ComponentStatus {
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    let current = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    let updated = st.updated_replicas.unwrap_or(0);
+    ComponentStatus {
+        kind: "Deployment".into(),
+        name: d.metadata.name.clone().unwrap_or_default(),
+        desired,
+        ready: st.ready_replicas.unwrap_or(0),
+        available: current && available >= desired && updated >= desired,
+    }
+}
+
+/// Readiness of a StatefulSet: rolled out at its current generation with every replica ready.
+pub fn stateful_set_status(s: &StatefulSet) -> ComponentStatus {
+    let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = s.status.clone().unwrap_or_default();
+    let current = st.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0);
+    let ready = st.ready_replicas.unwrap_or(0);
+    let updated = st.updated_replicas.unwrap_or(0);
+    ComponentStatus {
+        kind: "StatefulSet".into(),
+        name: s.metadata.name.clone().unwrap_or_default(),
+        desired,
+        ready,
+        available: current && ready >= desired && updated >= desired,
+    }
+}
+
+/// Component name (`api`, `kafka`, ...) from a child name `<lab>-<component>`.
+fn component_name(lab: &str, object: &str) -> String {
+    object.strip_prefix(&format!("{lab}-")).unwrap_or(object).to_string()
+}
+
+pub fn components(lab: &str, applied: &Applied) -> BTreeMap<String, ComponentStatus> {
+    let deployments = applied.deployments.iter().map(deployment_status);
+    let sets = applied.stateful_sets.iter().map(stateful_set_status);
+    deployments.chain(sets).map(|c| (component_name(lab, &c.name), c)).collect()
+}
+
+/// Consumer Deployments whose replicas x concurrency exceed the partitions of their topic.
+pub fn idle_consumers(applied: &Applied, lab: &str, config: &LabConfig, partitions: i32) -> Vec<String> {
+    Role::CONSUMERS
+        .iter()
+        .filter_map(|role| {
+            let d = applied.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(&format!("{lab}-{role}")))?;
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let concurrency = i64::from(config.role(*role).concurrency);
+            let consumers = i64::from(replicas) * concurrency;
+            (consumers > i64::from(partitions)).then(|| {
+                format!(
+                    "{role}: {consumers} consumers ({replicas} replicas x concurrency {concurrency}) for {partitions} partitions of {}; {} stay idle",
+                    role.input_topic().unwrap_or_default(),
+                    consumers - i64::from(partitions)
+                )
+            })
+        })
+        .collect()
+}
+
+pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls {
+    LabUrls {
+        api: format!("http://{}:{}", lab.host(Role::Api.name()), services::PORT),
+        jaeger_ui: format!("http://{}:{}", lab.host(jaeger::JAEGER.suffix), jaeger::UI_PORT),
+        otlp: format!("http://{}:{}", lab.host(collector::COLLECTOR.suffix), collector::OTLP_GRPC_PORT),
+        kafka: format!("{}:{}", lab.host(kafka::KAFKA.suffix), kafka::CLIENT_PORT),
+        api_node_port: node_ports.map(|p| format!("http://<node-address>:{}", p.api)),
+        jaeger_ui_node_port: node_ports.map(|p| format!("http://<node-address>:{}", p.jaeger_ui)),
+    }
+}
+
+/// The full status. `warnings` are problems that do not block applying (idle consumers).
+pub fn compute(lab: &TracingLab, lab_ref: &LabRef, outcome: Outcome, warnings: &[String], now: Time) -> TracingLabStatus {
+    let previous = lab.status.clone().unwrap_or_default();
+    let generation = lab.metadata.generation;
+    let components = match outcome {
+        Outcome::Applied(applied) => components(&lab_ref.name, applied),
+        _ => previous.components.clone(),
+    };
+    let waiting: Vec<String> = components
+        .iter()
+        .filter(|(_, c)| !c.available)
+        .map(|(name, c)| format!("{name} {}/{}", c.ready, c.desired))
+        .collect();
+    let all_available = !components.is_empty() && waiting.is_empty();
+
+    let (ready, ready_reason, ready_message) = if all_available {
+        (true, "AllComponentsAvailable", "every component is available".to_string())
+    } else if components.is_empty() {
+        (false, "NotApplied", "nothing has been applied yet".to_string())
+    } else {
+        (false, "ComponentsNotReady", format!("waiting for {}", waiting.join(", ")))
+    };
+    let (progressing, progressing_reason, progressing_message) = match outcome {
+        Outcome::Invalid(_) => (false, "InvalidSpec", "blocked until the spec is fixed".to_string()),
+        Outcome::Failed(_) => (false, "ApplyFailed", "blocked until applying succeeds".to_string()),
+        Outcome::Applied(_) if all_available => (false, "RolloutComplete", "every component is rolled out".to_string()),
+        Outcome::Applied(_) => (true, "RollingOut", format!("waiting for {}", waiting.join(", "))),
+    };
+    let (degraded, degraded_reason, degraded_message) = match outcome {
+        Outcome::Invalid(problems) => (true, "InvalidSpec", problems.join("; ")),
+        Outcome::Failed(message) => (true, "ApplyFailed", message.to_string()),
+        Outcome::Applied(_) if !warnings.is_empty() => (true, "IdleConsumers", warnings.join("; ")),
+        Outcome::Applied(_) => (false, "AsExpected", "the lab matches its spec".to_string()),
+    };
+    let condition = |type_: &str, status: bool, reason: &str, message: String| {
+        let status = if status { "True" } else { "False" }.to_string();
+        let old = previous.conditions.iter().find(|c| c.type_ == type_);
+        let last_transition_time = match old {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message,
+            last_transition_time,
+            observed_generation: generation,
+        }
+    };
+    let services_available = Role::ALL
+        .iter()
+        .filter(|r| components.get(r.name()).is_some_and(|c| c.available))
+        .count();
+    TracingLabStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(READY, ready, ready_reason, ready_message),
+            condition(PROGRESSING, progressing, progressing_reason, progressing_message),
+            condition(DEGRADED, degraded, degraded_reason, degraded_message),
+        ],
+        services_ready: Some(format!("{services_available}/{}", Role::ALL.len())),
+        urls: Some(urls(lab_ref, lab.spec.access.node_ports.as_ref())),
+        components,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::common::tests::lab;
+    use crate::render::render;
+    use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSetStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn applied(available: bool) -> (TracingLab, Applied) {
+        let lab = lab(Default::default());
+        let c = render(&LabRef::new(&lab).unwrap(), &lab.spec);
+        let n = i32::from(available);
+        let deployments = c
+            .deployments
+            .into_iter()
+            .map(|mut d| {
+                d.metadata.generation = Some(1);
+                d.status = Some(DeploymentStatus {
+                    observed_generation: Some(1),
+                    available_replicas: Some(n),
+                    ready_replicas: Some(n),
+                    updated_replicas: Some(n),
+                    replicas: Some(n),
+                    ..Default::default()
+                });
+                d
+            })
+            .collect();
+        let stateful_sets = c
+            .stateful_sets
+            .into_iter()
+            .map(|mut s| {
+                s.metadata.generation = Some(1);
+                s.status = Some(StatefulSetStatus {
+                    observed_generation: Some(1),
+                    ready_replicas: Some(n),
+                    updated_replicas: Some(n),
+                    replicas: n,
+                    ..Default::default()
+                });
+                s
+            })
+            .collect();
+        (lab, Applied { deployments, stateful_sets })
+    }
+
+    fn cond<'a>(s: &'a TracingLabStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn all_available_is_ready() {
+        let (lab, a) = applied(true);
+        let r = LabRef::new(&lab).unwrap();
+        let s = compute(&lab, &r, Outcome::Applied(&a), &[], at(10));
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!(cond(&s, PROGRESSING).status, "False");
+        assert_eq!(cond(&s, DEGRADED).status, "False");
+        assert_eq!(s.services_ready.as_deref(), Some("4/4"));
+        assert_eq!(s.components.len(), 8);
+        assert!(s.components["kafka"].available);
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(cond(&s, READY).observed_generation, Some(1));
+        assert_eq!(s.urls.as_ref().unwrap().api, "http://demo-api.students.svc:8080");
+    }
+
+    #[test]
+    fn unavailable_components_are_named() {
+        let (lab, a) = applied(false);
+        let r = LabRef::new(&lab).unwrap();
+        let s = compute(&lab, &r, Outcome::Applied(&a), &[], at(10));
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, PROGRESSING).status, "True");
+        assert!(cond(&s, READY).message.contains("kafka 0/1"), "{}", cond(&s, READY).message);
+        assert_eq!(s.services_ready.as_deref(), Some("0/4"));
+    }
+
+    #[test]
+    fn a_stale_generation_is_not_available() {
+        let (_, mut a) = applied(true);
+        a.deployments[0].metadata.generation = Some(2);
+        assert!(!deployment_status(&a.deployments[0]).available);
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_change() {
+        let (mut lab, a) = applied(true);
+        let r = LabRef::new(&lab).unwrap();
+        lab.status = Some(compute(&lab, &r, Outcome::Applied(&a), &[], at(10)));
+        let again = compute(&lab, &r, Outcome::Applied(&a), &[], at(20));
+        assert_eq!(Some(&again), lab.status.as_ref(), "an unchanged lab gives an identical status");
+        let problems = vec!["spec.services.api.workload: bad".to_string()];
+        let invalid = compute(&lab, &r, Outcome::Invalid(&problems), &[], at(30));
+        assert_eq!(cond(&invalid, DEGRADED).status, "True");
+        assert_eq!(cond(&invalid, DEGRADED).reason, "InvalidSpec");
+        assert_eq!(cond(&invalid, DEGRADED).last_transition_time, at(30));
+        assert_eq!(cond(&invalid, READY).last_transition_time, at(10));
+        assert_eq!(invalid.components, lab.status.unwrap().components, "components keep their last known state");
+    }
+
+    #[test]
+    fn more_consumers_than_partitions_is_reported() {
+        let (lab, mut a) = applied(true);
+        let p = a.deployments.iter_mut().find(|d| d.metadata.name.as_deref() == Some("demo-processing")).unwrap();
+        p.spec.as_mut().unwrap().replicas = Some(4);
+        let st = p.status.as_mut().unwrap();
+        (st.available_replicas, st.ready_replicas, st.updated_replicas) = (Some(4), Some(4), Some(4));
+        let mut config = LabConfig::default();
+        config.processing.concurrency = 2;
+        let w = idle_consumers(&a, "demo", &config, 6);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("processing: 8 consumers (4 replicas x concurrency 2) for 6 partitions of orders; 2 stay idle"), "{}", w[0]);
+        let r = LabRef::new(&lab).unwrap();
+        let s = compute(&lab, &r, Outcome::Applied(&a), &w, at(1));
+        assert_eq!(cond(&s, DEGRADED).reason, "IdleConsumers");
+        assert_eq!(cond(&s, READY).status, "True", "idle consumers do not stop the lab working");
+    }
+}
