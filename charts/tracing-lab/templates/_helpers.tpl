@@ -49,26 +49,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Rules of the operator's (Cluster)Role: what the reconciler reads, applies, prunes and reports. */}}
+{{/*
+Rules of the operator's (Cluster)Role: exactly the calls it makes. Labs: watched (list, watch),
+status written by server-side apply (patch). Children: server-side applied (create on first apply,
+patch after), watched (list, watch) and pruned (delete). Events: events.k8s.io/v1, created and
+patched when they repeat.
+*/}}
 {{- define "tracing-lab.rbacRules" -}}
 - apiGroups: ["tracinglab.dev"]
   resources: ["tracinglabs"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["tracinglab.dev"]
   resources: ["tracinglabs/status"]
-  verbs: ["get", "patch", "update"]
-# Owner references with blockOwnerDeletion need this where the OwnerReferencesPermissionEnforcement
-# admission plugin is on (OpenShift, hardened clusters).
+  verbs: ["patch"]
+# Children carry owner references with blockOwnerDeletion, which clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin (OpenShift, hardened clusters) allow only
+# to those who may update the owner's finalizers.
 - apiGroups: ["tracinglab.dev"]
   resources: ["tracinglabs/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
