@@ -31,7 +31,12 @@ pub struct ApplyError(pub Vec<String>);
 
 /// Applies every child, and prunes the lab's objects that are not among them. Pruning only runs
 /// when every apply succeeded, so a half-applied lab never loses objects.
-pub async fn apply(client: &Client, namespace: &str, lab: &str, children: Children) -> Result<Applied, ApplyError> {
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    lab: &str,
+    children: Children,
+) -> Result<Applied, ApplyError> {
     let (cm, svc, sts, deploy) = futures::join!(
         apply_kind(client, namespace, children.config_maps),
         apply_kind(client, namespace, children.services),
@@ -49,11 +54,17 @@ pub async fn apply(client: &Client, namespace: &str, lab: &str, children: Childr
         prune::<StatefulSet>(client, namespace, &selector, names(sts)),
         prune::<Deployment>(client, namespace, &selector, names(deploy)),
     );
-    let errors: Vec<String> = [pruned.0, pruned.1, pruned.2, pruned.3].into_iter().filter_map(Result::err).collect();
+    let errors: Vec<String> = [pruned.0, pruned.1, pruned.2, pruned.3]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     if !errors.is_empty() {
         return Err(ApplyError(errors));
     }
-    Ok(Applied { deployments: deploy.clone(), stateful_sets: sts.clone() })
+    Ok(Applied {
+        deployments: deploy.clone(),
+        stateful_sets: sts.clone(),
+    })
 }
 
 fn errors<T>(r: &Result<T, Vec<String>>) -> Vec<String> {
@@ -68,9 +79,17 @@ fn describe<K: Resource<DynamicType = ()>>(name: &str) -> String {
     format!("{} {name}", K::kind(&()))
 }
 
-async fn apply_kind<K>(client: &Client, namespace: &str, objs: Vec<K>) -> Result<Vec<K>, Vec<String>>
+async fn apply_kind<K>(
+    client: &Client,
+    namespace: &str,
+    objs: Vec<K>,
+) -> Result<Vec<K>, Vec<String>>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(MANAGER).force();
@@ -95,9 +114,17 @@ where
     }
 }
 
-async fn prune<K>(client: &Client, namespace: &str, selector: &str, keep: BTreeSet<String>) -> Result<(), String>
+async fn prune<K>(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+    keep: BTreeSet<String>,
+) -> Result<(), String>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let existing = api

@@ -3,8 +3,8 @@
 use crate::apply::{self, ApplyError};
 use crate::crd::TracingLab;
 use crate::metrics::Shared;
-use crate::render::{self, LabRef};
 use crate::render::common::{MANAGED_BY, MANAGER};
+use crate::render::{self, LabRef};
 use crate::status::{self, Outcome};
 use crate::validate;
 use futures::StreamExt;
@@ -75,17 +75,32 @@ pub async fn run(client: Client, config: Config) {
         shared: config.shared.clone(),
         failures: Mutex::default(),
     });
-    let controller = Controller::new(scoped::<TracingLab>(&client, ns), watcher::Config::default())
-        .owns(scoped::<Deployment>(&client, ns), children.clone())
-        .owns(scoped::<StatefulSet>(&client, ns), children.clone())
-        .owns(scoped::<Service>(&client, ns), children.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), children)
-        .shutdown_on_signal();
+    let controller = Controller::new(
+        scoped::<TracingLab>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<Deployment>(&client, ns), children.clone())
+    .owns(scoped::<StatefulSet>(&client, ns), children.clone())
+    .owns(scoped::<Service>(&client, ns), children.clone())
+    .owns(scoped::<ConfigMap>(&client, ns), children)
+    .shutdown_on_signal();
     let store = controller.store();
     let shared = config.shared.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            shared.set_ready(true);
+        // The store wakes only its latest waiter (the controller's own), so poll again each second.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("TracingLabs listed; ready");
+                    shared.set_ready(true);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the TracingLab watch ended before its first list");
+                    break;
+                }
+                Err(_) => continue,
+            }
         }
     });
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller started");
@@ -112,7 +127,10 @@ async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Er
     let result = reconcile_lab(&lab, &ctx).await;
     ctx.shared.duration.observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.failures.lock().expect("failure map poisoned").remove(&key(&lab));
+        ctx.failures
+            .lock()
+            .expect("failure map poisoned")
+            .remove(&key(&lab));
     }
     result
 }
@@ -137,7 +155,12 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     };
     let failure_message = outcome_error.as_ref().map(ToString::to_string);
     let warnings = match &applied {
-        Some(a) => status::idle_consumers(a, &lab_ref.name, &validate::lab_config(&lab.spec), lab.spec.kafka.partitions),
+        Some(a) => status::idle_consumers(
+            a,
+            &lab_ref.name,
+            &validate::lab_config(&lab.spec),
+            lab.spec.kafka.partitions,
+        ),
         None => Vec::new(),
     };
     let outcome = match (&applied, &failure_message) {
@@ -146,7 +169,8 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         (None, None) => Outcome::Invalid(&problems),
     };
     let new_status = status::compute(lab, &lab_ref, outcome, &warnings, Time(Timestamp::now()));
-    let degraded_changed = degraded_message(lab.status.as_ref()) != degraded_message(Some(&new_status));
+    let degraded_changed =
+        degraded_message(lab.status.as_ref()) != degraded_message(Some(&new_status));
     if lab.status.as_ref() != Some(&new_status) {
         let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
         let patch = json!({
@@ -154,9 +178,13 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
             "kind": TracingLab::kind(&()),
             "status": new_status,
         });
-        api.patch_status(&lab_ref.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::Status)?;
+        api.patch_status(
+            &lab_ref.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::Status)?;
     }
     if degraded_changed && let Some((reason, message)) = degraded_message(Some(&new_status)) {
         publish(ctx, lab, EventType::Warning, &reason, message).await;
@@ -164,7 +192,11 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     match outcome_error {
         Some(e) => Err(e.into()),
         None => {
-            tracing::info!(problems = problems.len(), warnings = warnings.len(), "reconciled");
+            tracing::info!(
+                problems = problems.len(),
+                warnings = warnings.len(),
+                "reconciled"
+            );
             Ok(Action::requeue(RESYNC))
         }
     }
@@ -206,7 +238,16 @@ fn error_policy(lab: Arc<TracingLab>, error: &Error, ctx: Arc<Context>) -> Actio
     if let Error::Status(_) = error {
         // Apply failures already produced a Degraded condition and an event; this one could not.
         let (ctx, lab, message) = (ctx.clone(), lab.clone(), error.to_string());
-        tokio::spawn(async move { publish(&ctx, &lab, EventType::Warning, "StatusUpdateFailed", message).await });
+        tokio::spawn(async move {
+            publish(
+                &ctx,
+                &lab,
+                EventType::Warning,
+                "StatusUpdateFailed",
+                message,
+            )
+            .await
+        });
     }
     Action::requeue(delay)
 }

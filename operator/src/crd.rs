@@ -15,6 +15,8 @@ use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
 /// A complete distributed-tracing lab in one namespace: Kafka, Redis, Jaeger, an OpenTelemetry
 /// Collector and the four instrumented services (api -> processing -> notification -> analytics),
 /// plus an optional load generator.
+// Several `printcolumn(type_ = "string")` read as duplicates to clippy; they are distinct columns.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "tracinglab.dev",
@@ -26,10 +28,24 @@ use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
     status = "TracingLabStatus",
     derive = "Default",
     derive = "PartialEq",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Services", type_ = "string", json_path = ".status.servicesReady", description = "service Deployments available / total"),
+    doc = "A distributed-tracing teaching lab: one resource, the whole lab in its namespace.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Services",
+        type_ = "string",
+        json_path = ".status.servicesReady",
+        description = "service Deployments available / total"
+    ),
     printcolumn(name = "API", type_ = "string", json_path = ".status.urls.api"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TracingLabSpec {
@@ -174,7 +190,11 @@ fn default_partitions() -> i32 {
 
 impl Default for KafkaSpec {
     fn default() -> Self {
-        Self { image: None, partitions: default_partitions(), resources: None }
+        Self {
+            image: None,
+            partitions: default_partitions(),
+            resources: None,
+        }
     }
 }
 
@@ -201,7 +221,11 @@ fn default_max_traces() -> i64 {
 
 impl Default for JaegerSpec {
     fn default() -> Self {
-        Self { image: None, max_traces: default_max_traces(), resources: None }
+        Self {
+            image: None,
+            max_traces: default_max_traces(),
+            resources: None,
+        }
     }
 }
 
@@ -240,7 +264,10 @@ fn default_ratio() -> f64 {
 
 impl Default for HeadSampling {
     fn default() -> Self {
-        Self { sampler: Sampler::default(), ratio: default_ratio() }
+        Self {
+            sampler: Sampler::default(),
+            ratio: default_ratio(),
+        }
     }
 }
 
@@ -250,6 +277,8 @@ impl Default for HeadSampling {
 pub struct HeadSamplingOverride {
     /// Sampler name, as in `OTEL_TRACES_SAMPLER`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // A plain enum schema: a `null` among enum values is rejected by the API server.
+    #[schemars(with = "Sampler")]
     pub sampler: Option<Sampler>,
     /// Fraction of traces kept by the ratio samplers (0..1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,7 +421,11 @@ fn default_orders_per_second() -> f64 {
 
 impl Default for LoadGeneratorSpec {
     fn default() -> Self {
-        Self { enabled: false, orders_per_second: default_orders_per_second(), resources: None }
+        Self {
+            enabled: false,
+            orders_per_second: default_orders_per_second(),
+            resources: None,
+        }
     }
 }
 
@@ -429,7 +462,10 @@ fn default_jaeger_ui_node_port() -> i32 {
 
 impl Default for NodePorts {
     fn default() -> Self {
-        Self { api: default_api_node_port(), jaeger_ui: default_jaeger_ui_node_port() }
+        Self {
+            api: default_api_node_port(),
+            jaeger_ui: default_jaeger_ui_node_port(),
+        }
     }
 }
 

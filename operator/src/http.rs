@@ -20,13 +20,19 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.is_ready() {
         (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first list of TracingLabs")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first list of TracingLabs",
+        )
     }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         shared.encode(),
     )
 }

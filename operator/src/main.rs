@@ -8,7 +8,10 @@ use tracing_lab_operator::metrics::Shared;
 use tracing_lab_operator::{Config, crd, http, run};
 
 #[derive(Parser)]
-#[command(version, about = "Kubernetes operator for TracingLab distributed-tracing labs")]
+#[command(
+    version,
+    about = "Kubernetes operator for TracingLab distributed-tracing labs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,7 +31,12 @@ struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
-    #[arg(long = "listen-addr", alias = "listen", env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long = "listen-addr",
+        alias = "listen",
+        env = "LISTEN_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
     listen_addr: SocketAddr,
     /// Kafka address dialled instead of each lab's own Kafka Service (reserved for running the
     /// operator outside the cluster; not used yet).
@@ -71,9 +79,19 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             .into_future(),
     );
     // Returns after SIGTERM/Ctrl-C once the reconciles in flight are done.
-    run(client, Config { namespace: args.namespace, shared }).await;
+    run(
+        client,
+        Config {
+            namespace: args.namespace,
+            shared,
+        },
+    )
+    .await;
     let _ = stop_http.send(());
-    server.await.context("HTTP server task")?.context("HTTP server")?;
+    server
+        .await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
     tokio::task::spawn_blocking(move || telemetry.shutdown())
         .await
         .context("telemetry shutdown task")??;

@@ -24,10 +24,28 @@ impl Default for Shared {
         let reconciles = Counter::default();
         let errors = Counter::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
-        registry.register("reconciles", "TracingLab reconciles started", reconciles.clone());
-        registry.register("reconcile_errors", "TracingLab reconciles that failed", errors.clone());
-        registry.register("reconcile_duration_seconds", "Time one TracingLab reconcile took", duration.clone());
-        Self { registry, reconciles, errors, duration, ready: AtomicBool::new(false) }
+        registry.register(
+            "reconciles",
+            "TracingLab reconciles started",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "TracingLab reconciles that failed",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one TracingLab reconcile took",
+            duration.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            ready: AtomicBool::new(false),
+        }
     }
 }
 
@@ -60,7 +78,13 @@ mod tests {
         s.duration.observe(0.02);
         let text = s.encode();
         assert!(text.contains("tracinglab_reconciles_total 1"), "{text}");
-        assert!(text.contains("tracinglab_reconcile_errors_total 0"), "{text}");
-        assert!(text.contains("tracinglab_reconcile_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("tracinglab_reconcile_errors_total 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracinglab_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -57,17 +57,28 @@ pub fn stateful_set_status(s: &StatefulSet) -> ComponentStatus {
 
 /// Component name (`api`, `kafka`, ...) from a child name `<lab>-<component>`.
 fn component_name(lab: &str, object: &str) -> String {
-    object.strip_prefix(&format!("{lab}-")).unwrap_or(object).to_string()
+    object
+        .strip_prefix(&format!("{lab}-"))
+        .unwrap_or(object)
+        .to_string()
 }
 
 pub fn components(lab: &str, applied: &Applied) -> BTreeMap<String, ComponentStatus> {
     let deployments = applied.deployments.iter().map(deployment_status);
     let sets = applied.stateful_sets.iter().map(stateful_set_status);
-    deployments.chain(sets).map(|c| (component_name(lab, &c.name), c)).collect()
+    deployments
+        .chain(sets)
+        .map(|c| (component_name(lab, &c.name), c))
+        .collect()
 }
 
 /// Consumer Deployments whose replicas x concurrency exceed the partitions of their topic.
-pub fn idle_consumers(applied: &Applied, lab: &str, config: &LabConfig, partitions: i32) -> Vec<String> {
+pub fn idle_consumers(
+    applied: &Applied,
+    lab: &str,
+    config: &LabConfig,
+    partitions: i32,
+) -> Vec<String> {
     Role::CONSUMERS
         .iter()
         .filter_map(|role| {
@@ -89,8 +100,16 @@ pub fn idle_consumers(applied: &Applied, lab: &str, config: &LabConfig, partitio
 pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls {
     LabUrls {
         api: format!("http://{}:{}", lab.host(Role::Api.name()), services::PORT),
-        jaeger_ui: format!("http://{}:{}", lab.host(jaeger::JAEGER.suffix), jaeger::UI_PORT),
-        otlp: format!("http://{}:{}", lab.host(collector::COLLECTOR.suffix), collector::OTLP_GRPC_PORT),
+        jaeger_ui: format!(
+            "http://{}:{}",
+            lab.host(jaeger::JAEGER.suffix),
+            jaeger::UI_PORT
+        ),
+        otlp: format!(
+            "http://{}:{}",
+            lab.host(collector::COLLECTOR.suffix),
+            collector::OTLP_GRPC_PORT
+        ),
         kafka: format!("{}:{}", lab.host(kafka::KAFKA.suffix), kafka::CLIENT_PORT),
         api_node_port: node_ports.map(|p| format!("http://<node-address>:{}", p.api)),
         jaeger_ui_node_port: node_ports.map(|p| format!("http://<node-address>:{}", p.jaeger_ui)),
@@ -98,7 +117,13 @@ pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls
 }
 
 /// The full status. `warnings` are problems that do not block applying (idle consumers).
-pub fn compute(lab: &TracingLab, lab_ref: &LabRef, outcome: Outcome, warnings: &[String], now: Time) -> TracingLabStatus {
+pub fn compute(
+    lab: &TracingLab,
+    lab_ref: &LabRef,
+    outcome: Outcome,
+    warnings: &[String],
+    now: Time,
+) -> TracingLabStatus {
     let previous = lab.status.clone().unwrap_or_default();
     let generation = lab.metadata.generation;
     let components = match outcome {
@@ -113,17 +138,45 @@ pub fn compute(lab: &TracingLab, lab_ref: &LabRef, outcome: Outcome, warnings: &
     let all_available = !components.is_empty() && waiting.is_empty();
 
     let (ready, ready_reason, ready_message) = if all_available {
-        (true, "AllComponentsAvailable", "every component is available".to_string())
+        (
+            true,
+            "AllComponentsAvailable",
+            "every component is available".to_string(),
+        )
     } else if components.is_empty() {
-        (false, "NotApplied", "nothing has been applied yet".to_string())
+        (
+            false,
+            "NotApplied",
+            "nothing has been applied yet".to_string(),
+        )
     } else {
-        (false, "ComponentsNotReady", format!("waiting for {}", waiting.join(", ")))
+        (
+            false,
+            "ComponentsNotReady",
+            format!("waiting for {}", waiting.join(", ")),
+        )
     };
     let (progressing, progressing_reason, progressing_message) = match outcome {
-        Outcome::Invalid(_) => (false, "InvalidSpec", "blocked until the spec is fixed".to_string()),
-        Outcome::Failed(_) => (false, "ApplyFailed", "blocked until applying succeeds".to_string()),
-        Outcome::Applied(_) if all_available => (false, "RolloutComplete", "every component is rolled out".to_string()),
-        Outcome::Applied(_) => (true, "RollingOut", format!("waiting for {}", waiting.join(", "))),
+        Outcome::Invalid(_) => (
+            false,
+            "InvalidSpec",
+            "blocked until the spec is fixed".to_string(),
+        ),
+        Outcome::Failed(_) => (
+            false,
+            "ApplyFailed",
+            "blocked until applying succeeds".to_string(),
+        ),
+        Outcome::Applied(_) if all_available => (
+            false,
+            "RolloutComplete",
+            "every component is rolled out".to_string(),
+        ),
+        Outcome::Applied(_) => (
+            true,
+            "RollingOut",
+            format!("waiting for {}", waiting.join(", ")),
+        ),
     };
     let (degraded, degraded_reason, degraded_message) = match outcome {
         Outcome::Invalid(problems) => (true, "InvalidSpec", problems.join("; ")),
@@ -155,7 +208,12 @@ pub fn compute(lab: &TracingLab, lab_ref: &LabRef, outcome: Outcome, warnings: &
         observed_generation: generation,
         conditions: vec![
             condition(READY, ready, ready_reason, ready_message),
-            condition(PROGRESSING, progressing, progressing_reason, progressing_message),
+            condition(
+                PROGRESSING,
+                progressing,
+                progressing_reason,
+                progressing_message,
+            ),
             condition(DEGRADED, degraded, degraded_reason, degraded_message),
         ],
         services_ready: Some(format!("{services_available}/{}", Role::ALL.len())),
@@ -207,7 +265,13 @@ mod tests {
                 s
             })
             .collect();
-        (lab, Applied { deployments, stateful_sets })
+        (
+            lab,
+            Applied {
+                deployments,
+                stateful_sets,
+            },
+        )
     }
 
     fn cond<'a>(s: &'a TracingLabStatus, t: &str) -> &'a Condition {
@@ -231,7 +295,10 @@ mod tests {
         assert!(s.components["kafka"].available);
         assert_eq!(s.observed_generation, Some(1));
         assert_eq!(cond(&s, READY).observed_generation, Some(1));
-        assert_eq!(s.urls.as_ref().unwrap().api, "http://demo-api.students.svc:8080");
+        assert_eq!(
+            s.urls.as_ref().unwrap().api,
+            "http://demo-api.students.svc:8080"
+        );
     }
 
     #[test]
@@ -241,7 +308,11 @@ mod tests {
         let s = compute(&lab, &r, Outcome::Applied(&a), &[], at(10));
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, PROGRESSING).status, "True");
-        assert!(cond(&s, READY).message.contains("kafka 0/1"), "{}", cond(&s, READY).message);
+        assert!(
+            cond(&s, READY).message.contains("kafka 0/1"),
+            "{}",
+            cond(&s, READY).message
+        );
         assert_eq!(s.services_ready.as_deref(), Some("0/4"));
     }
 
@@ -258,23 +329,39 @@ mod tests {
         let r = LabRef::new(&lab).unwrap();
         lab.status = Some(compute(&lab, &r, Outcome::Applied(&a), &[], at(10)));
         let again = compute(&lab, &r, Outcome::Applied(&a), &[], at(20));
-        assert_eq!(Some(&again), lab.status.as_ref(), "an unchanged lab gives an identical status");
+        assert_eq!(
+            Some(&again),
+            lab.status.as_ref(),
+            "an unchanged lab gives an identical status"
+        );
         let problems = vec!["spec.services.api.workload: bad".to_string()];
         let invalid = compute(&lab, &r, Outcome::Invalid(&problems), &[], at(30));
         assert_eq!(cond(&invalid, DEGRADED).status, "True");
         assert_eq!(cond(&invalid, DEGRADED).reason, "InvalidSpec");
         assert_eq!(cond(&invalid, DEGRADED).last_transition_time, at(30));
         assert_eq!(cond(&invalid, READY).last_transition_time, at(10));
-        assert_eq!(invalid.components, lab.status.unwrap().components, "components keep their last known state");
+        assert_eq!(
+            invalid.components,
+            lab.status.unwrap().components,
+            "components keep their last known state"
+        );
     }
 
     #[test]
     fn more_consumers_than_partitions_is_reported() {
         let (lab, mut a) = applied(true);
-        let p = a.deployments.iter_mut().find(|d| d.metadata.name.as_deref() == Some("demo-processing")).unwrap();
+        let p = a
+            .deployments
+            .iter_mut()
+            .find(|d| d.metadata.name.as_deref() == Some("demo-processing"))
+            .unwrap();
         p.spec.as_mut().unwrap().replicas = Some(4);
         let st = p.status.as_mut().unwrap();
-        (st.available_replicas, st.ready_replicas, st.updated_replicas) = (Some(4), Some(4), Some(4));
+        (
+            st.available_replicas,
+            st.ready_replicas,
+            st.updated_replicas,
+        ) = (Some(4), Some(4), Some(4));
         let mut config = LabConfig::default();
         config.processing.concurrency = 2;
         let w = idle_consumers(&a, "demo", &config, 6);
@@ -283,6 +370,10 @@ mod tests {
         let r = LabRef::new(&lab).unwrap();
         let s = compute(&lab, &r, Outcome::Applied(&a), &w, at(1));
         assert_eq!(cond(&s, DEGRADED).reason, "IdleConsumers");
-        assert_eq!(cond(&s, READY).status, "True", "idle consumers do not stop the lab working");
+        assert_eq!(
+            cond(&s, READY).status,
+            "True",
+            "idle consumers do not stop the lab working"
+        );
     }
 }

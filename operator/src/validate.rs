@@ -17,8 +17,11 @@ pub fn lab_config(spec: &TracingLabSpec) -> LabConfig {
 
 /// Problems that make the spec unusable; empty when the lab can be applied.
 pub fn problems(spec: &TracingLabSpec) -> Vec<String> {
-    let mut problems: Vec<String> =
-        lab_config(spec).problems().into_iter().map(|p| spec_path(&p)).collect();
+    let mut problems: Vec<String> = lab_config(spec)
+        .problems()
+        .into_iter()
+        .map(|p| spec_path(&p))
+        .collect();
     if let Some(ports) = &spec.access.node_ports
         && ports.api == ports.jaeger_ui
     {
@@ -39,7 +42,10 @@ pub fn problems(spec: &TracingLabSpec) -> Vec<String> {
 
 /// Maps a lab configuration path (`processing.workload`) to the spec field (`spec.services.processing.workload`).
 fn spec_path(problem: &str) -> String {
-    if Role::ALL.iter().any(|r| problem.starts_with(&format!("{}.", r.name()))) {
+    if Role::ALL
+        .iter()
+        .any(|r| problem.starts_with(&format!("{}.", r.name())))
+    {
         format!("spec.services.{problem}")
     } else if let Some(rest) = problem.strip_prefix("loadgen.") {
         format!("spec.loadGenerator.{rest}")
@@ -71,7 +77,10 @@ mod tests {
         let config = lab_config(&spec);
         assert_eq!(config.processing.concurrency, 4);
         assert_eq!(config.processing.faults.error_rate, 0.2);
-        assert_eq!(config.processing.workload, Role::Processing.defaults().workload);
+        assert_eq!(
+            config.processing.workload,
+            Role::Processing.defaults().workload
+        );
         assert_eq!(config.loadgen.orders_per_second, 7.5);
         assert_eq!(config.resource_sampling.interval_ms, 50);
     }
@@ -84,10 +93,16 @@ mod tests {
         .unwrap();
         let p = problems(&spec);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("spec.services.notification.workload"), "{p:?}");
+        assert!(
+            p[0].starts_with("spec.services.notification.workload"),
+            "{p:?}"
+        );
 
         let mut spec = TracingLabSpec::default();
-        spec.access.node_ports = Some(NodePorts { api: 30080, jaeger_ui: 30080 });
+        spec.access.node_ports = Some(NodePorts {
+            api: 30080,
+            jaeger_ui: 30080,
+        });
         assert!(problems(&spec)[0].contains("spec.access.nodePorts"));
     }
 }

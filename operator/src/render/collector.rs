@@ -7,14 +7,18 @@ use super::workload::{Component, deployment, port, service};
 use crate::crd::{ComponentSpec, TailSampling};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 pub const IMAGE: &str = "otel/opentelemetry-collector-contrib:0.149.0";
-pub const COLLECTOR: Component = Component { suffix: "collector", app: "opentelemetry-collector" };
+pub const COLLECTOR: Component = Component {
+    suffix: "collector",
+    app: "opentelemetry-collector",
+};
 pub const OTLP_GRPC_PORT: i32 = 4317;
 const OTLP_HTTP_PORT: i32 = 4318;
 const HEALTH_PORT: i32 = 13133;
@@ -79,34 +83,70 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
 pub fn config_map(lab: &LabRef, tail: &TailSampling) -> ConfigMap {
     ConfigMap {
         metadata: lab.meta("collector-config", COLLECTOR.app, COLLECTOR.suffix),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config(lab, tail))])),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_string(),
+            config(lab, tail),
+        )])),
         ..Default::default()
     }
 }
 
 pub fn service_(lab: &LabRef) -> Service {
-    service(lab, COLLECTOR.suffix, COLLECTOR, vec![port("otlp-grpc", OTLP_GRPC_PORT), port("otlp-http", OTLP_HTTP_PORT)])
+    service(
+        lab,
+        COLLECTOR.suffix,
+        COLLECTOR,
+        vec![
+            port("otlp-grpc", OTLP_GRPC_PORT),
+            port("otlp-http", OTLP_HTTP_PORT),
+        ],
+    )
 }
 
 pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> Deployment {
     let config = config(lab, tail);
     let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
     let health = || Probe {
-        http_get: Some(HTTPGetAction { path: Some("/".into()), port: IntOrString::Int(HEALTH_PORT), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some("/".into()),
+            port: IntOrString::Int(HEALTH_PORT),
+            ..Default::default()
+        }),
         period_seconds: Some(10),
         ..Default::default()
     };
-    let mut c = container("collector", spec.image.as_deref().unwrap_or(IMAGE), "IfNotPresent");
+    let mut c = container(
+        "collector",
+        spec.image.as_deref().unwrap_or(IMAGE),
+        "IfNotPresent",
+    );
     c.args = Some(vec![format!("--config=/etc/otelcol/{CONFIG_FILE}")]);
     c.ports = Some(vec![
-        ContainerPort { name: Some("otlp-grpc".into()), container_port: OTLP_GRPC_PORT, ..Default::default() },
-        ContainerPort { name: Some("otlp-http".into()), container_port: OTLP_HTTP_PORT, ..Default::default() },
+        ContainerPort {
+            name: Some("otlp-grpc".into()),
+            container_port: OTLP_GRPC_PORT,
+            ..Default::default()
+        },
+        ContainerPort {
+            name: Some("otlp-http".into()),
+            container_port: OTLP_HTTP_PORT,
+            ..Default::default()
+        },
     ]);
     c.volume_mounts = Some(vec![
-        VolumeMount { name: "config".into(), mount_path: "/etc/otelcol".into(), read_only: Some(true), ..Default::default() },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: "/etc/otelcol".into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
         tmp_m,
     ]);
-    c.resources = Some(resources(spec.resources.as_ref(), ("100m", "128Mi"), ("1", "512Mi")));
+    c.resources = Some(resources(
+        spec.resources.as_ref(),
+        ("100m", "128Mi"),
+        ("1", "512Mi"),
+    ));
     c.readiness_probe = Some(health());
     c.liveness_probe = Some(health());
     let pod = PodSpec {
@@ -114,7 +154,10 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> D
         volumes: Some(vec![
             Volume {
                 name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource { name: lab.child("collector-config"), ..Default::default() }),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: lab.child("collector-config"),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             tmp_v,

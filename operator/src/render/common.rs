@@ -3,8 +3,8 @@
 
 use crate::crd::TracingLab;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext, ResourceRequirements,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -73,7 +73,10 @@ impl LabRef {
     }
 
     pub fn selector(&self, component: &str) -> LabelSelector {
-        LabelSelector { match_labels: Some(self.selector_labels(component)), ..Default::default() }
+        LabelSelector {
+            match_labels: Some(self.selector_labels(component)),
+            ..Default::default()
+        }
     }
 
     /// Metadata of a child object owned by the lab.
@@ -117,14 +120,20 @@ pub fn container_security() -> SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
         seccomp_profile: Some(runtime_default()),
         ..Default::default()
     }
 }
 
 fn runtime_default() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..Default::default()
+    }
 }
 
 /// Requests and limits: the user's when given, otherwise the component's defaults.
@@ -142,7 +151,11 @@ pub fn resources(
             ("memory".to_string(), Quantity(memory.to_string())),
         ])
     };
-    ResourceRequirements { requests: Some(pair(requests)), limits: Some(pair(limits)), ..Default::default() }
+    ResourceRequirements {
+        requests: Some(pair(requests)),
+        limits: Some(pair(limits)),
+        ..Default::default()
+    }
 }
 
 /// A writable scratch directory: the volume and its mount.
@@ -153,12 +166,20 @@ pub fn scratch(name: &str, path: &str) -> (Volume, VolumeMount) {
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
         },
-        VolumeMount { name: name.to_string(), mount_path: path.to_string(), ..Default::default() },
+        VolumeMount {
+            name: name.to_string(),
+            mount_path: path.to_string(),
+            ..Default::default()
+        },
     )
 }
 
 pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.to_string(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 /// A container with the hardening every lab container gets.

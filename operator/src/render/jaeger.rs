@@ -6,14 +6,18 @@ use super::workload::{Component, deployment, port, service};
 use crate::crd::JaegerSpec;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 use std::collections::BTreeMap;
 
 pub const IMAGE: &str = "jaegertracing/jaeger:2.20.0";
-pub const JAEGER: Component = Component { suffix: "jaeger", app: "jaeger" };
+pub const JAEGER: Component = Component {
+    suffix: "jaeger",
+    app: "jaeger",
+};
 pub const UI_PORT: i32 = 16686;
 pub const OTLP_PORT: i32 = 4317;
 const HEALTH_PORT: i32 = 13133;
@@ -71,21 +75,49 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
     let config = config(spec);
     let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
     let health = || Probe {
-        http_get: Some(HTTPGetAction { path: Some("/status".into()), port: IntOrString::Int(HEALTH_PORT), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some("/status".into()),
+            port: IntOrString::Int(HEALTH_PORT),
+            ..Default::default()
+        }),
         period_seconds: Some(10),
         ..Default::default()
     };
-    let mut c = container("jaeger", spec.image.as_deref().unwrap_or(IMAGE), "IfNotPresent");
-    c.args = Some(vec!["--config".into(), format!("/etc/jaeger/{CONFIG_FILE}")]);
+    let mut c = container(
+        "jaeger",
+        spec.image.as_deref().unwrap_or(IMAGE),
+        "IfNotPresent",
+    );
+    c.args = Some(vec![
+        "--config".into(),
+        format!("/etc/jaeger/{CONFIG_FILE}"),
+    ]);
     c.ports = Some(vec![
-        ContainerPort { name: Some("ui".into()), container_port: UI_PORT, ..Default::default() },
-        ContainerPort { name: Some("otlp-grpc".into()), container_port: OTLP_PORT, ..Default::default() },
+        ContainerPort {
+            name: Some("ui".into()),
+            container_port: UI_PORT,
+            ..Default::default()
+        },
+        ContainerPort {
+            name: Some("otlp-grpc".into()),
+            container_port: OTLP_PORT,
+            ..Default::default()
+        },
     ]);
     c.volume_mounts = Some(vec![
-        VolumeMount { name: "config".into(), mount_path: "/etc/jaeger".into(), read_only: Some(true), ..Default::default() },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: "/etc/jaeger".into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
         tmp_m,
     ]);
-    c.resources = Some(resources(spec.resources.as_ref(), ("100m", "256Mi"), ("1", "1Gi")));
+    c.resources = Some(resources(
+        spec.resources.as_ref(),
+        ("100m", "256Mi"),
+        ("1", "1Gi"),
+    ));
     c.readiness_probe = Some(health());
     c.liveness_probe = Some(health());
     let pod = PodSpec {
@@ -93,7 +125,10 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
         volumes: Some(vec![
             Volume {
                 name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource { name: lab.child("jaeger-config"), ..Default::default() }),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: lab.child("jaeger-config"),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             tmp_v,

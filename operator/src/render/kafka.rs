@@ -9,7 +9,10 @@ use k8s_openapi::api::core::v1::{PodSpec, Probe, Service, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub const IMAGE: &str = "apache/kafka:4.2.1";
-pub const KAFKA: Component = Component { suffix: "kafka", app: "kafka" };
+pub const KAFKA: Component = Component {
+    suffix: "kafka",
+    app: "kafka",
+};
 pub const CLIENT_PORT: i32 = 9092;
 const CONTROLLER_PORT: i32 = 9093;
 /// The image's `appuser`.
@@ -24,8 +27,15 @@ pub fn headless_name() -> &'static str {
 /// The client Service `<lab>-kafka:9092` and the headless Service of the StatefulSet.
 pub fn services(lab: &LabRef) -> Vec<Service> {
     let client = service(lab, KAFKA.suffix, KAFKA, vec![port("kafka", CLIENT_PORT)]);
-    let mut headless =
-        service(lab, headless_name(), KAFKA, vec![port("kafka", CLIENT_PORT), port("controller", CONTROLLER_PORT)]);
+    let mut headless = service(
+        lab,
+        headless_name(),
+        KAFKA,
+        vec![
+            port("kafka", CLIENT_PORT),
+            port("controller", CONTROLLER_PORT),
+        ],
+    );
     if let Some(spec) = headless.spec.as_mut() {
         spec.cluster_ip = Some("None".into());
         spec.publish_not_ready_addresses = Some(true);
@@ -39,12 +49,19 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
     let (config_v, config_m) = scratch("config", "/opt/kafka/config");
     let (logs_v, logs_m) = scratch("logs", "/opt/kafka/logs");
     let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
-    let tcp = |port: i32| TCPSocketAction { port: IntOrString::Int(port), ..Default::default() };
+    let tcp = |port: i32| TCPSocketAction {
+        port: IntOrString::Int(port),
+        ..Default::default()
+    };
 
     // The image's start scripts render server.properties into /opt/kafka/config, so that
     // directory must be writable: seed an emptyDir with the image's own files first.
     let mut seed = container("seed-config", image, "IfNotPresent");
-    seed.command = Some(vec!["sh".into(), "-c".into(), "cp -a /opt/kafka/config/. /seed/".into()]);
+    seed.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "cp -a /opt/kafka/config/. /seed/".into(),
+    ]);
     seed.volume_mounts = Some(vec![k8s_openapi::api::core::v1::VolumeMount {
         name: "config".into(),
         mount_path: "/seed".into(),
@@ -57,13 +74,25 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         env("CLUSTER_ID", CLUSTER_ID),
         env("KAFKA_NODE_ID", "1"),
         env("KAFKA_PROCESS_ROLES", "broker,controller"),
-        env("KAFKA_LISTENERS", format!("PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}")),
+        env(
+            "KAFKA_LISTENERS",
+            format!("PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}"),
+        ),
         // Fully qualified so clients in other namespaces (the operator) can follow it.
-        env("KAFKA_ADVERTISED_LISTENERS", format!("PLAINTEXT://{}:{CLIENT_PORT}", lab.host(KAFKA.suffix))),
-        env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+        env(
+            "KAFKA_ADVERTISED_LISTENERS",
+            format!("PLAINTEXT://{}:{CLIENT_PORT}", lab.host(KAFKA.suffix)),
+        ),
+        env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        ),
         env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
         env("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
-        env("KAFKA_CONTROLLER_QUORUM_VOTERS", format!("1@localhost:{CONTROLLER_PORT}")),
+        env(
+            "KAFKA_CONTROLLER_QUORUM_VOTERS",
+            format!("1@localhost:{CONTROLLER_PORT}"),
+        ),
         env("KAFKA_NUM_PARTITIONS", spec.partitions.to_string()),
         env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true"),
         env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1"),
@@ -75,14 +104,40 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         env("LOG_DIR", "/opt/kafka/logs"),
     ]);
     broker.ports = Some(vec![
-        k8s_openapi::api::core::v1::ContainerPort { name: Some("kafka".into()), container_port: CLIENT_PORT, ..Default::default() },
-        k8s_openapi::api::core::v1::ContainerPort { name: Some("controller".into()), container_port: CONTROLLER_PORT, ..Default::default() },
+        k8s_openapi::api::core::v1::ContainerPort {
+            name: Some("kafka".into()),
+            container_port: CLIENT_PORT,
+            ..Default::default()
+        },
+        k8s_openapi::api::core::v1::ContainerPort {
+            name: Some("controller".into()),
+            container_port: CONTROLLER_PORT,
+            ..Default::default()
+        },
     ]);
     broker.volume_mounts = Some(vec![data_m, config_m, logs_m, tmp_m]);
-    broker.resources = Some(resources(spec.resources.as_ref(), ("250m", "768Mi"), ("1", "1Gi")));
-    broker.startup_probe = Some(Probe { tcp_socket: Some(tcp(CLIENT_PORT)), period_seconds: Some(5), failure_threshold: Some(36), ..Default::default() });
-    broker.readiness_probe = Some(Probe { tcp_socket: Some(tcp(CLIENT_PORT)), period_seconds: Some(5), ..Default::default() });
-    broker.liveness_probe = Some(Probe { tcp_socket: Some(tcp(CONTROLLER_PORT)), period_seconds: Some(10), failure_threshold: Some(6), ..Default::default() });
+    broker.resources = Some(resources(
+        spec.resources.as_ref(),
+        ("250m", "768Mi"),
+        ("1", "1Gi"),
+    ));
+    broker.startup_probe = Some(Probe {
+        tcp_socket: Some(tcp(CLIENT_PORT)),
+        period_seconds: Some(5),
+        failure_threshold: Some(36),
+        ..Default::default()
+    });
+    broker.readiness_probe = Some(Probe {
+        tcp_socket: Some(tcp(CLIENT_PORT)),
+        period_seconds: Some(5),
+        ..Default::default()
+    });
+    broker.liveness_probe = Some(Probe {
+        tcp_socket: Some(tcp(CONTROLLER_PORT)),
+        period_seconds: Some(10),
+        failure_threshold: Some(6),
+        ..Default::default()
+    });
 
     let pod = PodSpec {
         init_containers: Some(vec![seed]),

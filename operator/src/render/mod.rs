@@ -69,11 +69,16 @@ mod tests {
     }
 
     fn names<T: kube::Resource>(objs: &[T]) -> Vec<String> {
-        objs.iter().map(|o| o.meta().name.clone().unwrap()).collect()
+        objs.iter()
+            .map(|o| o.meta().name.clone().unwrap())
+            .collect()
     }
 
     fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
-        c.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(name)).unwrap()
+        c.deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(name))
+            .unwrap()
     }
 
     fn template(d: &Deployment) -> &PodTemplateSpec {
@@ -85,23 +90,51 @@ mod tests {
     }
 
     fn env<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
-        c.env.as_ref()?.iter().find(|e| e.name == name)?.value.as_deref()
+        c.env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == name)?
+            .value
+            .as_deref()
     }
 
     #[test]
     fn empty_spec_renders_the_whole_lab() {
         let c = render_spec("{}");
-        assert_eq!(names(&c.config_maps), ["demo-config", "demo-jaeger-config", "demo-collector-config"]);
+        assert_eq!(
+            names(&c.config_maps),
+            ["demo-config", "demo-jaeger-config", "demo-collector-config"]
+        );
         assert_eq!(
             names(&c.services),
-            ["demo-kafka", "demo-kafka-headless", "demo-redis", "demo-jaeger", "demo-jaeger-otlp", "demo-collector", "demo-api"]
+            [
+                "demo-kafka",
+                "demo-kafka-headless",
+                "demo-redis",
+                "demo-jaeger",
+                "demo-jaeger-otlp",
+                "demo-collector",
+                "demo-api"
+            ]
         );
         assert_eq!(names(&c.stateful_sets), ["demo-kafka"]);
         assert_eq!(
             names(&c.deployments),
-            ["demo-redis", "demo-jaeger", "demo-collector", "demo-api", "demo-processing", "demo-notification", "demo-analytics"]
+            [
+                "demo-redis",
+                "demo-jaeger",
+                "demo-collector",
+                "demo-api",
+                "demo-processing",
+                "demo-notification",
+                "demo-analytics"
+            ]
         );
-        assert!(c.services.iter().all(|s| s.spec.as_ref().unwrap().type_.as_deref() == Some("ClusterIP")));
+        assert!(
+            c.services
+                .iter()
+                .all(|s| s.spec.as_ref().unwrap().type_.as_deref() == Some("ClusterIP"))
+        );
     }
 
     #[test]
@@ -110,15 +143,25 @@ mod tests {
         let p = main_container(deployment(&c, "demo-processing"));
         assert_eq!(p.args.as_deref(), Some(&["processing".to_string()][..]));
         assert_eq!(env(p, "OTEL_SERVICE_NAME"), Some("processing"));
-        assert_eq!(env(p, "OTEL_EXPORTER_OTLP_ENDPOINT"), Some("http://demo-collector:4317"));
+        assert_eq!(
+            env(p, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            Some("http://demo-collector:4317")
+        );
         assert_eq!(env(p, "OTEL_EXPORTER_OTLP_PROTOCOL"), Some("grpc"));
         assert_eq!(env(p, "OTEL_TRACES_SAMPLER"), Some("parentbased_always_on"));
         assert_eq!(env(p, "OTEL_TRACES_SAMPLER_ARG"), Some("1"));
         assert_eq!(env(p, "KAFKA_BOOTSTRAP_SERVERS"), Some("demo-kafka:9092"));
         assert_eq!(env(p, "REDIS_URL"), Some("redis://demo-redis:6379"));
-        assert_eq!(env(p, "LAB_CONFIG"), Some("/etc/tracing-lab/lab-config.json"));
+        assert_eq!(
+            env(p, "LAB_CONFIG"),
+            Some("/etc/tracing-lab/lab-config.json")
+        );
         assert_eq!(env(p, "LISTEN_ADDR"), Some("0.0.0.0:8080"));
-        assert!(env(p, "OTEL_RESOURCE_ATTRIBUTES").unwrap().contains("service.namespace=demo"));
+        assert!(
+            env(p, "OTEL_RESOURCE_ATTRIBUTES")
+                .unwrap()
+                .contains("service.namespace=demo")
+        );
         assert_eq!(p.image.as_deref(), Some(services::default_image().as_str()));
         assert_eq!(p.image_pull_policy.as_deref(), Some("IfNotPresent"));
     }
@@ -130,69 +173,143 @@ mod tests {
             .deployments
             .iter()
             .map(|d| d.spec.as_ref().unwrap().template.clone())
-            .chain(c.stateful_sets.iter().map(|s| s.spec.as_ref().unwrap().template.clone()));
+            .chain(
+                c.stateful_sets
+                    .iter()
+                    .map(|s| s.spec.as_ref().unwrap().template.clone()),
+            );
         for t in pods {
             let pod = t.spec.unwrap();
             let psc = pod.security_context.as_ref().unwrap();
             assert_eq!(psc.run_as_non_root, Some(true));
             assert!(psc.run_as_user.unwrap() > 0);
-            let containers = pod.containers.iter().chain(pod.init_containers.iter().flatten());
+            let containers = pod
+                .containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten());
             for c in containers {
                 let sc = c.security_context.as_ref().unwrap();
                 assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
                 assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
-                assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+                assert_eq!(
+                    sc.capabilities.as_ref().unwrap().drop.as_deref(),
+                    Some(&["ALL".to_string()][..])
+                );
                 assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
                 let r = c.resources.as_ref().unwrap();
-                assert!(r.requests.as_ref().unwrap().contains_key("memory"), "{}", c.name);
-                assert!(r.limits.as_ref().unwrap().contains_key("memory"), "{}", c.name);
+                assert!(
+                    r.requests.as_ref().unwrap().contains_key("memory"),
+                    "{}",
+                    c.name
+                );
+                assert!(
+                    r.limits.as_ref().unwrap().contains_key("memory"),
+                    "{}",
+                    c.name
+                );
             }
-            assert!(pod.containers.iter().all(|c| c.readiness_probe.is_some() && c.liveness_probe.is_some()));
+            assert!(
+                pod.containers
+                    .iter()
+                    .all(|c| c.readiness_probe.is_some() && c.liveness_probe.is_some())
+            );
         }
     }
 
     #[test]
     fn replicas_are_owned_only_when_set() {
         let c = render_spec(r#"{"services": {"notification": {"replicas": 3}}}"#);
-        assert_eq!(deployment(&c, "demo-processing").spec.as_ref().unwrap().replicas, None);
-        assert_eq!(deployment(&c, "demo-notification").spec.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(
+            deployment(&c, "demo-processing")
+                .spec
+                .as_ref()
+                .unwrap()
+                .replicas,
+            None
+        );
+        assert_eq!(
+            deployment(&c, "demo-notification")
+                .spec
+                .as_ref()
+                .unwrap()
+                .replicas,
+            Some(3)
+        );
         let applied = serde_json::to_value(deployment(&c, "demo-processing")).unwrap();
-        assert!(applied["spec"].get("replicas").is_none(), "replicas must be absent from the apply");
+        assert!(
+            applied["spec"].get("replicas").is_none(),
+            "replicas must be absent from the apply"
+        );
     }
 
     #[test]
     fn config_hash_follows_what_the_pod_consumes() {
         let hash = |c: &Children, name: &str| {
-            template(deployment(c, name)).metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CONFIG_HASH].clone()
+            template(deployment(c, name))
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CONFIG_HASH]
+                .clone()
         };
         let base = render_spec(r#"{"loadGenerator": {"enabled": true}}"#);
-        let changed = render_spec(r#"{"loadGenerator": {"enabled": true}, "services": {"processing": {"concurrency": 4}}}"#);
-        assert_ne!(hash(&base, "demo-processing"), hash(&changed, "demo-processing"));
+        let changed = render_spec(
+            r#"{"loadGenerator": {"enabled": true}, "services": {"processing": {"concurrency": 4}}}"#,
+        );
+        assert_ne!(
+            hash(&base, "demo-processing"),
+            hash(&changed, "demo-processing")
+        );
         assert_eq!(hash(&base, "demo-api"), hash(&changed, "demo-api"));
         assert_eq!(hash(&base, "demo-loadgen"), hash(&changed, "demo-loadgen"));
-        let tail = render_spec(r#"{"loadGenerator": {"enabled": true}, "sampling": {"tail": {"enabled": true}}}"#);
+        let tail = render_spec(
+            r#"{"loadGenerator": {"enabled": true}, "sampling": {"tail": {"enabled": true}}}"#,
+        );
         assert_ne!(hash(&base, "demo-collector"), hash(&tail, "demo-collector"));
     }
 
     #[test]
     fn loadgen_targets_the_api_when_enabled() {
-        assert!(render_spec("{}").deployments.iter().all(|d| d.metadata.name.as_deref() != Some("demo-loadgen")));
+        assert!(
+            render_spec("{}")
+                .deployments
+                .iter()
+                .all(|d| d.metadata.name.as_deref() != Some("demo-loadgen"))
+        );
         let c = render_spec(r#"{"loadGenerator": {"enabled": true, "ordersPerSecond": 5}}"#);
         let l = main_container(deployment(&c, "demo-loadgen"));
         assert_eq!(env(l, "LOADGEN_TARGET_URL"), Some("http://demo-api:8080"));
         assert_eq!(env(l, "OTEL_SERVICE_NAME"), Some("loadgen"));
         let doc = c.config_maps[0].data.as_ref().unwrap()["lab-config.json"].clone();
-        assert_eq!(tracing_lab_config::LabConfig::parse(&doc).unwrap().loadgen.orders_per_second, 5.0);
+        assert_eq!(
+            tracing_lab_config::LabConfig::parse(&doc)
+                .unwrap()
+                .loadgen
+                .orders_per_second,
+            5.0
+        );
     }
 
     #[test]
     fn node_ports_make_node_port_services() {
         let lab = lab(TracingLabSpec {
-            access: crate::crd::AccessSpec { node_ports: Some(NodePorts::default()) },
+            access: crate::crd::AccessSpec {
+                node_ports: Some(NodePorts::default()),
+            },
             ..Default::default()
         });
         let c = render(&LabRef::new(&lab).unwrap(), &lab.spec);
-        let svc = |name: &str| c.services.iter().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap().spec.clone().unwrap();
+        let svc = |name: &str| {
+            c.services
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(name))
+                .unwrap()
+                .spec
+                .clone()
+                .unwrap()
+        };
         assert_eq!(svc("demo-api").type_.as_deref(), Some("NodePort"));
         assert_eq!(svc("demo-api").ports.unwrap()[0].node_port, Some(30080));
         assert_eq!(svc("demo-jaeger").ports.unwrap()[0].node_port, Some(30686));
@@ -207,11 +324,29 @@ mod tests {
         let k = &pod.containers[0];
         assert_eq!(env(k, "KAFKA_NUM_PARTITIONS"), Some("12"));
         assert_eq!(env(k, "KAFKA_PROCESS_ROLES"), Some("broker,controller"));
-        assert_eq!(env(k, "KAFKA_ADVERTISED_LISTENERS"), Some("PLAINTEXT://demo-kafka.students.svc:9092"));
-        assert!(k.env.as_ref().unwrap().iter().all(|e| !e.name.contains("ZOOKEEPER")));
-        let mounts: Vec<_> = k.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        assert_eq!(
+            env(k, "KAFKA_ADVERTISED_LISTENERS"),
+            Some("PLAINTEXT://demo-kafka.students.svc:9092")
+        );
+        assert!(
+            k.env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|e| !e.name.contains("ZOOKEEPER"))
+        );
+        let mounts: Vec<_> = k
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
         assert!(mounts.contains(&"/opt/kafka/config") && mounts.contains(&"/var/lib/kafka/data"));
-        assert_eq!(sts.spec.as_ref().unwrap().service_name.as_deref(), Some("demo-kafka-headless"));
+        assert_eq!(
+            sts.spec.as_ref().unwrap().service_name.as_deref(),
+            Some("demo-kafka-headless")
+        );
     }
 
     #[test]
@@ -221,20 +356,36 @@ mod tests {
         let off = collector::config(&r, &Default::default());
         assert!(!off.contains("tail_sampling"));
         assert!(off.contains("demo-jaeger-otlp:4317"));
-        let tail = crate::crd::TailSampling { enabled: true, latency_threshold_ms: 250, percentage: 5.0, ..Default::default() };
+        let tail = crate::crd::TailSampling {
+            enabled: true,
+            latency_threshold_ms: 250,
+            percentage: 5.0,
+            ..Default::default()
+        };
         let on: serde_json::Value = serde_saphyr::from_str(&collector::config(&r, &tail)).unwrap();
-        let policies = on["processors"]["tail_sampling"]["policies"].as_array().unwrap();
+        let policies = on["processors"]["tail_sampling"]["policies"]
+            .as_array()
+            .unwrap();
         assert_eq!(policies[0]["status_code"]["status_codes"][0], "ERROR");
         assert_eq!(policies[1]["latency"]["threshold_ms"], 250);
         assert_eq!(policies[2]["probabilistic"]["sampling_percentage"], 5.0);
-        assert_eq!(on["service"]["pipelines"]["traces"]["processors"][1], "tail_sampling");
+        assert_eq!(
+            on["service"]["pipelines"]["traces"]["processors"][1],
+            "tail_sampling"
+        );
     }
 
     #[test]
     fn jaeger_config_caps_traces() {
-        let spec = crate::crd::JaegerSpec { max_traces: 1234, ..Default::default() };
+        let spec = crate::crd::JaegerSpec {
+            max_traces: 1234,
+            ..Default::default()
+        };
         let doc: serde_json::Value = serde_saphyr::from_str(&jaeger::config(&spec)).unwrap();
-        assert_eq!(doc["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"], 1234);
+        assert_eq!(
+            doc["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"],
+            1234
+        );
     }
 
     #[test]
@@ -248,7 +399,10 @@ mod tests {
             .chain(c.deployments.iter().map(|o| &o.metadata))
             .chain(c.stateful_sets.iter().map(|o| &o.metadata));
         for m in metas {
-            assert_eq!(m.labels.as_ref().unwrap()[MANAGED_BY], "tracing-lab-operator");
+            assert_eq!(
+                m.labels.as_ref().unwrap()[MANAGED_BY],
+                "tracing-lab-operator"
+            );
             assert_eq!(m.owner_references.as_ref().unwrap().len(), 1);
         }
     }

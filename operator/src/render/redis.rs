@@ -7,7 +7,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, PodSpec, Probe, Service};
 
 pub const IMAGE: &str = "redis:8.6.0-alpine";
-pub const REDIS: Component = Component { suffix: "redis", app: "redis" };
+pub const REDIS: Component = Component {
+    suffix: "redis",
+    app: "redis",
+};
 pub const PORT: i32 = 6379;
 /// The image's `redis` user.
 const UID: i64 = 999;
@@ -19,17 +22,41 @@ pub fn service_(lab: &LabRef) -> Service {
 pub fn deployment_(lab: &LabRef, spec: &ComponentSpec) -> Deployment {
     let (data_v, data_m) = scratch("data", "/data");
     let ping = || Probe {
-        exec: Some(ExecAction { command: Some(vec!["redis-cli".into(), "ping".into()]) }),
+        exec: Some(ExecAction {
+            command: Some(vec!["redis-cli".into(), "ping".into()]),
+        }),
         period_seconds: Some(10),
         ..Default::default()
     };
-    let mut c = container("redis", spec.image.as_deref().unwrap_or(IMAGE), "IfNotPresent");
-    c.args = Some(
-        ["redis-server", "--save", "", "--appendonly", "no", "--protected-mode", "no"].map(String::from).to_vec(),
+    let mut c = container(
+        "redis",
+        spec.image.as_deref().unwrap_or(IMAGE),
+        "IfNotPresent",
     );
-    c.ports = Some(vec![ContainerPort { name: Some("redis".into()), container_port: PORT, ..Default::default() }]);
+    c.args = Some(
+        [
+            "redis-server",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    c.ports = Some(vec![ContainerPort {
+        name: Some("redis".into()),
+        container_port: PORT,
+        ..Default::default()
+    }]);
     c.volume_mounts = Some(vec![data_m]);
-    c.resources = Some(resources(spec.resources.as_ref(), ("50m", "64Mi"), ("500m", "256Mi")));
+    c.resources = Some(resources(
+        spec.resources.as_ref(),
+        ("50m", "64Mi"),
+        ("500m", "256Mi"),
+    ));
     c.readiness_probe = Some(ping());
     c.liveness_probe = Some(ping());
     let pod = PodSpec {

@@ -9,8 +9,8 @@ use super::workload::{Component, deployment, port, service};
 use crate::crd::{HeadSampling, TracingLabSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PodSpec, Probe, ResourceRequirements, Service, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSpec, Probe, ResourceRequirements, Service, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
@@ -27,7 +27,10 @@ pub fn default_image() -> String {
 }
 
 fn component(name: &str) -> Component<'_> {
-    Component { suffix: name, app: "tracing-lab-service" }
+    Component {
+        suffix: name,
+        app: "tracing-lab-service",
+    }
 }
 
 /// ConfigMap `<lab>-config` holding the resolved lab configuration document.
@@ -43,11 +46,21 @@ pub fn config_map(lab: &LabRef, config: &LabConfig) -> ConfigMap {
 pub fn api_service(lab: &LabRef, node_port: Option<i32>) -> Service {
     let mut http = port("http", PORT);
     http.node_port = node_port;
-    service(lab, Role::Api.name(), component(Role::Api.name()), vec![http])
+    service(
+        lab,
+        Role::Api.name(),
+        component(Role::Api.name()),
+        vec![http],
+    )
 }
 
 /// The Deployment of one of the four services.
-pub fn deployment_(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig, role: Role) -> Deployment {
+pub fn deployment_(
+    lab: &LabRef,
+    spec: &TracingLabSpec,
+    config: &LabConfig,
+    role: Role,
+) -> Deployment {
     let service = spec.services.get(role);
     let consumed = serde_json::to_string(&(config.role(role), &config.resource_sampling))
         .expect("settings always serialise");
@@ -60,23 +73,53 @@ pub fn deployment_(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig, role
         resources(service.resources.as_ref(), ("100m", "64Mi"), ("2", "512Mi")),
         "/ready",
     );
-    deployment(lab, component(role.name()), service.replicas, pod, Some(hash(&[&consumed])))
+    deployment(
+        lab,
+        component(role.name()),
+        service.replicas,
+        pod,
+        Some(hash(&[&consumed])),
+    )
 }
 
 /// The load generator, posting orders to the api at the configured rate.
 pub fn loadgen(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig) -> Deployment {
     let consumed = serde_json::to_string(&config.loadgen).expect("settings always serialise");
-    let target = env("LOADGEN_TARGET_URL", format!("http://{}:{PORT}", lab.child(Role::Api.name())));
-    let res = resources(spec.load_generator.resources.as_ref(), ("50m", "32Mi"), ("500m", "128Mi"));
-    let pod = pod(lab, spec, LOADGEN, spec.sampling.head.clone(), vec![target], res, "/health");
-    deployment(lab, component(LOADGEN), Some(1), pod, Some(hash(&[&consumed])))
+    let target = env(
+        "LOADGEN_TARGET_URL",
+        format!("http://{}:{PORT}", lab.child(Role::Api.name())),
+    );
+    let res = resources(
+        spec.load_generator.resources.as_ref(),
+        ("50m", "32Mi"),
+        ("500m", "128Mi"),
+    );
+    let pod = pod(
+        lab,
+        spec,
+        LOADGEN,
+        spec.sampling.head.clone(),
+        vec![target],
+        res,
+        "/health",
+    );
+    deployment(
+        lab,
+        component(LOADGEN),
+        Some(1),
+        pod,
+        Some(hash(&[&consumed])),
+    )
 }
 
 fn field(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.to_string(), ..Default::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -89,17 +132,32 @@ fn contract_env(lab: &LabRef, role: &str, sampling: &HeadSampling) -> Vec<EnvVar
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
         env("OTEL_SERVICE_NAME", role),
-        env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}:{OTLP_GRPC_PORT}", lab.child(COLLECTOR.suffix))),
+        env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}:{OTLP_GRPC_PORT}", lab.child(COLLECTOR.suffix)),
+        ),
         env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         env("OTEL_TRACES_SAMPLER", sampling.sampler.as_str()),
         env("OTEL_TRACES_SAMPLER_ARG", sampling.ratio.to_string()),
         env(
             "OTEL_RESOURCE_ATTRIBUTES",
-            format!("k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),service.namespace={}", lab.name),
+            format!(
+                "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),service.namespace={}",
+                lab.name
+            ),
         ),
-        env("KAFKA_BOOTSTRAP_SERVERS", format!("{}:{KAFKA_PORT}", lab.child(KAFKA.suffix))),
-        env("REDIS_URL", format!("redis://{}:{REDIS_PORT}", lab.child(REDIS.suffix))),
-        env(tracing_lab_config::ENV_VAR, format!("{CONFIG_DIR}/{FILE_NAME}")),
+        env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            format!("{}:{KAFKA_PORT}", lab.child(KAFKA.suffix)),
+        ),
+        env(
+            "REDIS_URL",
+            format!("redis://{}:{REDIS_PORT}", lab.child(REDIS.suffix)),
+        ),
+        env(
+            tracing_lab_config::ENV_VAR,
+            format!("{CONFIG_DIR}/{FILE_NAME}"),
+        ),
         env("LISTEN_ADDR", format!("0.0.0.0:{PORT}")),
         env("TMPDIR", "/tmp"),
     ]
@@ -116,7 +174,11 @@ fn pod(
 ) -> PodSpec {
     let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
     let probe = |path: &str| Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::Int(PORT), ..Default::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(PORT),
+            ..Default::default()
+        }),
         period_seconds: Some(5),
         ..Default::default()
     };
@@ -124,9 +186,18 @@ fn pod(
     let mut c = container(role, &image, spec.image_pull_policy.as_str());
     c.args = Some(vec![role.to_string()]);
     c.env = Some([contract_env(lab, role, &sampling), extra_env].concat());
-    c.ports = Some(vec![ContainerPort { name: Some("http".into()), container_port: PORT, ..Default::default() }]);
+    c.ports = Some(vec![ContainerPort {
+        name: Some("http".into()),
+        container_port: PORT,
+        ..Default::default()
+    }]);
     c.volume_mounts = Some(vec![
-        VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
         tmp_m,
     ]);
     c.resources = Some(resources);
@@ -137,7 +208,10 @@ fn pod(
         volumes: Some(vec![
             Volume {
                 name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource { name: lab.child("config"), ..Default::default() }),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: lab.child("config"),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             tmp_v,

@@ -17,7 +17,12 @@ pub struct Component<'a> {
 }
 
 /// The pod template of a component, with the config hash annotation when it consumes configuration.
-pub fn template(lab: &LabRef, c: Component, spec: PodSpec, config_hash: Option<String>) -> PodTemplateSpec {
+pub fn template(
+    lab: &LabRef,
+    c: Component,
+    spec: PodSpec,
+    config_hash: Option<String>,
+) -> PodTemplateSpec {
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(lab.labels(c.app, c.suffix)),
