@@ -1,0 +1,211 @@
+//! The labs in `examples/`: complete, known fields only (a typo would be silently dropped), free of
+//! the problems the operator reports, consistent with `kind-config.yaml` and the workshop guide; and
+//! against a real API server, accepted by the CRD schema (server-side dry run) and reconciled by the
+//! operator into the objects each exercise needs, applied one after another like the workshop does.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tracing_lab_operator::{TracingLab, validate};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The workshop's order: the baseline first, then the exercises.
+const EXAMPLES: [&str; 6] = [
+    "baseline",
+    "head-of-line-blocking",
+    "scaled-consumers",
+    "severe-workloads",
+    "tail-sampling",
+    "fault-injection",
+];
+
+fn example_path(name: &str) -> PathBuf {
+    root().join("examples").join(format!("{name}.yaml"))
+}
+
+/// The example as written, as JSON.
+fn raw(name: &str) -> Value {
+    let text = std::fs::read_to_string(example_path(name))
+        .unwrap_or_else(|e| panic!("examples/{name}.yaml: {e}"));
+    serde_saphyr::from_str(&text)
+        .unwrap_or_else(|e| panic!("examples/{name}.yaml is not YAML: {e}"))
+}
+
+/// Paths of every scalar, list and empty map under `v`, with their values.
+fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                leaves(child, &format!("{prefix}.{k}"), out);
+            }
+        }
+        _ => out.push((prefix.to_string(), v.clone())),
+    }
+}
+
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.')
+        .split('.')
+        .try_fold(v, |v, k| v.get(k))
+}
+
+/// Numbers compare by value: `2` written in YAML may come back as `2.0` from a float field.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Leaves of `written` missing or changed in `kept`, e.g. fields a schema or a type dropped.
+fn lost(written: &Value, kept: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    leaves(written, "", &mut out);
+    out.into_iter()
+        .filter(|(path, v)| !at(kept, path).is_some_and(|k| same(k, v)))
+        .map(|(path, v)| format!("{path} = {v}"))
+        .collect()
+}
+
+#[test]
+fn examples_folder_holds_exactly_the_workshop_labs() {
+    let mut found: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .expect("examples/")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    found.sort();
+    let mut expected: Vec<String> = EXAMPLES.iter().map(|n| format!("{n}.yaml")).collect();
+    expected.sort();
+    assert_eq!(
+        found, expected,
+        "a new example needs a place in the workshop order above"
+    );
+}
+
+#[test]
+fn every_example_is_a_valid_lab_with_known_fields_only() {
+    for name in EXAMPLES {
+        let written = raw(name);
+        assert_eq!(written["apiVersion"], "tracinglab.dev/v1alpha1", "{name}");
+        assert_eq!(written["kind"], "TracingLab", "{name}");
+        assert_eq!(
+            written["metadata"]["name"], "lab",
+            "{name}: every example reconfigures the same lab"
+        );
+        assert!(
+            written["metadata"]["namespace"].is_null(),
+            "{name}: the namespace is the user's choice"
+        );
+
+        let lab: TracingLab =
+            serde_json::from_value(written.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let typed = serde_json::to_value(&lab).expect("serialises");
+        let dropped = lost(&written["spec"], &typed["spec"]);
+        assert!(
+            dropped.is_empty(),
+            "{name}: fields the TracingLab type does not know: {dropped:?}"
+        );
+        let problems = validate::problems(&lab.spec);
+        assert!(
+            problems.is_empty(),
+            "{name}: the operator would report {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn examples_use_the_node_ports_kind_config_maps() {
+    let kind = std::fs::read_to_string(root().join("kind-config.yaml")).expect("kind-config.yaml");
+    let kind: Value = serde_saphyr::from_str(&kind).expect("kind-config.yaml is YAML");
+    let mappings = kind["nodes"][0]["extraPortMappings"]
+        .as_array()
+        .expect("extraPortMappings");
+    let host_port = |container: i64| {
+        mappings
+            .iter()
+            .find(|m| m["containerPort"] == container)
+            .and_then(|m| m["hostPort"].as_i64())
+            .unwrap_or_else(|| panic!("kind-config.yaml maps no containerPort {container}"))
+    };
+    for name in EXAMPLES {
+        let ports = &raw(name)["spec"]["access"]["nodePorts"];
+        let api = ports["api"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name}: access.nodePorts.api"));
+        let ui = ports["jaegerUi"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name}: access.nodePorts.jaegerUi"));
+        assert_eq!(
+            host_port(api),
+            8080,
+            "{name}: the api must answer on localhost:8080"
+        );
+        assert_eq!(
+            host_port(ui),
+            16686,
+            "{name}: the Jaeger UI must answer on localhost:16686"
+        );
+    }
+}
+
+#[test]
+fn workshop_guide_uses_every_example_and_only_existing_ones() {
+    let guide = std::fs::read_to_string(root().join("docs/workshop.md")).expect("docs/workshop.md");
+    for name in EXAMPLES {
+        assert!(
+            guide.contains(&format!("{name}.yaml")),
+            "docs/workshop.md never uses examples/{name}.yaml"
+        );
+    }
+    for (i, _) in guide.match_indices("examples/") {
+        let rest = &guide[i + "examples/".len()..];
+        let file: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        let file = file.trim_end_matches('.');
+        if file.ends_with(".yaml") {
+            assert!(
+                root().join("examples").join(file).is_file(),
+                "docs/workshop.md names missing examples/{file}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lost_fields_are_detected() {
+    let written = serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}, "e": 2});
+    assert!(
+        lost(
+            &written,
+            &serde_json::json!({"a": {"b": 1.0, "c": [1, 2], "d": {}}, "e": 2})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        lost(
+            &written,
+            &serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}})
+        ),
+        vec![".e = 2"]
+    );
+    assert_eq!(
+        lost(
+            &written,
+            &serde_json::json!({"a": {"c": [1], "d": {}}, "e": 2})
+        )
+        .len(),
+        2
+    );
+}
