@@ -44,17 +44,17 @@ release: ## the Dockerfiles' own `cargo build` lines, run here without Docker
 	done
 
 prerequisites: ## check that docker, kind, kubectl and helm are installed and usable
-	@missing=(); \
-	for tool in docker kind kubectl helm; do command -v $$tool >/dev/null || missing+=("$$tool"); done; \
-	if [ $${#missing[@]} -gt 0 ]; then \
-	  echo "make lab needs these programs, not found on PATH: $${missing[*]}" >&2; \
-	  echo "  docker:  https://docs.docker.com/engine/install/" >&2; \
-	  echo "  kind:    https://kind.sigs.k8s.io/docs/user/quick-start/#installation" >&2; \
-	  echo "  kubectl: https://kubernetes.io/docs/tasks/tools/" >&2; \
-	  echo "  helm:    https://helm.sh/docs/intro/install/" >&2; \
-	  exit 1; \
-	fi; \
-	docker info >/dev/null 2>&1 || { echo "docker is installed but its daemon does not answer (is Docker running? may this user use it?)" >&2; exit 1; }; \
+	@declare -A how=( \
+	  [docker]="https://docs.docker.com/engine/install/" \
+	  [kind]="https://kind.sigs.k8s.io/docs/user/quick-start/#installation" \
+	  [kubectl]="https://kubernetes.io/docs/tasks/tools/" \
+	  [helm]="https://helm.sh/docs/intro/install/"); \
+	missing=0; \
+	for tool in docker kind kubectl helm; do \
+	  command -v $$tool >/dev/null || { echo "missing: $$tool (install: $${how[$$tool]})" >&2; missing=1; }; \
+	done; \
+	[ $$missing = 0 ] || { echo "make lab needs the programs above on PATH" >&2; exit 1; }; \
+	docker info >/dev/null 2>&1 || { echo "docker is installed but its daemon does not answer: start Docker, or give this user access to it" >&2; exit 1; }; \
 	echo "prerequisites: docker, kind, kubectl, helm found"
 
 cluster: prerequisites ## create the kind cluster from kind-config.yaml unless it exists
