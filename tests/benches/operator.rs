@@ -1,0 +1,212 @@
+//! Operator benchmark against a real kube-apiserver + etcd, with the release operator binary as a
+//! separate process (build it first: `cargo build --release -p tracing-lab-operator`).
+//!
+//! Prints: the median time from creating one lab to all its children existing (target < 1 s), the
+//! time for 100 labs in 100 namespaces to be fully applied (children + status; target < 30 s), the
+//! operator's resident memory with those labs (target < 64 MiB), and how it shuts down on SIGTERM.
+
+use anyhow::{Context as _, Result, bail};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::fmt::Debug;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tracing_lab_operator::TracingLab;
+use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::ports::free_port;
+use tracing_lab_tests::process::{ChildProcess, project_command};
+
+/// Children of a lab with `spec: {}`: 3 ConfigMaps, 7 Services, 1 StatefulSet, 7 Deployments.
+const CHILDREN_PER_LAB: usize = 18;
+const SINGLE_RUNS: usize = 10;
+const MANY_LABS: usize = 100;
+const SELECTOR: &str = "app.kubernetes.io/managed-by=tracing-lab-operator";
+
+fn lab(name: &str) -> TracingLab {
+    serde_json::from_value(
+        json!({"apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": name}, "spec": {}}),
+    )
+    .expect("a TracingLab")
+}
+
+async fn count<K>(client: &Client, namespace: Option<&str>) -> Result<usize>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    Ok(api
+        .list_metadata(&ListParams::default().labels(SELECTOR))
+        .await?
+        .items
+        .len())
+}
+
+async fn children(client: &Client, namespace: Option<&str>) -> Result<usize> {
+    let (a, b, c, d) = futures::try_join!(
+        count::<ConfigMap>(client, namespace),
+        count::<Service>(client, namespace),
+        count::<StatefulSet>(client, namespace),
+        count::<Deployment>(client, namespace),
+    )?;
+    Ok(a + b + c + d)
+}
+
+async fn wait(
+    what: &str,
+    timeout: Duration,
+    mut done: impl AsyncFnMut() -> Result<bool>,
+) -> Result<Duration> {
+    let start = Instant::now();
+    while !done().await? {
+        if start.elapsed() > timeout {
+            bail!("{what} not reached within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(start.elapsed())
+}
+
+fn rss_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("{field} in /proc/{pid}/status"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let cluster = TestCluster::start().await?;
+    let crd = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml"),
+    )?;
+    cluster.install_crd(&crd).await?;
+    let client = cluster.client();
+
+    let port = free_port();
+    let mut command = project_command("tracing-lab-operator")?;
+    command
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("RUST_LOG", "warn")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .args(["run", "--listen-addr", &format!("127.0.0.1:{port}")]);
+    let mut operator = ChildProcess::spawn("tracing-lab-operator", command)?;
+    operator
+        .wait_http_ok(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(30),
+        )
+        .await?;
+    let pid = operator.pid().context("operator pid")?;
+    println!(
+        "operator: pid {pid}, RSS idle {:.1} MiB",
+        rss_kib(pid, "VmRSS:")? as f64 / 1024.0
+    );
+
+    // 1. One lab at a time: create -> every child exists.
+    let mut samples = Vec::new();
+    for i in 0..SINGLE_RUNS {
+        let ns = format!("single-{i}");
+        cluster.create_namespace(&ns).await?;
+        let labs: Api<TracingLab> = Api::namespaced(client.clone(), &ns);
+        let start = Instant::now();
+        labs.create(&PostParams::default(), &lab("lab")).await?;
+        wait("children of one lab", Duration::from_secs(30), async || {
+            Ok(children(&client, Some(&ns)).await? == CHILDREN_PER_LAB)
+        })
+        .await?;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let median = samples[SINGLE_RUNS / 2];
+    println!(
+        "one lab, create -> all {CHILDREN_PER_LAB} children exist: median {:.0} ms (min {:.0}, max {:.0}, n={SINGLE_RUNS}; target < 1000 ms)",
+        median.as_secs_f64() * 1e3,
+        samples[0].as_secs_f64() * 1e3,
+        samples[SINGLE_RUNS - 1].as_secs_f64() * 1e3
+    );
+
+    // 2. Many labs at once, each in its own namespace (namespaces made beforehand).
+    let names: Vec<String> = (0..MANY_LABS).map(|i| format!("many-{i}")).collect();
+    for ns in &names {
+        cluster.create_namespace(ns).await?;
+    }
+    let before = children(&client, None).await?;
+    let start = Instant::now();
+    stream::iter(&names)
+        .map(|ns| {
+            let client = client.clone();
+            async move {
+                let labs: Api<TracingLab> = Api::namespaced(client, ns);
+                labs.create(&PostParams::default(), &lab("lab"))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let created = start.elapsed();
+    let all_labs: Api<TracingLab> = Api::all(client.clone());
+    let applied = wait("100 labs applied", Duration::from_secs(120), async || {
+        if children(&client, None).await? < before + MANY_LABS * CHILDREN_PER_LAB {
+            return Ok(false);
+        }
+        let labs = all_labs.list(&ListParams::default()).await?.items;
+        Ok(labs
+            .iter()
+            .all(|l| l.status.as_ref().and_then(|s| s.observed_generation) == Some(1)))
+    })
+    .await?;
+    println!(
+        "{MANY_LABS} labs in {MANY_LABS} namespaces: created in {:.1} s, fully applied (children + status) after {:.1} s (target < 30 s)",
+        created.as_secs_f64(),
+        (applied + created).as_secs_f64()
+    );
+
+    // 3. Memory with every lab in the caches, after the reconciles settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "operator RSS with {} labs: {:.1} MiB (peak {:.1} MiB; target < 64 MiB)",
+        MANY_LABS + SINGLE_RUNS,
+        rss_kib(pid, "VmRSS:")? as f64 / 1024.0,
+        rss_kib(pid, "VmHWM:")? as f64 / 1024.0
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("tracinglab_reconcile") && !l.contains("bucket"))
+    {
+        println!("  {line}");
+    }
+
+    let stop = Instant::now();
+    let status = operator.terminate(Duration::from_secs(10)).await?;
+    println!(
+        "SIGTERM -> exit ({status}) in {:.0} ms",
+        stop.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}

@@ -1,0 +1,642 @@
+//! The operator against a real kube-apiserver + etcd: the CRD installs, a lab becomes its children
+//! (right spec, labels, owner references), manual scaling holds, spec replicas are enforced, drift is
+//! corrected, the lab turns Ready when its workloads are available, the load generator can be turned
+//! off, invalid labs are rejected by the API server, and semantic problems degrade without deleting.
+//! No pods ever run here: workload readiness is simulated by patching `/status`.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use tracing_lab_operator::TracingLab;
+use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::assets;
+
+const NS: &str = "students";
+const TIMEOUT: Duration = Duration::from_secs(30);
+const SELECTOR: &str = "app.kubernetes.io/managed-by=tracing-lab-operator";
+
+fn crd_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml")
+}
+
+/// A real API server with the CRD installed, a namespace, and the operator running in-process.
+struct Env {
+    cluster: TestCluster,
+    client: Client,
+    operator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+async fn start() -> Env {
+    let cluster = TestCluster::start().await.expect("API server starts");
+    cluster
+        .install_crd(&std::fs::read_to_string(crd_path()).expect("crds/tracinglab.yaml"))
+        .await
+        .expect("the CRD installs and becomes Established");
+    cluster.create_namespace(NS).await.expect("namespace");
+    let client = cluster.client();
+    let operator = tokio::spawn(tracing_lab_operator::run(
+        client.clone(),
+        Default::default(),
+    ));
+    Env {
+        cluster,
+        client,
+        operator,
+    }
+}
+
+impl Env {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    async fn create_lab(&self, name: &str, spec: Value) -> TracingLab {
+        let lab: TracingLab = serde_json::from_value(json!({
+            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("a TracingLab");
+        self.api::<TracingLab>()
+            .create(&PostParams::default(), &lab)
+            .await
+            .expect("lab created")
+    }
+
+    async fn patch_spec(&self, name: &str, spec: Value) {
+        self.api::<TracingLab>()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+            .expect("lab patched");
+    }
+
+    async fn lab(&self, name: &str) -> TracingLab {
+        self.api::<TracingLab>()
+            .get(name)
+            .await
+            .expect("lab exists")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(assets::find("kubectl").expect("kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig())
+            .args(["--namespace", NS])
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// Names of the lab's objects of one kind.
+    async fn names<K>(&self, lab: &str) -> Vec<String>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let lp =
+            ListParams::default().labels(&format!("{SELECTOR},app.kubernetes.io/instance={lab}"));
+        let mut names: Vec<String> = self
+            .api::<K>()
+            .list(&lp)
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until the lab has exactly these children, by kind.
+    async fn wait_children(&self, lab: &str, deployments: &[&str]) {
+        let want = |names: &[&str]| {
+            let mut v: Vec<String> = names.iter().map(|n| format!("{lab}-{n}")).collect();
+            v.sort();
+            v
+        };
+        let expected = (
+            want(&["config", "jaeger-config", "collector-config"]),
+            want(&[
+                "kafka",
+                "kafka-headless",
+                "redis",
+                "jaeger",
+                "jaeger-otlp",
+                "collector",
+                "api",
+            ]),
+            want(&["kafka"]),
+            want(deployments),
+        );
+        eventually(&format!("children of {lab}"), || async {
+            let got = (
+                self.names::<ConfigMap>(lab).await,
+                self.names::<Service>(lab).await,
+                self.names::<StatefulSet>(lab).await,
+                self.names::<Deployment>(lab).await,
+            );
+            (got == expected)
+                .then_some(())
+                .ok_or_else(|| format!("{got:?}"))
+        })
+        .await;
+    }
+
+    async fn deployment(&self, name: &str) -> Deployment {
+        self.api::<Deployment>()
+            .get(name)
+            .await
+            .expect("deployment exists")
+    }
+
+    /// Marks every Deployment and StatefulSet of the lab rolled out and available, as the
+    /// kube-controller-manager would once pods run.
+    async fn mark_available(&self, lab: &str) {
+        let pp = PatchParams::default();
+        for d in self
+            .api::<Deployment>()
+            .list(&lab_selector(lab))
+            .await
+            .expect("list")
+            .items
+        {
+            let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": d.metadata.generation, "replicas": n,
+                "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n}});
+            self.api::<Deployment>()
+                .patch_status(&d.name_any(), &pp, &Patch::Merge(status))
+                .await
+                .expect("status");
+        }
+        for s in self
+            .api::<StatefulSet>()
+            .list(&lab_selector(lab))
+            .await
+            .expect("list")
+            .items
+        {
+            let n = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": s.metadata.generation, "replicas": n,
+                "readyReplicas": n, "currentReplicas": n, "updatedReplicas": n}});
+            self.api::<StatefulSet>()
+                .patch_status(&s.name_any(), &pp, &Patch::Merge(status))
+                .await
+                .expect("status");
+        }
+    }
+}
+
+fn lab_selector(lab: &str) -> ListParams {
+    ListParams::default().labels(&format!("app.kubernetes.io/instance={lab}"))
+}
+
+fn condition(lab: &TracingLab, type_: &str) -> Option<(String, String, String)> {
+    let c = lab
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn config_hash(d: &Deployment) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get("tracinglab.dev/config-hash")
+        .cloned()
+}
+
+/// Polls `probe` until it returns `Ok`, failing with its last complaint after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if start.elapsed() > TIMEOUT => {
+                panic!("timed out waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+const LAB_DEPLOYMENTS: [&str; 7] = [
+    "redis",
+    "jaeger",
+    "collector",
+    "api",
+    "processing",
+    "notification",
+    "analytics",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_becomes_every_child_with_labels_owner_and_contract() {
+    let env = start().await;
+    let lab = env
+        .create_lab("demo", json!({"loadGenerator": {"enabled": true}}))
+        .await;
+    let mut deployments = LAB_DEPLOYMENTS.to_vec();
+    deployments.push("loadgen");
+    env.wait_children("demo", &deployments).await;
+
+    let uid = lab.uid().expect("stored lab has a uid");
+    let cms = env
+        .api::<ConfigMap>()
+        .list(&lab_selector("demo"))
+        .await
+        .unwrap()
+        .items;
+    let svcs = env
+        .api::<Service>()
+        .list(&lab_selector("demo"))
+        .await
+        .unwrap()
+        .items;
+    let deps = env
+        .api::<Deployment>()
+        .list(&lab_selector("demo"))
+        .await
+        .unwrap()
+        .items;
+    let sets = env
+        .api::<StatefulSet>()
+        .list(&lab_selector("demo"))
+        .await
+        .unwrap()
+        .items;
+    let metas = cms
+        .iter()
+        .map(|o| &o.metadata)
+        .chain(svcs.iter().map(|o| &o.metadata));
+    let metas = metas
+        .chain(deps.iter().map(|o| &o.metadata))
+        .chain(sets.iter().map(|o| &o.metadata));
+    for m in metas {
+        let owner = &m.owner_references.as_ref().expect("owner reference")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("TracingLab", uid.as_str(), Some(true))
+        );
+        let labels = m.labels.as_ref().expect("labels");
+        assert_eq!(labels["app.kubernetes.io/part-of"], "tracing-lab");
+        assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+        assert!(
+            labels.contains_key("app.kubernetes.io/name")
+                && labels.contains_key("app.kubernetes.io/component")
+        );
+    }
+
+    // The lab configuration document is the resolved LabConfig the services parse.
+    let doc = &env
+        .api::<ConfigMap>()
+        .get("demo-config")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["lab-config.json"];
+    assert_eq!(
+        tracing_lab_config::LabConfig::parse(doc).unwrap(),
+        tracing_lab_config::LabConfig::default()
+    );
+
+    // The env contract, as stored by the API server.
+    let processing = env.deployment("demo-processing").await;
+    let pod = processing.spec.unwrap().template.spec.unwrap();
+    let env_of = |name: &str| {
+        pod.containers[0]
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        env_of("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+        Some("http://demo-collector:4317")
+    );
+    assert_eq!(
+        env_of("KAFKA_BOOTSTRAP_SERVERS").as_deref(),
+        Some("demo-kafka:9092")
+    );
+    assert_eq!(
+        env_of("REDIS_URL").as_deref(),
+        Some("redis://demo-redis:6379")
+    );
+    assert_eq!(
+        pod.containers[0]
+            .security_context
+            .as_ref()
+            .unwrap()
+            .read_only_root_filesystem,
+        Some(true)
+    );
+
+    let api_svc = env
+        .api::<Service>()
+        .get("demo-api")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(api_svc.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(api_svc.ports.unwrap()[0].port, 8080);
+
+    let status = eventually("status written", || async {
+        env.lab("demo")
+            .await
+            .status
+            .filter(|s| s.observed_generation == Some(1))
+            .ok_or("no status".to_string())
+    })
+    .await;
+    assert_eq!(status.services_ready.as_deref(), Some("0/4"));
+    assert_eq!(
+        status.urls.unwrap().api,
+        "http://demo-api.students.svc:8080"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_scale_holds_spec_replicas_are_enforced_and_drift_is_corrected() {
+    let env = start().await;
+    env.create_lab(
+        "demo",
+        json!({"services": {"notification": {"replicas": 2}}}),
+    )
+    .await;
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+
+    let out = env.kubectl(&["scale", "deployment/demo-processing", "--replicas=3"]);
+    assert!(
+        out.status.success(),
+        "kubectl scale: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = config_hash(&env.deployment("demo-processing").await);
+
+    // A spec change that touches processing's pods forces a reconcile that re-applies it.
+    env.patch_spec(
+        "demo",
+        json!({"services": {"processing": {"concurrency": 2}}}),
+    )
+    .await;
+    let processing = eventually("processing re-applied with the new config hash", || async {
+        let d = env.deployment("demo-processing").await;
+        let hash = config_hash(&d);
+        (hash != before).then_some(d).ok_or(format!("{hash:?}"))
+    })
+    .await;
+    assert_eq!(
+        processing.spec.unwrap().replicas,
+        Some(3),
+        "kubectl scale survives the reconcile"
+    );
+
+    // Replicas set in the spec are enforced, even against kubectl scale.
+    assert_eq!(
+        env.deployment("demo-notification")
+            .await
+            .spec
+            .unwrap()
+            .replicas,
+        Some(2)
+    );
+    let out = env.kubectl(&["scale", "deployment/demo-notification", "--replicas=5"]);
+    assert!(
+        out.status.success(),
+        "kubectl scale: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("notification back at 2 replicas", || async {
+        let r = env
+            .deployment("demo-notification")
+            .await
+            .spec
+            .unwrap()
+            .replicas;
+        (r == Some(2)).then_some(()).ok_or(format!("{r:?}"))
+    })
+    .await;
+
+    // Drift in an owned field (the configuration document) is put back.
+    let cms = env.api::<ConfigMap>();
+    cms.patch(
+        "demo-config",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"lab-config.json": "{}"}})),
+    )
+    .await
+    .unwrap();
+    eventually("configuration document restored", || async {
+        let doc = cms.get("demo-config").await.unwrap().data.unwrap()["lab-config.json"].clone();
+        (doc != "{}").then_some(()).ok_or(doc)
+    })
+    .await;
+    let doc = &cms.get("demo-config").await.unwrap().data.unwrap()["lab-config.json"];
+    assert_eq!(
+        tracing_lab_config::LabConfig::parse(doc)
+            .unwrap()
+            .processing
+            .concurrency,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_turns_ready_when_its_workloads_are_available() {
+    let env = start().await;
+    env.create_lab("demo", json!({})).await;
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    eventually("Ready=False while nothing runs", || async {
+        let c = condition(&env.lab("demo").await, "Ready");
+        c.as_ref()
+            .filter(|c| c.0 == "False" && c.2.contains("kafka 0/1"))
+            .map(|_| ())
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+
+    env.mark_available("demo").await;
+    let out = env.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "tlab/demo",
+        "--timeout=30s",
+    ]);
+    assert!(
+        out.status.success(),
+        "kubectl wait: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lab = env.lab("demo").await;
+    let status = lab.status.as_ref().unwrap();
+    assert_eq!(status.services_ready.as_deref(), Some("4/4"));
+    assert!(
+        status.components.values().all(|c| c.available),
+        "{:?}",
+        status.components
+    );
+    assert_eq!(condition(&lab, "Progressing").unwrap().0, "False");
+    assert_eq!(condition(&lab, "Degraded").unwrap().0, "False");
+
+    let out = env.kubectl(&["get", "tlab", "demo"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("READY") && table.contains("True") && table.contains("4/4"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_the_load_generator_off_removes_it() {
+    let env = start().await;
+    env.create_lab(
+        "demo",
+        json!({"loadGenerator": {"enabled": true, "ordersPerSecond": 5}}),
+    )
+    .await;
+    let mut with_loadgen = LAB_DEPLOYMENTS.to_vec();
+    with_loadgen.push("loadgen");
+    env.wait_children("demo", &with_loadgen).await;
+
+    env.patch_spec("demo", json!({"loadGenerator": {"enabled": false}}))
+        .await;
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_rejects_an_invalid_lab_with_the_schema_message() {
+    let env = start().await;
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        manifest.path(),
+        "apiVersion: tracinglab.dev/v1alpha1\nkind: TracingLab\nmetadata: {name: bad}\nspec:\n  \
+         sampling: {head: {ratio: 1.5}}\n  kafka: {partitions: 0}\n  \
+         services: {processing: {replicas: -1, workload: {cpuWeight: 1, ioWeight: 1, intensities: [extreme]}}}\n",
+    )
+    .unwrap();
+    let out = env.kubectl(&["apply", "-f", manifest.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "spec.sampling.head.ratio",
+        "less than or equal to 1",
+        "spec.kafka.partitions",
+        "spec.services.processing.replicas",
+        "Unsupported value: \"extreme\"",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in: {stderr}"
+        );
+    }
+    assert!(
+        env.api::<TracingLab>()
+            .get_opt("bad")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
+    let env = start().await;
+    env.create_lab("demo", json!({})).await;
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    let before = env.deployment("demo-processing").await;
+
+    env.patch_spec(
+        "demo",
+        json!({"services": {"processing": {"workload": {"cpuWeight": 0, "ioWeight": 0, "intensities": ["light"]}}}}),
+    )
+    .await;
+    let (_, _, message) = eventually("Degraded=True", || async {
+        let lab = env.lab("demo").await;
+        let c = condition(&lab, "Degraded");
+        c.clone()
+            .filter(|c| {
+                c.0 == "True"
+                    && c.1 == "InvalidSpec"
+                    && lab.status.as_ref().unwrap().observed_generation == Some(2)
+            })
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+    assert!(
+        message.contains("spec.services.processing.workload"),
+        "{message}"
+    );
+
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    let after = env.deployment("demo-processing").await;
+    assert_eq!(
+        config_hash(&after),
+        config_hash(&before),
+        "the refused spec was not applied"
+    );
+
+    let out = env.kubectl(&[
+        "get",
+        "events.events.k8s.io",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("InvalidSpec"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Fixing the spec clears the condition.
+    env.patch_spec(
+        "demo",
+        json!({"services": {"processing": {"workload": null}}}),
+    )
+    .await;
+    eventually("Degraded=False", || async {
+        let c = condition(&env.lab("demo").await, "Degraded");
+        c.as_ref()
+            .filter(|c| c.0 == "False")
+            .map(|_| ())
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+}
