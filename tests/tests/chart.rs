@@ -3,10 +3,19 @@
 //! installed into a real API server, RBAC that lets the operator do everything it does (the operator
 //! runs with the chart's ServiceAccount token).
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tracing_lab_tests::assets;
+use std::time::{Duration, Instant};
+use tracing_lab_operator::TracingLab;
+use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::{ChildProcess, assets, ports, process};
 
 const RELEASE: &str = "tlab";
 const RELEASE_NS: &str = "tracing-lab-system";
@@ -464,4 +473,261 @@ fn ships_the_checked_in_crd_not_a_copy() {
         expected.trim_end(),
         "the packaged chart carries the CRD"
     );
+}
+
+// ---- installed into a real API server -------------------------------------------------------
+
+const LAB: &str = "lab";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn deployment_names(client: &Client, ns: &str) -> Vec<String> {
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={LAB}"));
+    let mut names: Vec<String> = Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .map(|l| l.items.iter().map(|d| d.name_any()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Installs the chart, runs the operator binary with the chart's ServiceAccount token, and has it
+/// do everything it does: apply a lab's children, write status, prune, publish an event.
+async fn operator_under_the_charts_account(watch: Option<&str>) {
+    let cluster = TestCluster::start().await.expect("API server starts");
+    let admin = cluster.client();
+    let lab_ns = watch.unwrap_or("workshop");
+    cluster
+        .create_namespace(lab_ns)
+        .await
+        .expect("lab namespace");
+
+    let helm = Helm::new();
+    let chart = chart();
+    let kubeconfig = cluster
+        .kubeconfig()
+        .to_str()
+        .expect("UTF-8 path")
+        .to_string();
+    let watch_value = format!("watchNamespace={}", watch.unwrap_or_default());
+    let out = helm.ok(&[
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        RELEASE_NS,
+        "--create-namespace",
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        &watch_value,
+    ]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "kubectl -n {RELEASE_NS} rollout status deployment/tlab-tracing-lab"
+        )),
+        "NOTES: {out}"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    eventually("the chart's CRD to be Established", || async {
+        let crd = crds
+            .get("tracinglabs.tracinglab.dev")
+            .await
+            .map_err(|e| e.to_string())?;
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        established
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+
+    let token = cluster
+        .mint_service_account_token(RELEASE_NS, "tlab-tracing-lab")
+        .await
+        .expect("a token for the chart's ServiceAccount");
+    let operator_kubeconfig = cluster.kubeconfig_for_token(&token).expect("kubeconfig");
+
+    // Least privilege: nothing beyond what the operator calls, nowhere beyond its scope.
+    let as_operator = cluster.client_for_token(&token).await.expect("client");
+    let forbidden =
+        |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+    let secrets: Api<Secret> = Api::namespaced(as_operator.clone(), lab_ns);
+    assert!(
+        forbidden(secrets.list(&ListParams::default()).await.map(|_| ())),
+        "the operator may read Secrets"
+    );
+    let labs: Api<TracingLab> = Api::namespaced(as_operator.clone(), lab_ns);
+    assert!(
+        forbidden(labs.delete(LAB, &Default::default()).await.map(|_| ())),
+        "the operator may delete labs"
+    );
+    if watch.is_some() {
+        let elsewhere: Api<ConfigMap> = Api::namespaced(as_operator.clone(), "default");
+        assert!(
+            forbidden(elsewhere.list(&ListParams::default()).await.map(|_| ())),
+            "rights leak out of {lab_ns}"
+        );
+    }
+
+    let listen = format!("127.0.0.1:{}", ports::free_port());
+    let mut command = process::project_command("tracing-lab-operator").expect("operator binary");
+    command
+        .args(["run", "--listen-addr", &listen])
+        .env("KUBECONFIG", &operator_kubeconfig)
+        .env("RUST_LOG", "info");
+    if let Some(ns) = watch {
+        command.args(["--namespace", ns]);
+    }
+    let mut operator = ChildProcess::spawn("operator", command).expect("operator starts");
+    operator
+        .wait_http_ok(&format!("http://{listen}/readyz"), TIMEOUT)
+        .await
+        .expect("operator ready");
+
+    // A lab with the load generator: every child is created and the status written.
+    let api: Api<TracingLab> = Api::namespaced(admin.clone(), lab_ns);
+    let lab: TracingLab = serde_json::from_value(json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": LAB}, "spec": {"loadGenerator": {"enabled": true}},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &lab)
+        .await
+        .expect("lab created");
+    let all = [
+        "lab-analytics",
+        "lab-api",
+        "lab-collector",
+        "lab-jaeger",
+        "lab-loadgen",
+        "lab-notification",
+        "lab-processing",
+        "lab-redis",
+    ];
+    eventually("the lab's Deployments", || async {
+        let names = deployment_names(&admin, lab_ns).await;
+        (names == all)
+            .then_some(())
+            .ok_or_else(|| format!("{names:?}"))
+    })
+    .await;
+    let wait_status = |generation: i64| {
+        let api = api.clone();
+        async move {
+            eventually("status of the current generation", || async {
+                let lab = api.get(LAB).await.map_err(|e| e.to_string())?;
+                let seen = lab.status.as_ref().and_then(|s| s.observed_generation);
+                (seen == Some(generation))
+                    .then_some(lab)
+                    .ok_or_else(|| format!("observedGeneration {seen:?}"))
+            })
+            .await
+        }
+    };
+    let lab = wait_status(1).await;
+    let status = lab.status.expect("status");
+    assert!(
+        status.conditions.iter().any(|c| c.type_ == "Ready"),
+        "{status:?}"
+    );
+    // Readiness read back from every workload the operator applied.
+    let mut components: Vec<(String, String)> = status
+        .components
+        .values()
+        .map(|c| (c.kind.clone(), c.name.clone()))
+        .collect();
+    components.sort();
+    let mut expected: Vec<(String, String)> = all
+        .iter()
+        .map(|n| ("Deployment".to_string(), n.to_string()))
+        .chain([("StatefulSet".to_string(), "lab-kafka".to_string())])
+        .collect();
+    expected.sort();
+    assert_eq!(components, expected, "{status:?}");
+
+    // Turning the load generator off prunes its Deployment.
+    let merge = |spec: Value| Patch::Merge(json!({ "spec": spec }));
+    api.patch(
+        LAB,
+        &PatchParams::default(),
+        &merge(json!({"loadGenerator": {"enabled": false}})),
+    )
+    .await
+    .expect("lab patched");
+    eventually("the load generator's Deployment to be pruned", || async {
+        let names = deployment_names(&admin, lab_ns).await;
+        (!names.iter().any(|n| n == "lab-loadgen"))
+            .then_some(())
+            .ok_or_else(|| format!("{names:?}"))
+    })
+    .await;
+    wait_status(2).await;
+
+    // A spec the schema accepts but the operator cannot run: a Warning event, published as the operator.
+    api.patch(
+        LAB,
+        &PatchParams::default(),
+        &merge(json!({"services": {"processing": {"workload": {"cpuWeight": 0, "ioWeight": 0, "intensities": ["light"]}}}})),
+    )
+    .await
+    .expect("lab patched");
+    let events: Api<Event> = Api::namespaced(admin.clone(), lab_ns);
+    let event = eventually("a Warning event about the lab", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(LAB)
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .ok_or_else(|| "no event yet".to_string())
+    })
+    .await;
+    assert_eq!(
+        event.reporting_controller.as_deref(),
+        Some("tracing-lab-operator")
+    );
+    assert!(event.note.unwrap_or_default().contains("cpuWeight"));
+
+    let log = operator.log_tail(400);
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator was refused something:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn installed_chart_lets_the_operator_run_a_lab_in_every_namespace() {
+    operator_under_the_charts_account(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn installed_chart_lets_the_operator_run_a_lab_in_its_one_namespace() {
+    operator_under_the_charts_account(Some("students")).await;
 }

@@ -3,9 +3,17 @@
 //! against a real API server, accepted by the CRD schema (server-side dry run) and reconciled by the
 //! operator into the objects each exercise needs, applied one after another like the workshop does.
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tracing_lab_config::{LabConfig, Role};
 use tracing_lab_operator::{TracingLab, validate};
+use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::{ChildProcess, ports, process};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -208,4 +216,188 @@ fn lost_fields_are_detected() {
         .len(),
         2
     );
+}
+
+// ---- against a real API server and the operator ----------------------------------------------
+
+const NS: &str = "workshop";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// What the operator must have made of one example.
+async fn check_reconciled(client: &Client, name: &str, lab: &TracingLab) {
+    let spec = &lab.spec;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let mut want: Vec<String> = [
+        "analytics",
+        "api",
+        "collector",
+        "jaeger",
+        "notification",
+        "processing",
+        "redis",
+    ]
+    .iter()
+    .map(|c| format!("lab-{c}"))
+    .collect();
+    if spec.load_generator.enabled {
+        want.push("lab-loadgen".into());
+    }
+    want.sort();
+    eventually(&format!("{name}: the lab's Deployments"), || async {
+        let lp = ListParams::default().labels("app.kubernetes.io/instance=lab");
+        let mut names: Vec<String> = deployments
+            .list(&lp)
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .map(|d| d.name_any())
+            .collect();
+        names.sort();
+        (names == want)
+            .then_some(())
+            .ok_or_else(|| format!("{names:?}"))
+    })
+    .await;
+
+    // The services' configuration document is the example's, resolved.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let config = config_maps
+        .get("lab-config")
+        .await
+        .expect("lab-config ConfigMap");
+    let document = config
+        .data
+        .unwrap_or_default()
+        .remove(tracing_lab_config::FILE_NAME)
+        .expect("lab-config.json");
+    let config = LabConfig::parse(&document).expect("the operator writes a valid document");
+    assert_eq!(
+        config,
+        validate::lab_config(spec),
+        "{name}: lab-config.json"
+    );
+
+    for role in Role::ALL {
+        let d = deployments
+            .get(&format!("lab-{role}"))
+            .await
+            .expect("service Deployment");
+        if let Some(replicas) = spec.services.get(role).replicas {
+            assert_eq!(
+                d.spec.and_then(|s| s.replicas),
+                Some(replicas),
+                "{name}: {role} replicas"
+            );
+        }
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let api = services.get("lab-api").await.expect("api Service");
+    let node_port = api
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().and_then(|p| p.node_port));
+    assert_eq!(
+        node_port,
+        spec.access.node_ports.as_ref().map(|p| p.api),
+        "{name}: api node port"
+    );
+    let collector = config_maps
+        .get("lab-collector-config")
+        .await
+        .expect("collector ConfigMap");
+    let collector = collector
+        .data
+        .unwrap_or_default()
+        .into_values()
+        .collect::<String>();
+    assert_eq!(
+        collector.contains("tail_sampling"),
+        spec.sampling.tail.enabled,
+        "{name}: tail sampling in the collector"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_is_accepted_by_the_api_server_and_reconciled_in_workshop_order() {
+    let cluster = TestCluster::start().await.expect("API server starts");
+    let crd =
+        std::fs::read_to_string(root().join("crds/tracinglab.yaml")).expect("crds/tracinglab.yaml");
+    cluster.install_crd(&crd).await.expect("the CRD installs");
+    cluster.create_namespace(NS).await.expect("namespace");
+    let client = cluster.client();
+
+    let listen = format!("127.0.0.1:{}", ports::free_port());
+    let mut command = process::project_command("tracing-lab-operator").expect("operator binary");
+    command
+        .args(["run", "--listen-addr", &listen])
+        .env("KUBECONFIG", cluster.kubeconfig());
+    let mut operator = ChildProcess::spawn("operator", command).expect("operator starts");
+    operator
+        .wait_http_ok(&format!("http://{listen}/readyz"), TIMEOUT)
+        .await
+        .expect("operator ready");
+
+    // Server-side apply, as `kubectl apply --server-side` would: each example replaces the last.
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NS, &ApiResource::erase::<TracingLab>(&()));
+    let labs: Api<TracingLab> = Api::namespaced(client.clone(), NS);
+    for name in EXAMPLES {
+        let written = raw(name);
+        let object: DynamicObject = serde_json::from_value(written.clone()).expect("an object");
+        let params = PatchParams::apply("workshop").force();
+
+        // A field the schema lacks would be pruned silently: every field must come back.
+        let dry = api
+            .patch("lab", &params.clone().dry_run(), &Patch::Apply(&object))
+            .await;
+        let dry = dry.unwrap_or_else(|e| panic!("{name}: the API server rejects it: {e}"));
+        let dropped = lost(&written["spec"], &dry.data["spec"]);
+        assert!(
+            dropped.is_empty(),
+            "{name}: the CRD schema drops {dropped:?}"
+        );
+
+        let applied = api
+            .patch("lab", &params, &Patch::Apply(&object))
+            .await
+            .expect("applied");
+        let generation = applied.metadata.generation.expect("generation");
+        let lab = eventually(
+            &format!("{name}: status of generation {generation}"),
+            || async {
+                let lab = labs.get("lab").await.map_err(|e| e.to_string())?;
+                let seen = lab.status.as_ref().and_then(|s| s.observed_generation);
+                (seen == Some(generation))
+                    .then_some(lab)
+                    .ok_or_else(|| format!("observedGeneration {seen:?}"))
+            },
+        )
+        .await;
+        let status = lab.status.as_ref().expect("status");
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .expect("Degraded condition");
+        assert_eq!(degraded.status, "False", "{name}: {}", degraded.message);
+        check_reconciled(&client, name, &lab).await;
+    }
 }
