@@ -23,7 +23,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// is printed to stderr.
 ///
 /// The child also gets SIGKILL when the thread that spawned it ends (so a test killed by a timeout
-/// leaves no server behind): start processes from the test's own thread or runtime worker.
+/// leaves no server behind): spawn from the test's thread or a runtime worker, never from
+/// `spawn_blocking` (its threads exit after 10 s idle, which would kill the child).
 pub struct ChildProcess {
     name: String,
     command: Command,
