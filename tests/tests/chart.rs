@@ -323,6 +323,16 @@ fn renders_with_defaults() {
                 .map(|v| v.trim_matches('"').to_string())
         })
         .expect("Chart.yaml appVersion");
+    // The images `make images` builds and the operator's default service image carry the crate
+    // version; the chart must default to the same tag.
+    assert_eq!(
+        app_version,
+        tracing_lab_operator::render::services::default_image()
+            .rsplit(':')
+            .next()
+            .unwrap(),
+        "Chart.yaml appVersion must equal the workspace version"
+    );
     let c = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         c["image"],
