@@ -1,0 +1,60 @@
+//! The HTTP server every role runs: `GET /health` (the process is alive), `GET /ready` (Kafka and
+//! Redis answer), `GET /metrics` (Prometheus), plus the role's own routes.
+
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Checks the dependencies a role needs before it can take work.
+pub type Readiness = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+#[derive(Clone)]
+struct Probes {
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves `routes` plus the probes until `stop` is cancelled; requests in flight then finish.
+pub async fn serve(
+    addr: SocketAddr,
+    routes: Router,
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let probes = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(readiness))
+        .route("/metrics", get(render_metrics))
+        .with_state(Probes { ready, metrics });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("LISTEN_ADDR={addr}: cannot listen: {e}"))?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, routes.merge(probes))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+async fn readiness(State(probes): State<Probes>) -> Response {
+    match (probes.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {err:#}")).into_response(),
+    }
+}
+
+async fn render_metrics(State(probes): State<Probes>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        probes.metrics.render(),
+    )
+        .into_response()
+}

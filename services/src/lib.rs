@@ -1,0 +1,12 @@
+//! The instrumented lab services (api, processing, notification, analytics) and the load
+//! generator; the binary `tracing-lab-service` picks one by subcommand.
+
+pub mod app;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod propagation;
+pub mod resources;
+pub mod roles;
+pub mod settings;
+pub mod workload;

@@ -1,0 +1,113 @@
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing_lab_config::Role;
+use tracing_lab_service::{app, settings::Settings};
+
+/// One of the TracingLab services. Settings come from the environment: the standard OTEL_*
+/// variables, KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_PARTITIONS, REDIS_URL, LISTEN_ADDR, TMPDIR,
+/// LAB_CONFIG and (loadgen) LOADGEN_TARGET_URL.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Command {
+    /// HTTP front door: POST /order → Redis + topic `orders`.
+    Api,
+    /// Consumes `orders`, publishes `processed-orders`.
+    Processing,
+    /// Consumes `processed-orders`, publishes `notified-orders`.
+    Notification,
+    /// Consumes `notified-orders`.
+    Analytics,
+    /// Sends orders to the api at LabConfig.loadgen.ordersPerSecond.
+    Loadgen,
+}
+
+impl Command {
+    fn role(self) -> Option<Role> {
+        match self {
+            Self::Api => Some(Role::Api),
+            Self::Processing => Some(Role::Processing),
+            Self::Notification => Some(Role::Notification),
+            Self::Analytics => Some(Role::Analytics),
+            Self::Loadgen => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.role().map_or("loadgen", Role::name)
+    }
+}
+
+fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    let telemetry = match tracing_lab_telemetry::init(command.name()) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("invalid telemetry settings: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!(error = %err, "invalid settings");
+            eprintln!("invalid settings: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    tracing::info!(service = command.name(), "starting");
+    let result = match command.role() {
+        Some(role) => app::run_role(role, settings, stop).await,
+        None => app::run_loadgen(settings, stop).await,
+    };
+    let code = match &result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "failed");
+            ExitCode::FAILURE
+        }
+    };
+    // Exporting the last spans blocks; it needs the runtime alive but not this worker thread.
+    match tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => eprintln!("{err:#}"),
+        Err(err) => eprintln!("telemetry shutdown: {err}"),
+    }
+    code
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (a terminal) starts a graceful shutdown.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    stop.cancel();
+}

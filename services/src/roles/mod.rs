@@ -1,0 +1,185 @@
+//! The five roles and what they share: the order message, workload steps, injected faults, and
+//! publishing to the next topic with the trace context in the message headers.
+
+pub mod api;
+pub mod loadgen;
+pub mod stage;
+
+use crate::kafka::{Delivered, Producer};
+use crate::metrics::{Metrics, WorkloadLabels};
+use crate::propagation::kafka_headers;
+use crate::resources::ResourceMonitor;
+use crate::workload::Simulator;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::Status;
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::{Instrument, Span};
+use tracing_lab_config::{Faults, Role};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// What travels through the topics.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OrderMessage {
+    pub order_id: String,
+    pub item: String,
+    pub quantity: u32,
+    pub created_at_ms: i64,
+}
+
+/// Redis key of an order's hash.
+pub fn order_key(order_id: &str) -> String {
+    format!("order:{order_id}")
+}
+
+/// Counter of orders analysed at least once (each order counted once, despite redelivery).
+pub const ANALYZED_COUNTER: &str = "orders:analyzed";
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The span of a named step; tracing needs literal span names, so the name goes to `otel.name`.
+pub fn step_span(name: &'static str) -> Span {
+    tracing::info_span!("step", otel.name = name)
+}
+
+/// What every role uses to do its work.
+pub struct Service {
+    pub role: Role,
+    pub faults: Faults,
+    pub simulator: Simulator,
+    pub monitor: Arc<ResourceMonitor>,
+    pub metrics: Arc<Metrics>,
+    pub redis: ConnectionManager,
+    pub producer: Option<Producer>,
+}
+
+/// A fault injected on purpose (`faults.errorRate`).
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure in {0} (faults.errorRate)")]
+pub struct InjectedFault(pub &'static str);
+
+/// Marks `span` failed and records the exception event the OTel conventions describe.
+pub fn record_exception(span: &Span, kind: &str, message: &str) {
+    span.set_status(Status::error(message.to_owned()));
+    span.add_event(
+        "exception",
+        vec![KeyValue::new("exception.type", kind.to_owned()), KeyValue::new("exception.message", message.to_owned())],
+    );
+}
+
+impl Service {
+    /// One named step (`input_validation`, `data_transformation`, ...): a child span running one
+    /// piece of simulated work, carrying `workload.*` and `resource.*` attributes.
+    pub async fn step(&self, name: &'static str) -> anyhow::Result<()> {
+        self.work_in(&step_span(name), name).await
+    }
+
+    /// Runs one piece of simulated work inside `span` and puts its figures on it.
+    pub async fn work_in(&self, span: &Span, name: &'static str) -> anyhow::Result<()> {
+        let Some((kind, intensity)) = self.simulator.choose() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let outcome = self.simulator.run(kind, intensity).instrument(span.clone()).await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                record_exception(span, "WorkloadError", &format!("{err:#}"));
+                return Err(err.context(format!("{name}: {} work", kind.name())));
+            }
+        };
+        let attributes = [
+            KeyValue::new("workload.type", kind.name()),
+            KeyValue::new("workload.intensity", intensity.name()),
+            KeyValue::new("workload.operation", outcome.operation),
+            KeyValue::new("workload.duration_ms", (outcome.usage.wall.as_secs_f64() * 1e5).round() / 100.0),
+            KeyValue::new("workload.items_processed", outcome.items as i64),
+        ];
+        for kv in attributes.into_iter().chain(self.monitor.span_attributes(started, Instant::now(), outcome.usage)) {
+            span.set_attribute(kv.key, kv.value);
+        }
+        self.metrics
+            .workload_seconds
+            .get_or_create(&WorkloadLabels { operation: outcome.operation, intensity: intensity.name() })
+            .observe(outcome.usage.wall.as_secs_f64());
+        Ok(())
+    }
+
+    /// `faults.extraLatencyMs` as its own span, so it is visible as such in the trace.
+    pub async fn injected_latency(&self) {
+        let ms = self.faults.extra_latency_ms;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms))
+                .instrument(tracing::info_span!("injected_latency", fault.latency_ms = ms))
+                .await;
+        }
+    }
+
+    /// Draws whether this call fails on purpose.
+    pub fn injected_error(&self) -> Option<InjectedFault> {
+        let rate = self.faults.error_rate;
+        (rate > 0.0 && rand::rng().random::<f64>() < rate).then_some(InjectedFault(self.role.name()))
+    }
+
+    /// Publishes `order` to this role's output topic in a producer span whose context travels in
+    /// the message headers; returns once the broker acknowledged it.
+    pub async fn publish(&self, order: &OrderMessage) -> anyhow::Result<Delivered> {
+        let (Some(producer), Some(topic)) = (&self.producer, self.role.output_topic()) else {
+            anyhow::bail!("{} publishes nothing", self.role);
+        };
+        let span = tracing::info_span!("publish", otel.name = %format!("send {topic}"), otel.kind = "producer");
+        let payload = serde_json::to_vec(order)?;
+        for kv in [
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.operation.name", "send"),
+            KeyValue::new("messaging.destination.name", topic),
+            KeyValue::new("messaging.kafka.message.key", order.order_id.clone()),
+            KeyValue::new("messaging.message.body.size", payload.len() as i64),
+        ] {
+            span.set_attribute(kv.key, kv.value);
+        }
+        let headers = kafka_headers(&span.context());
+        match producer.send(topic, &order.order_id, &payload, headers).instrument(span.clone()).await {
+            Ok(delivered) => {
+                span.set_attribute("messaging.destination.partition.id", delivered.partition.to_string());
+                span.set_attribute("messaging.kafka.offset", delivered.offset);
+                Ok(delivered)
+            }
+            Err(err) => {
+                record_exception(&span, "KafkaError", &format!("{err:#}"));
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Retries `connect` until it succeeds or `stop` is cancelled (dependencies may start later
+/// than the service, as in Kubernetes).
+pub async fn until_connected<T, F, Fut>(
+    what: &str,
+    stop: &tokio_util::sync::CancellationToken,
+    mut connect: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match connect().await {
+            Ok(value) => return Ok(value),
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "{what} failed; retrying"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => anyhow::bail!("stopped before {what} succeeded"),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
