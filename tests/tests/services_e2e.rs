@@ -1,0 +1,309 @@
+//! End to end: the four services as processes against a real Kafka-protocol broker, Redis and an
+//! OTLP receiver. Needs `cargo build -p tracing-lab-service` and `tests/env/setup.sh`.
+
+#[allow(dead_code)] // Shared with the benchmark, which uses other parts.
+#[path = "services_lab.rs"]
+mod lab;
+
+use lab::{Lab, light_config, post_order};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tracing_lab_config::Role;
+use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode};
+
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client")
+}
+
+fn one<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str) -> &'a ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.service_name == service && s.name == name).collect();
+    assert_eq!(found.len(), 1, "expected one {service}/{name} span, got {}", found.len());
+    found[0]
+}
+
+fn child_of(parent: &ReceivedSpan, child: &ReceivedSpan) {
+    assert_eq!(
+        child.parent_span_id.as_deref(),
+        Some(parent.span_id.as_str()),
+        "{}/{} must be a child of {}/{}",
+        child.service_name,
+        child.name,
+        parent.service_name,
+        parent.name
+    );
+}
+
+fn assert_workload_attributes(span: &ReceivedSpan) {
+    let name = format!("{}/{}", span.service_name, span.name);
+    let kind = span.attr("workload.type").and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{name}: workload.type"));
+    assert!(["cpu_heavy", "io_heavy"].contains(&kind), "{name}: {kind}");
+    let intensity = span.attr("workload.intensity").and_then(|v| v.as_str()).expect("intensity");
+    assert!(["light", "medium"].contains(&intensity), "{name}: {intensity}");
+    let operation = span.attr("workload.operation").and_then(|v| v.as_str()).expect("operation");
+    let expected = match (kind, intensity) {
+        ("cpu_heavy", "light") => "json_processing",
+        ("cpu_heavy", _) => "hash_computation",
+        ("io_heavy", "light") => "redis_basic",
+        _ => "file_and_redis",
+    };
+    assert_eq!(operation, expected, "{name}");
+    let duration = span.attr("workload.duration_ms").and_then(|v| v.as_f64()).expect("duration");
+    assert!(duration > 0.0 && duration <= span.duration().as_secs_f64() * 1000.0 + 1.0, "{name}: {duration}");
+    assert!(span.attr("workload.items_processed").and_then(|v| v.as_i64()).expect("items") > 0, "{name}");
+
+    let samples = span.attr("resource.samples").and_then(|v| v.as_i64()).expect("samples");
+    assert!(samples >= 0);
+    for key in ["resource.cpu.avg", "resource.cpu.max", "resource.cpu.min", "resource.span.cpu_percent"] {
+        let cpu = span.attr(key).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{name}: {key}"));
+        assert!((0.0..=1000.0).contains(&cpu), "{name}: {key}={cpu}");
+    }
+    let (min, avg, max) = (
+        span.attr("resource.memory.min_mb").and_then(|v| v.as_f64()).expect("min"),
+        span.attr("resource.memory.avg_mb").and_then(|v| v.as_f64()).expect("avg"),
+        span.attr("resource.memory.max_mb").and_then(|v| v.as_f64()).expect("max"),
+    );
+    assert!(1.0 < min && min <= avg && avg <= max && max < 1024.0, "{name}: memory {min} {avg} {max}");
+    assert!(span.attr("resource.cpu_bound").and_then(|v| v.as_bool()).is_some(), "{name}");
+    assert_eq!(span.attr("resource.memory_threshold_exceeded").and_then(|v| v.as_bool()), Some(false), "{name}");
+    assert!(span.attr("resource.cpu.limit_cores").and_then(|v| v.as_f64()).expect("limit") > 0.0);
+}
+
+fn assert_consumer(span: &ReceivedSpan, topic: &str, group: &str) {
+    assert_eq!(span.kind, SpanKind::Consumer, "{}", span.name);
+    assert_eq!(span.attr("messaging.system").and_then(|v| v.as_str()), Some("kafka"));
+    assert_eq!(span.attr("messaging.destination.name").and_then(|v| v.as_str()), Some(topic));
+    assert_eq!(span.attr("messaging.consumer.group.name").and_then(|v| v.as_str()), Some(group));
+    assert!(span.attr("messaging.destination.partition.id").and_then(|v| v.as_str()).is_some());
+    assert!(span.attr("messaging.kafka.offset").and_then(|v| v.as_i64()).is_some_and(|o| o >= 0));
+    let wait = span.attr("messaging.queue_wait_ms").and_then(|v| v.as_i64()).expect("queue wait");
+    assert!((0..60_000).contains(&wait), "{wait}");
+}
+
+/// The whole story of one order in one trace: spans of all four services, linked across both
+/// Kafka hops, with the workload and resource figures on the steps.
+fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
+    let create = one(spans, "api", "create_order");
+    assert_eq!(create.kind, SpanKind::Server);
+    assert_eq!(create.attr("http.response.status_code").and_then(|v| v.as_i64()), Some(202));
+    assert_eq!(create.attr("http.request.method").and_then(|v| v.as_str()), Some("POST"));
+    assert_eq!(create.attr("http.route").and_then(|v| v.as_str()), Some("/order"));
+    assert_eq!(create.resource.get("service.namespace").and_then(|v| v.as_str()), Some("e2e"));
+
+    let hops = [
+        ("api", "create_order", &["input_validation", "audit_logging"][..], "orders"),
+        ("processing", "process_order", &["data_transformation", "business_logic"][..], "processed-orders"),
+        ("notification", "notify_order", &["message_formatting"][..], "notified-orders"),
+        ("analytics", "analyze_order", &["data_analysis"][..], ""),
+    ];
+    let mut previous_send: Option<&ReceivedSpan> = None;
+    for (service, main, steps, output) in hops {
+        let span = one(spans, service, main);
+        if let Some(send) = previous_send {
+            child_of(send, span);
+            assert_consumer(span, send.attr("messaging.destination.name").and_then(|v| v.as_str()).unwrap_or(""), service);
+            assert!(span.start_unix_nanos >= send.start_unix_nanos);
+        }
+        for step in steps {
+            let step_span = one(spans, service, step);
+            child_of(span, step_span);
+            assert_workload_attributes(step_span);
+        }
+        if !output.is_empty() {
+            let send = one(spans, service, &format!("send {output}"));
+            child_of(span, send);
+            assert_eq!(send.kind, SpanKind::Producer);
+            assert_eq!(send.attr("messaging.destination.name").and_then(|v| v.as_str()), Some(output));
+            assert!(send.attr("messaging.kafka.offset").and_then(|v| v.as_i64()).is_some());
+            previous_send = Some(send);
+        }
+    }
+    for span in spans {
+        assert_ne!(span.status, StatusCode::Error, "{}/{} failed", span.service_name, span.name);
+        for (key, value) in &span.attributes {
+            if let Some(text) = value.as_str() {
+                assert!(!text.contains(secret_item), "the item name leaked into {}/{} {key}", span.service_name, span.name);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_create_nothing() {
+    let lab = Lab::start(&light_config(), &[]).await.expect("lab starts");
+    let http = http();
+
+    // Bad requests: 400/413/415 with a JSON error, and nothing stored or published.
+    let bad: [(&str, String, u16); 5] = [
+        ("application/json", r#"{"item": "", "quantity": 1}"#.into(), 400),
+        ("application/json", r#"{"item": "x", "quantity": 0}"#.into(), 400),
+        ("application/json", "{not json".into(), 400),
+        ("text/plain", r#"{"item": "x", "quantity": 1}"#.into(), 415),
+        ("application/json", format!(r#"{{"item": "{}", "quantity": 1}}"#, "x".repeat(40_000)), 413),
+    ];
+    for (content_type, body, status) in bad {
+        let response = http
+            .post(format!("{}/order", lab.api_url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("api answers");
+        assert_eq!(response.status().as_u16(), status);
+        let error: serde_json::Value = response.json().await.expect("JSON error body");
+        assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{error}");
+    }
+
+    const N: usize = 12;
+    let secret = "secret-widget-7f3a";
+    let mut order_ids = BTreeSet::new();
+    for i in 0..N {
+        let (status, body) = post_order(&http, &lab.api_url, &format!("{secret} no.{i}"), i as i64 + 1).await.expect("post");
+        assert_eq!(status, 202, "{body}");
+        order_ids.insert(body["order_id"].as_str().expect("order id").to_owned());
+    }
+    assert_eq!(order_ids.len(), N);
+    lab.wait_analyzed(N as i64, PIPELINE_TIMEOUT).await.expect("all orders analysed");
+
+    // Exactly N orders exist: nothing from the bad requests.
+    let published: i64 = lab.broker.end_offsets("orders").await.expect("offsets").iter().sum();
+    assert_eq!(published, N as i64);
+    let mut redis = lab.redis().await.expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("order:*").query_async(&mut redis).await.expect("keys");
+    assert_eq!(keys.len(), N);
+    for id in &order_ids {
+        let status: Option<String> = redis::cmd("HGET").arg(format!("order:{id}")).arg("status").query_async(&mut redis).await.unwrap();
+        assert_eq!(status.as_deref(), Some("analytics"));
+    }
+
+    let spans = lab
+        .otlp
+        .wait_for(|spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= N, PIPELINE_TIMEOUT)
+        .await
+        .expect("spans arrive");
+    // Let the last steps' batches arrive too.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let traces = lab.otlp.traces();
+    let mut seen = BTreeSet::new();
+    for spans in traces.values().filter(|spans| spans.iter().any(|s| s.name == "create_order" && s.attr("order.id").is_some())) {
+        let id = one(spans, "api", "create_order").attr("order.id").and_then(|v| v.as_str()).unwrap().to_owned();
+        assert!(order_ids.contains(&id));
+        assert!(seen.insert(id), "an order spans two traces");
+        assert_order_trace(spans, secret);
+    }
+    assert_eq!(seen, order_ids, "every order has its trace");
+    let rejected = traces
+        .values()
+        .flatten()
+        .filter(|s| s.name == "create_order" && s.attr("http.response.status_code").and_then(|v| v.as_i64()).is_some_and(|c| (400..500).contains(&c)))
+        .count();
+    assert_eq!(rejected, 5, "bad requests are traced too");
+    drop(spans);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_processing_mid_stream_loses_no_order_and_sigterm_stops_cleanly() {
+    let mut config = light_config();
+    config.processing.concurrency = 4;
+    // About 40 orders/s through processing: the crash hits messages in flight.
+    config.processing.faults.extra_latency_ms = 100;
+    let mut lab = Lab::start(&config, &[]).await.expect("lab starts");
+    let http = http();
+
+    const N: i64 = 60;
+    for i in 0..N / 2 {
+        let (status, body) = post_order(&http, &lab.api_url, "book", i % 7 + 1).await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    // Some orders are through processing, others still waiting: crash it.
+    lab.wait_analyzed(3, PIPELINE_TIMEOUT).await.unwrap();
+    lab.service(Role::Processing).kill().unwrap();
+    let before_crash = lab.analyzed().await.unwrap();
+    assert!(before_crash < N / 2, "the crash must come mid-stream ({before_crash} already analysed)");
+    for i in N / 2..N {
+        let (status, body) = post_order(&http, &lab.api_url, "book", i % 7 + 1).await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    lab.service(Role::Processing).respawn().unwrap();
+    lab.wait_ready(Role::Processing).await.unwrap();
+    lab.wait_analyzed(N, PIPELINE_TIMEOUT).await.expect("no order lost");
+
+    // After a graceful stop, processing's committed offsets cover every order.
+    let status = lab.service(Role::Processing).terminate(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "processing exit: {status}");
+    let ends = lab.broker.end_offsets("orders").await.unwrap();
+    let committed = lab.broker.committed_offsets("processing", "orders").await.unwrap();
+    let committed: Vec<i64> = committed.iter().map(|c| c.unwrap_or(0)).collect();
+    assert_eq!(committed, ends, "committed offsets reach the end of every partition");
+    for role in [Role::Api, Role::Notification, Role::Analytics] {
+        let status = lab.service(role).terminate(Duration::from_secs(20)).await.unwrap();
+        assert!(status.success(), "{role} exit: {status}");
+    }
+    // Every order's trace reached analytics; redelivered messages may add a second processing span.
+    let analysed: BTreeMap<String, usize> = lab
+        .otlp
+        .spans()
+        .iter()
+        .filter(|s| s.name == "analyze_order")
+        .fold(BTreeMap::new(), |mut m, s| {
+            *m.entry(s.trace_id.clone()).or_default() += 1;
+            m
+        });
+    assert_eq!(analysed.len() as i64, N, "one trace per order reached analytics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_show_as_error_spans_and_latency_spans() {
+    let mut config = light_config();
+    config.notification.faults.error_rate = 1.0;
+    config.processing.faults.extra_latency_ms = 50;
+    let lab = Lab::start(&config, &[]).await.expect("lab starts");
+    let http = http();
+    let (status, _) = post_order(&http, &lab.api_url, "lamp", 1).await.unwrap();
+    assert_eq!(status, 202);
+    let spans = lab
+        .otlp
+        .wait_for(|spans| spans.iter().any(|s| s.name == "notify_order"), PIPELINE_TIMEOUT)
+        .await
+        .unwrap();
+    let notify = spans.iter().find(|s| s.name == "notify_order").unwrap();
+    assert!(notify.is_error());
+    let exception = notify.events.iter().find(|e| e.name == "exception").expect("exception event");
+    assert_eq!(exception.attributes.get("exception.type").and_then(|v| v.as_str()), Some("InjectedFault"));
+    let spans = lab
+        .otlp
+        .wait_for(|spans| spans.iter().any(|s| s.name == "injected_latency"), PIPELINE_TIMEOUT)
+        .await
+        .unwrap();
+    let latency = spans.iter().find(|s| s.name == "injected_latency").unwrap();
+    let process = spans.iter().find(|s| s.name == "process_order").unwrap();
+    assert_eq!(latency.parent_span_id.as_deref(), Some(process.span_id.as_str()));
+    assert!(latency.duration() >= Duration::from_millis(50));
+    // The failed order stops at notification.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lab.analyzed().await.unwrap(), 0);
+    assert!(!lab.otlp.spans().iter().any(|s| s.name == "analyze_order"));
+}
+
+#[test]
+fn invalid_settings_stop_the_service_naming_the_setting() {
+    for (var, value) in [
+        ("LISTEN_ADDR", "nonsense"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "no-port"),
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("LAB_CONFIG", "/no/such/file.json"),
+    ] {
+        let mut command = tracing_lab_tests::process::project_command(lab::BINARY).expect("binary built");
+        let output = command
+            .arg("processing")
+            .env_clear()
+            .env(var, value)
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
+}

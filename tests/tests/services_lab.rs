@@ -1,0 +1,142 @@
+//! A whole lab on 127.0.0.1 for end-to-end tests and benchmarks: a Kafka-protocol broker, Redis,
+//! an OTLP receiver, and the four services as child processes. Included as a module by the
+//! services tests and the services benchmark.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+use tracing_lab_tests::process::project_command;
+use tracing_lab_tests::{ChildProcess, KafkaBroker, OtlpReceiver, RedisServer, ports};
+
+pub const BINARY: &str = "tracing-lab-service";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Light, quick work for every role, so tests run fast and still carry workload spans.
+pub fn light_config() -> LabConfig {
+    let mut config = LabConfig::default();
+    for role in Role::ALL {
+        config.role_mut(role).workload = WorkloadMix::new(50, 50, &[Intensity::Light, Intensity::Medium]);
+    }
+    config
+}
+
+pub struct Lab {
+    pub broker: KafkaBroker,
+    pub redis: RedisServer,
+    pub otlp: OtlpReceiver,
+    pub services: BTreeMap<Role, ChildProcess>,
+    pub api_url: String,
+    ports: BTreeMap<Role, u16>,
+    config_dir: tempfile::TempDir,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Lab {
+    /// Starts broker, Redis, receiver and the four services (`extra_env` added to each), and waits
+    /// until every service is ready.
+    pub async fn start(config: &LabConfig, extra_env: &[(&str, &str)]) -> Result<Self> {
+        let broker = KafkaBroker::start().await?;
+        let redis = RedisServer::start().await?;
+        let otlp = OtlpReceiver::start().await?;
+        let config_dir = tempfile::tempdir()?;
+        std::fs::write(config_dir.path().join(tracing_lab_config::FILE_NAME), config.to_json())?;
+        let ports: BTreeMap<Role, u16> = Role::ALL.into_iter().map(|r| (r, ports::free_port())).collect();
+        let api_url = format!("http://127.0.0.1:{}", ports[&Role::Api]);
+        let mut lab = Self {
+            broker,
+            redis,
+            otlp,
+            services: BTreeMap::new(),
+            api_url,
+            ports,
+            config_dir,
+            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        for role in Role::ALL {
+            let process = ChildProcess::spawn(role.name(), lab.command(role)?)?;
+            lab.services.insert(role, process);
+        }
+        for role in Role::ALL {
+            lab.wait_ready(role).await?;
+        }
+        Ok(lab)
+    }
+
+    /// The command line of one service, with the environment the operator would give it.
+    pub fn command(&self, role: Role) -> Result<Command> {
+        let mut command = project_command(BINARY)?;
+        command
+            .arg(role.name())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OTEL_SERVICE_NAME", role.name())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp.grpc_endpoint())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=e2e")
+            .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap())
+            .env("REDIS_URL", self.redis.url())
+            .env("LAB_CONFIG", self.config_dir.path().join(tracing_lab_config::FILE_NAME))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.ports[&role]))
+            .env("TMPDIR", self.config_dir.path())
+            .env("RUST_LOG", "info")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(command)
+    }
+
+    pub fn url(&self, role: Role, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[&role])
+    }
+
+    pub async fn wait_ready(&mut self, role: Role) -> Result<()> {
+        let url = self.url(role, "/ready");
+        let process = self.services.get_mut(&role).context("service not started")?;
+        process.wait_http_ok(&url, READY_TIMEOUT).await
+    }
+
+    pub fn service(&mut self, role: Role) -> &mut ChildProcess {
+        self.services.get_mut(&role).expect("every role runs")
+    }
+
+    pub async fn redis(&self) -> Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.redis.url())?.get_multiplexed_async_connection().await?)
+    }
+
+    /// Orders analysed at least once (the analytics service counts each order once).
+    pub async fn analyzed(&self) -> Result<i64> {
+        let mut redis = self.redis().await?;
+        let count: Option<i64> = redis::cmd("GET").arg("orders:analyzed").query_async(&mut redis).await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    /// Waits until `n` orders were analysed.
+    pub async fn wait_analyzed(&self, n: i64, timeout: Duration) -> Result<()> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let count = self.analyzed().await?;
+            if count >= n {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                bail!("{count} of {n} orders analysed after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Posts one order; returns the status and the JSON body.
+pub async fn post_order(http: &reqwest::Client, api_url: &str, item: &str, quantity: i64) -> Result<(u16, serde_json::Value)> {
+    let response = http
+        .post(format!("{api_url}/order"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"item": item, "quantity": quantity}).to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, body))
+}
