@@ -17,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_lab_config::Role;
 
 /// Runs `role` until `stop` is cancelled.
-pub async fn run_role(role: Role, settings: Settings, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_role(
+    role: Role,
+    settings: Settings,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let monitor = ResourceMonitor::start(&settings.lab.resource_sampling)?;
     let metrics = Arc::new(Metrics::new(monitor.clone()));
     let redis = redis_connection(&settings.redis_url)?;
@@ -29,7 +33,12 @@ pub async fn run_role(role: Role, settings: Settings, stop: CancellationToken) -
     let service = Arc::new(Service {
         role,
         faults: role_settings.faults.clone(),
-        simulator: Simulator::new(role_settings.workload.clone(), redis.clone(), settings.tmp_dir.clone(), role.name()),
+        simulator: Simulator::new(
+            role_settings.workload.clone(),
+            redis.clone(),
+            settings.tmp_dir.clone(),
+            role.name(),
+        ),
         monitor: monitor.clone(),
         metrics: metrics.clone(),
         redis: redis.clone(),
@@ -37,9 +46,16 @@ pub async fn run_role(role: Role, settings: Settings, stop: CancellationToken) -
     });
 
     // Topics first: a consumer subscribing to a missing topic would only log errors.
-    let topics: Vec<&str> = [role.input_topic(), role.output_topic()].into_iter().flatten().collect();
+    let topics: Vec<&str> = [role.input_topic(), role.output_topic()]
+        .into_iter()
+        .flatten()
+        .collect();
     until_connected("creating Kafka topics", &stop, || {
-        kafka::ensure_topics(&settings.kafka_bootstrap, &topics, settings.topic_partitions)
+        kafka::ensure_topics(
+            &settings.kafka_bootstrap,
+            &topics,
+            settings.topic_partitions,
+        )
     })
     .await?;
 
@@ -50,22 +66,39 @@ pub async fn run_role(role: Role, settings: Settings, stop: CancellationToken) -
                 let kafka = kafka.clone();
                 async move { kafka.check().await }
             });
-            http::serve(settings.listen_addr, roles::api::routes(service.clone()), ready, metrics, stop.clone()).await
+            http::serve(
+                settings.listen_addr,
+                roles::api::routes(service.clone()),
+                ready,
+                metrics,
+                stop.clone(),
+            )
+            .await
         }
         Some(topic) => {
-            let group = role.consumer_group().context("consumer roles have a group")?;
+            let group = role
+                .consumer_group()
+                .context("consumer roles have a group")?;
             let consumer = Arc::new(Consumer::new(&settings.kafka_bootstrap, group, topic)?);
             let probe = consumer.clone();
             let ready = readiness(redis.clone(), move || {
                 let probe = probe.clone();
                 async move { probe.check().await }
             });
-            let server = tokio::spawn(http::serve(settings.listen_addr, Router::new(), ready, metrics, stop.clone()));
+            let server = tokio::spawn(http::serve(
+                settings.listen_addr,
+                Router::new(),
+                ready,
+                metrics,
+                stop.clone(),
+            ));
             let concurrency = role_settings.concurrency as usize;
             tracing::info!(topic, group, concurrency, "consuming");
             let worker = service.clone();
             let consumed = consumer
-                .run(concurrency, stop.clone(), move |message| roles::stage::handle(worker.clone(), message))
+                .run(concurrency, stop.clone(), move |message| {
+                    roles::stage::handle(worker.clone(), message)
+                })
                 .await;
             // The HTTP server stops with `stop`; a consumer failure must stop it too.
             stop.cancel();
@@ -85,8 +118,20 @@ pub async fn run_loadgen(settings: Settings, stop: CancellationToken) -> anyhow:
     let monitor = ResourceMonitor::start(&settings.lab.resource_sampling)?;
     let metrics = Arc::new(Metrics::new(monitor.clone()));
     let ready: Readiness = Arc::new(|| Box::pin(async { Ok(()) }));
-    let server = tokio::spawn(http::serve(settings.listen_addr, Router::new(), ready, metrics.clone(), stop.clone()));
-    let sent = roles::loadgen::run(&settings.loadgen_target, settings.lab.loadgen.orders_per_second, metrics, stop.clone()).await;
+    let server = tokio::spawn(http::serve(
+        settings.listen_addr,
+        Router::new(),
+        ready,
+        metrics.clone(),
+        stop.clone(),
+    ));
+    let sent = roles::loadgen::run(
+        &settings.loadgen_target,
+        settings.lab.loadgen.orders_per_second,
+        metrics,
+        stop.clone(),
+    )
+    .await;
     stop.cancel();
     let served = server.await.context("HTTP server task")?;
     monitor.stop();
@@ -100,7 +145,9 @@ fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2));
-    client.get_connection_manager_lazy(config).context("creating the Redis connection")
+    client
+        .get_connection_manager_lazy(config)
+        .context("creating the Redis connection")
 }
 
 /// Ready when Redis answers PING and `kafka` succeeds.
@@ -113,7 +160,10 @@ where
     Arc::new(move || {
         let (mut redis, kafka) = (redis.clone(), kafka.clone());
         Box::pin(async move {
-            let _: String = redis::cmd("PING").query_async(&mut redis).await.context("Redis unreachable")?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut redis)
+                .await
+                .context("Redis unreachable")?;
             kafka().await
         })
     })

@@ -47,13 +47,20 @@ pub async fn serve(
 async fn readiness(State(probes): State<Probes>) -> Response {
     match (probes.ready)().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {err:#}")).into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {err:#}"),
+        )
+            .into_response(),
     }
 }
 
 async fn render_metrics(State(probes): State<Probes>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         probes.metrics.render(),
     )
         .into_response()

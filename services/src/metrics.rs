@@ -43,9 +43,17 @@ impl Metrics {
     pub fn new(monitor: Arc<ResourceMonitor>) -> Self {
         let mut registry = Registry::with_prefix("tracing_lab");
         let http_responses = Family::<StatusLabel, Counter>::default();
-        registry.register("http_responses", "HTTP responses of order requests by status", http_responses.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses of order requests by status",
+            http_responses.clone(),
+        );
         let messages = Family::<OutcomeLabel, Counter>::default();
-        registry.register("messages_handled", "Kafka messages handled by outcome", messages.clone());
+        registry.register(
+            "messages_handled",
+            "Kafka messages handled by outcome",
+            messages.clone(),
+        );
         let queue_wait_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         registry.register(
             "message_queue_wait_seconds",
@@ -55,11 +63,23 @@ impl Metrics {
         let workload_seconds = Family::<WorkloadLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
-        registry.register("workload_seconds", "Duration of simulated work by operation", workload_seconds.clone());
+        registry.register(
+            "workload_seconds",
+            "Duration of simulated work by operation",
+            workload_seconds.clone(),
+        );
         let cpu_percent = Gauge::<f64, AtomicU64>::default();
-        registry.register("process_cpu_percent", "Process CPU at the last sample, 100 = one core", cpu_percent.clone());
+        registry.register(
+            "process_cpu_percent",
+            "Process CPU at the last sample, 100 = one core",
+            cpu_percent.clone(),
+        );
         let resident_bytes = Gauge::default();
-        registry.register("process_resident_memory_bytes", "Resident memory at the last sample", resident_bytes.clone());
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory at the last sample",
+            resident_bytes.clone(),
+        );
         Self {
             registry,
             http_responses,
@@ -76,7 +96,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         if let Some(sample) = self.monitor.latest() {
             self.cpu_percent.set(sample.cpu_percent);
-            self.resident_bytes.set((sample.rss_mb * 1024.0 * 1024.0) as i64);
+            self.resident_bytes
+                .set((sample.rss_mb * 1024.0 * 1024.0) as i64);
         }
         let mut text = String::new();
         // Writing into a String cannot fail.

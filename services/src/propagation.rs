@@ -21,9 +21,15 @@ pub fn extract_http(headers: &HeaderMap) -> Context {
 pub fn kafka_headers(cx: &Context) -> OwnedHeaders {
     let mut fields = KafkaInjector(Vec::new());
     global::get_text_map_propagator(|p| p.inject_context(cx, &mut fields));
-    fields.0.iter().fold(OwnedHeaders::new_with_capacity(fields.0.len()), |headers, (key, value)| {
-        headers.insert(Header { key, value: Some(value.as_bytes()) })
-    })
+    fields.0.iter().fold(
+        OwnedHeaders::new_with_capacity(fields.0.len()),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        },
+    )
 }
 
 /// Reads the producer's context from Kafka message headers.
@@ -38,7 +44,10 @@ struct HttpInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HttpInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, value);
         }
     }
@@ -83,10 +92,12 @@ impl<H: Headers> Extractor for KafkaExtractor<'_, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::KeyValue;
     use opentelemetry::baggage::BaggageExt;
     use opentelemetry::propagation::TextMapCompositePropagator;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
     use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
     fn install_propagator() {
@@ -111,10 +122,19 @@ mod tests {
 
     fn assert_same(extracted: &Context) {
         let sc = extracted.span().span_context().clone();
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
         assert!(sc.is_sampled() && sc.is_remote());
-        assert_eq!(extracted.baggage().get("lab.order_id").map(|v| v.as_str().to_string()), Some("o-1".into()));
+        assert_eq!(
+            extracted
+                .baggage()
+                .get("lab.order_id")
+                .map(|v| v.as_str().to_string()),
+            Some("o-1".into())
+        );
     }
 
     #[test]
@@ -140,9 +160,22 @@ mod tests {
     #[test]
     fn missing_or_garbled_headers_give_no_parent() {
         install_propagator();
-        assert!(!extract_kafka::<OwnedHeaders>(None).span().span_context().is_valid());
-        let garbled = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(&b"00-zz"[..]) });
-        assert!(!extract_kafka(Some(&garbled)).span().span_context().is_valid());
+        assert!(
+            !extract_kafka::<OwnedHeaders>(None)
+                .span()
+                .span_context()
+                .is_valid()
+        );
+        let garbled = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(&b"00-zz"[..]),
+        });
+        assert!(
+            !extract_kafka(Some(&garbled))
+                .span()
+                .span_context()
+                .is_valid()
+        );
         let mut http = HeaderMap::new();
         http.insert("traceparent", HeaderValue::from_static("garbage"));
         assert!(!extract_http(&http).span().span_context().is_valid());

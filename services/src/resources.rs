@@ -41,7 +41,10 @@ pub struct Stats {
 impl Stats {
     /// Statistics of the samples taken in `[start, end]`; `None` when there is none.
     pub fn of(samples: &[Sample], start: Instant, end: Instant) -> Option<Self> {
-        let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= start && s.at <= end).collect();
+        let inside: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.at >= start && s.at <= end)
+            .collect();
         let n = inside.len();
         if n == 0 {
             return None;
@@ -55,7 +58,15 @@ impl Stats {
         };
         let (cpu_avg, cpu_max, cpu_min) = fold(|s| s.cpu_percent);
         let (mem_avg_mb, mem_max_mb, mem_min_mb) = fold(|s| s.rss_mb);
-        Some(Self { samples: n, cpu_avg, cpu_max, cpu_min, mem_avg_mb, mem_max_mb, mem_min_mb })
+        Some(Self {
+            samples: n,
+            cpu_avg,
+            cpu_max,
+            cpu_min,
+            mem_avg_mb,
+            mem_max_mb,
+            mem_min_mb,
+        })
     }
 }
 
@@ -88,20 +99,29 @@ pub fn process_cpu_time() -> Duration {
 }
 
 fn cpu_clock(clock: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; both clock ids exist on every Linux kernel.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return Duration::ZERO;
     }
-    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Runs `work` and measures the calling thread's CPU time and the wall time it took.
 pub fn measure<T>(work: impl FnOnce() -> T) -> (T, WorkUsage) {
     let (wall_start, cpu_start) = (Instant::now(), thread_cpu_time());
     let value = work();
-    let usage = WorkUsage { wall: wall_start.elapsed(), cpu_time: thread_cpu_time().saturating_sub(cpu_start) };
+    let usage = WorkUsage {
+        wall: wall_start.elapsed(),
+        cpu_time: thread_cpu_time().saturating_sub(cpu_start),
+    };
     (value, usage)
 }
 
@@ -142,22 +162,34 @@ impl ResourceMonitor {
         });
         let weak = Arc::downgrade(&monitor);
         let interval = Duration::from_millis(settings.interval_ms);
-        std::thread::Builder::new().name("resource-sampler".into()).spawn(move || {
-            let mut probe = MemoryProbe::new();
-            let (mut last_at, mut last_cpu) = (Instant::now(), process_cpu_time());
-            loop {
-                std::thread::sleep(interval);
-                let Some(monitor) = weak.upgrade() else { return };
-                if monitor.stop.load(Ordering::Relaxed) {
-                    return;
+        std::thread::Builder::new()
+            .name("resource-sampler".into())
+            .spawn(move || {
+                let mut probe = MemoryProbe::new();
+                let (mut last_at, mut last_cpu) = (Instant::now(), process_cpu_time());
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(monitor) = weak.upgrade() else {
+                        return;
+                    };
+                    if monitor.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let (at, cpu) = (Instant::now(), process_cpu_time());
+                    let wall = at.duration_since(last_at).as_secs_f64();
+                    let cpu_percent = if wall > 0.0 {
+                        (cpu - last_cpu).as_secs_f64() / wall * 100.0
+                    } else {
+                        0.0
+                    };
+                    (last_at, last_cpu) = (at, cpu);
+                    monitor.record(Sample {
+                        at,
+                        cpu_percent,
+                        rss_mb: probe.rss_mb(),
+                    });
                 }
-                let (at, cpu) = (Instant::now(), process_cpu_time());
-                let wall = at.duration_since(last_at).as_secs_f64();
-                let cpu_percent = if wall > 0.0 { (cpu - last_cpu).as_secs_f64() / wall * 100.0 } else { 0.0 };
-                (last_at, last_cpu) = (at, cpu);
-                monitor.record(Sample { at, cpu_percent, rss_mb: probe.rss_mb() });
-            }
-        })?;
+            })?;
         Ok(monitor)
     }
 
@@ -167,7 +199,10 @@ impl ResourceMonitor {
 
     fn record(&self, sample: Sample) {
         let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        while samples.front().is_some_and(|s| sample.at.duration_since(s.at) > HISTORY) {
+        while samples
+            .front()
+            .is_some_and(|s| sample.at.duration_since(s.at) > HISTORY)
+        {
             samples.pop_front();
         }
         samples.push_back(sample);
@@ -175,7 +210,11 @@ impl ResourceMonitor {
 
     /// The most recent sample (for the metrics endpoint).
     pub fn latest(&self) -> Option<Sample> {
-        self.samples.lock().unwrap_or_else(|p| p.into_inner()).back().copied()
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .back()
+            .copied()
     }
 
     pub fn stats(&self, start: Instant, end: Instant) -> Option<Stats> {
@@ -213,15 +252,24 @@ impl ResourceMonitor {
             KeyValue::new("resource.cpu.min", round(stats.cpu_min)),
             KeyValue::new("resource.cpu.source", source),
             KeyValue::new("resource.cpu.limit_cores", round(self.cpu_limit_cores)),
-            KeyValue::new("resource.cpu.avg_of_limit", round(stats.cpu_avg / self.cpu_limit_cores)),
-            KeyValue::new("resource.span.cpu_time_ms", round(work.cpu_time.as_secs_f64() * 1000.0)),
+            KeyValue::new(
+                "resource.cpu.avg_of_limit",
+                round(stats.cpu_avg / self.cpu_limit_cores),
+            ),
+            KeyValue::new(
+                "resource.span.cpu_time_ms",
+                round(work.cpu_time.as_secs_f64() * 1000.0),
+            ),
             KeyValue::new("resource.span.cpu_percent", round(span_cpu)),
             KeyValue::new("resource.memory.avg_mb", round(stats.mem_avg_mb)),
             KeyValue::new("resource.memory.max_mb", round(stats.mem_max_mb)),
             KeyValue::new("resource.memory.min_mb", round(stats.mem_min_mb)),
             KeyValue::new("resource.samples", stats.samples as i64),
             // Judged by the span's own work, not by whatever else the process did meanwhile.
-            KeyValue::new("resource.cpu_bound", span_cpu >= self.settings.cpu_bound_percent),
+            KeyValue::new(
+                "resource.cpu_bound",
+                span_cpu >= self.settings.cpu_bound_percent,
+            ),
             KeyValue::new(
                 "resource.memory_threshold_exceeded",
                 stats.mem_max_mb > self.settings.memory_threshold_mb,
@@ -238,11 +286,16 @@ struct MemoryProbe {
 
 impl MemoryProbe {
     fn new() -> Self {
-        Self { system: System::new().ok(), pid: sysinfo::get_current_pid().ok() }
+        Self {
+            system: System::new().ok(),
+            pid: sysinfo::get_current_pid().ok(),
+        }
     }
 
     fn rss_mb(&mut self) -> f64 {
-        let (Some(system), Some(pid)) = (&mut self.system, self.pid) else { return 0.0 };
+        let (Some(system), Some(pid)) = (&mut self.system, self.pid) else {
+            return 0.0;
+        };
         system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[pid]),
             false,
@@ -257,7 +310,11 @@ mod tests {
     use super::*;
 
     fn sample(base: Instant, ms: u64, cpu: f64, mem: f64) -> Sample {
-        Sample { at: base + Duration::from_millis(ms), cpu_percent: cpu, rss_mb: mem }
+        Sample {
+            at: base + Duration::from_millis(ms),
+            cpu_percent: cpu,
+            rss_mb: mem,
+        }
     }
 
     #[test]
@@ -270,11 +327,26 @@ mod tests {
             sample(t0, 300, 100.0, 65.0),
             sample(t0, 400, 900.0, 900.0),
         ];
-        let s = Stats::of(&samples, t0 + Duration::from_millis(50), t0 + Duration::from_millis(300)).unwrap();
+        let s = Stats::of(
+            &samples,
+            t0 + Duration::from_millis(50),
+            t0 + Duration::from_millis(300),
+        )
+        .unwrap();
         assert_eq!(s.samples, 3);
         assert_eq!((s.cpu_avg, s.cpu_max, s.cpu_min), (100.0, 150.0, 50.0));
-        assert_eq!((s.mem_avg_mb, s.mem_max_mb, s.mem_min_mb), (65.0, 70.0, 60.0));
-        assert_eq!(Stats::of(&samples, t0 + Duration::from_millis(10), t0 + Duration::from_millis(90)), None);
+        assert_eq!(
+            (s.mem_avg_mb, s.mem_max_mb, s.mem_min_mb),
+            (65.0, 70.0, 60.0)
+        );
+        assert_eq!(
+            Stats::of(
+                &samples,
+                t0 + Duration::from_millis(10),
+                t0 + Duration::from_millis(90)
+            ),
+            None
+        );
     }
 
     #[test]
@@ -286,40 +358,64 @@ mod tests {
 
     #[test]
     fn thread_cpu_time_counts_work_not_sleep() {
+        // Spin until the thread's own clock says 30 ms, however busy the machine is.
         let (_, busy) = measure(|| {
-            let until = Instant::now() + Duration::from_millis(30);
+            let start = thread_cpu_time();
             let mut x = 0u64;
-            while Instant::now() < until {
+            while thread_cpu_time() - start < Duration::from_millis(30) {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
         });
+        assert!(
+            busy.cpu_time >= Duration::from_millis(30) && busy.cpu_time <= busy.wall,
+            "{busy:?}"
+        );
         let (_, idle) = measure(|| std::thread::sleep(Duration::from_millis(30)));
-        assert!(busy.cpu_percent() > 70.0, "{busy:?}");
-        assert!(idle.cpu_percent() < 20.0, "{idle:?}");
+        assert!(idle.cpu_time < Duration::from_millis(5), "{idle:?}");
+        assert!(idle.wall >= Duration::from_millis(30));
     }
 
     #[test]
     fn short_spans_get_their_own_figure_and_long_ones_the_samples() {
-        let settings = ResourceSampling { interval_ms: 20, cpu_bound_percent: 50.0, memory_threshold_mb: 100_000.0 };
+        let settings = ResourceSampling {
+            interval_ms: 20,
+            cpu_bound_percent: 50.0,
+            memory_threshold_mb: 100_000.0,
+        };
         let monitor = ResourceMonitor::start(&settings).unwrap();
-        let get = |attrs: &[KeyValue], key: &str| attrs.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone());
+        let get = |attrs: &[KeyValue], key: &str| {
+            attrs
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.clone())
+        };
 
         let start = Instant::now();
-        let usage = WorkUsage { wall: Duration::from_millis(2), cpu_time: Duration::from_millis(2) };
+        let usage = WorkUsage {
+            wall: Duration::from_millis(2),
+            cpu_time: Duration::from_millis(2),
+        };
         let attrs = monitor.span_attributes(start, start + usage.wall, usage);
         assert_eq!(get(&attrs, "resource.samples"), Some(0i64.into()));
         assert_eq!(get(&attrs, "resource.cpu.source"), Some("span".into()));
         assert_eq!(get(&attrs, "resource.cpu.avg"), Some(100.0.into()));
         assert_eq!(get(&attrs, "resource.cpu_bound"), Some(true.into()));
-        let Some(opentelemetry::Value::F64(rss)) = get(&attrs, "resource.memory.max_mb") else { panic!("no memory") };
+        let Some(opentelemetry::Value::F64(rss)) = get(&attrs, "resource.memory.max_mb") else {
+            panic!("no memory")
+        };
         assert!(rss > 1.0 && rss < 1000.0, "{rss}");
 
         std::thread::sleep(Duration::from_millis(150));
         let attrs = monitor.span_attributes(start, Instant::now(), WorkUsage::default());
-        let Some(opentelemetry::Value::I64(n)) = get(&attrs, "resource.samples") else { panic!("no samples") };
+        let Some(opentelemetry::Value::I64(n)) = get(&attrs, "resource.samples") else {
+            panic!("no samples")
+        };
         assert!(n >= 3, "{n}");
         assert_eq!(get(&attrs, "resource.cpu.source"), Some("sampler".into()));
-        assert_eq!(get(&attrs, "resource.memory_threshold_exceeded"), Some(false.into()));
+        assert_eq!(
+            get(&attrs, "resource.memory_threshold_exceeded"),
+            Some(false.into())
+        );
         monitor.stop();
     }
 }

@@ -30,22 +30,41 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SettingsError {
     #[error("{variable}={value:?} is invalid: {reason}")]
-    Invalid { variable: &'static str, value: String, reason: String },
+    Invalid {
+        variable: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("{variable}: {reason}")]
-    LabConfig { variable: &'static str, reason: String },
+    LabConfig {
+        variable: &'static str,
+        reason: String,
+    },
 }
 
 fn invalid(variable: &'static str, value: &str, reason: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid { variable, value: value.to_owned(), reason: reason.into() }
+    SettingsError::Invalid {
+        variable,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 impl Settings {
     /// Reads the settings through `var` (`std::env::var` in production). Empty counts as unset.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
-        let kafka_bootstrap = get("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|| "localhost:9092".into());
-        if kafka_bootstrap.split(',').any(|server| !is_host_port(server.trim())) {
+        let kafka_bootstrap =
+            get("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|| "localhost:9092".into());
+        if kafka_bootstrap
+            .split(',')
+            .any(|server| !is_host_port(server.trim()))
+        {
             return Err(invalid(
                 "KAFKA_BOOTSTRAP_SERVERS",
                 &kafka_bootstrap,
@@ -56,7 +75,13 @@ impl Settings {
             None => DEFAULT_TOPIC_PARTITIONS,
             Some(v) => match v.parse::<i32>() {
                 Ok(n) if (1..=1000).contains(&n) => n,
-                _ => return Err(invalid("KAFKA_TOPIC_PARTITIONS", &v, "expected an integer in 1..=1000")),
+                _ => {
+                    return Err(invalid(
+                        "KAFKA_TOPIC_PARTITIONS",
+                        &v,
+                        "expected an integer in 1..=1000",
+                    ));
+                }
             },
         };
 
@@ -65,27 +90,44 @@ impl Settings {
             .map_err(|e| invalid("REDIS_URL", &redis_url, e.to_string()))?;
 
         let listen = get("LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into());
-        let listen_addr = listen
-            .parse()
-            .map_err(|_| invalid("LISTEN_ADDR", &listen, "expected ip:port, e.g. 0.0.0.0:8080"))?;
+        let listen_addr = listen.parse().map_err(|_| {
+            invalid(
+                "LISTEN_ADDR",
+                &listen,
+                "expected ip:port, e.g. 0.0.0.0:8080",
+            )
+        })?;
 
         let tmp_dir = PathBuf::from(get("TMPDIR").unwrap_or_else(|| "/tmp".into()));
         if !tmp_dir.is_absolute() {
-            return Err(invalid("TMPDIR", &tmp_dir.display().to_string(), "expected an absolute path"));
+            return Err(invalid(
+                "TMPDIR",
+                &tmp_dir.display().to_string(),
+                "expected an absolute path",
+            ));
         }
 
         let lab = match get(tracing_lab_config::ENV_VAR) {
             None => LabConfig::default(),
-            Some(path) => LabConfig::from_path(path.as_ref()).map_err(|e| SettingsError::LabConfig {
-                variable: tracing_lab_config::ENV_VAR,
-                reason: e.to_string(),
-            })?,
+            Some(path) => {
+                LabConfig::from_path(path.as_ref()).map_err(|e| SettingsError::LabConfig {
+                    variable: tracing_lab_config::ENV_VAR,
+                    reason: e.to_string(),
+                })?
+            }
         };
 
-        let loadgen_target = get("LOADGEN_TARGET_URL").unwrap_or_else(|| "http://localhost:8080".into());
+        let loadgen_target =
+            get("LOADGEN_TARGET_URL").unwrap_or_else(|| "http://localhost:8080".into());
         match reqwest::Url::parse(&loadgen_target) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => return Err(invalid("LOADGEN_TARGET_URL", &loadgen_target, "expected an http(s) URL")),
+            _ => {
+                return Err(invalid(
+                    "LOADGEN_TARGET_URL",
+                    &loadgen_target,
+                    "expected an http(s) URL",
+                ));
+            }
         }
 
         Ok(Self {
@@ -123,8 +165,10 @@ mod tests {
     use std::io::Write;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -166,7 +210,12 @@ mod tests {
 
         let mut bad = tempfile::NamedTempFile::new().unwrap();
         write!(bad, r#"{{"analytics": {{"concurrency": 0, "workload": {{"cpuWeight": 1, "ioWeight": 0, "intensities": ["light"]}}}}}}"#).unwrap();
-        let err = settings(&[("LAB_CONFIG", bad.path().to_str().unwrap())]).unwrap_err().to_string();
-        assert!(err.contains("LAB_CONFIG") && err.contains("analytics.concurrency"), "{err}");
+        let err = settings(&[("LAB_CONFIG", bad.path().to_str().unwrap())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LAB_CONFIG") && err.contains("analytics.concurrency"),
+            "{err}"
+        );
     }
 }

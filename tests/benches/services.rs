@@ -38,15 +38,21 @@ struct Run {
 /// Sends `ORDERS` orders with `CLIENTS` in flight and waits until all are analysed.
 async fn pipeline_run(extra_env: &[(&str, &str)]) -> Result<Run> {
     let lab = Lab::start(&throughput_config(), extra_env).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
     let started = Instant::now();
     let ids: Vec<String> = futures::stream::iter(0..ORDERS)
         .map(|i| {
             let (http, url) = (http.clone(), lab.api_url.clone());
             async move {
-                let (status, body) = lab::post_order(&http, &url, "bench", (i % 9 + 1) as i64).await?;
+                let (status, body) =
+                    lab::post_order(&http, &url, "bench", (i % 9 + 1) as i64).await?;
                 anyhow::ensure!(status == 202, "status {status}: {body}");
-                body["order_id"].as_str().map(str::to_owned).context("order id")
+                body["order_id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("order id")
             }
         })
         .buffer_unordered(CLIENTS)
@@ -54,7 +60,8 @@ async fn pipeline_run(extra_env: &[(&str, &str)]) -> Result<Run> {
         .await
         .into_iter()
         .collect::<Result<_>>()?;
-    lab.wait_analyzed(ORDERS as i64, Duration::from_secs(300)).await?;
+    lab.wait_analyzed(ORDERS as i64, Duration::from_secs(300))
+        .await?;
     let elapsed = started.elapsed();
 
     let mut redis = lab.redis().await?;
@@ -62,14 +69,24 @@ async fn pipeline_run(extra_env: &[(&str, &str)]) -> Result<Run> {
     for chunk in ids.chunks(500) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.cmd("HMGET").arg(format!("order:{id}")).arg("created_at_ms").arg("analytics_at_ms");
+            pipe.cmd("HMGET")
+                .arg(format!("order:{id}"))
+                .arg("created_at_ms")
+                .arg("analytics_at_ms");
         }
         let rows: Vec<(Option<i64>, Option<i64>)> = pipe.query_async(&mut redis).await?;
-        latencies.extend(rows.into_iter().filter_map(|(created, analysed)| Some((analysed? - created?) as f64)));
+        latencies.extend(
+            rows.into_iter()
+                .filter_map(|(created, analysed)| Some((analysed? - created?) as f64)),
+        );
     }
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
-    Ok(Run { orders_per_second: ORDERS as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.5), p99_ms: pct(0.99) })
+    Ok(Run {
+        orders_per_second: ORDERS as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
 }
 
 /// CPU time of one thread of `pid` named `comm`, from the scheduler's nanosecond accounting.
@@ -78,7 +95,11 @@ fn thread_cpu(pid: u32, comm: &str) -> Result<Duration> {
         let task = task?.path();
         if std::fs::read_to_string(task.join("comm"))?.trim() == comm {
             let schedstat = std::fs::read_to_string(task.join("schedstat"))?;
-            let ns: u64 = schedstat.split_whitespace().next().context("schedstat")?.parse()?;
+            let ns: u64 = schedstat
+                .split_whitespace()
+                .next()
+                .context("schedstat")?
+                .parse()?;
             return Ok(Duration::from_nanos(ns));
         }
     }
@@ -101,7 +122,11 @@ async fn idle_figures() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     for role in Role::ALL {
         let pid = lab.service(role).pid().context("running")?;
-        println!("idle RSS {:<13} {:6.1} MiB (target < 30)", role.name(), rss_mib(pid)?);
+        println!(
+            "idle RSS {:<13} {:6.1} MiB (target < 30)",
+            role.name(),
+            rss_mib(pid)?
+        );
     }
     let pid = lab.service(Role::Analytics).pid().context("running")?;
     let window = Duration::from_secs(10);
@@ -118,7 +143,10 @@ async fn idle_figures() -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         idle_figures().await?;
         let traced = pipeline_run(&[("RUST_LOG", "warn")]).await?;

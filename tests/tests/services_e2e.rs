@@ -14,12 +14,23 @@ use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode};
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
 }
 
 fn one<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str) -> &'a ReceivedSpan {
-    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.service_name == service && s.name == name).collect();
-    assert_eq!(found.len(), 1, "expected one {service}/{name} span, got {}", found.len());
+    let found: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.service_name == service && s.name == name)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {service}/{name} span, got {}",
+        found.len()
+    );
     found[0]
 }
 
@@ -37,11 +48,23 @@ fn child_of(parent: &ReceivedSpan, child: &ReceivedSpan) {
 
 fn assert_workload_attributes(span: &ReceivedSpan) {
     let name = format!("{}/{}", span.service_name, span.name);
-    let kind = span.attr("workload.type").and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{name}: workload.type"));
+    let kind = span
+        .attr("workload.type")
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{name}: workload.type"));
     assert!(["cpu_heavy", "io_heavy"].contains(&kind), "{name}: {kind}");
-    let intensity = span.attr("workload.intensity").and_then(|v| v.as_str()).expect("intensity");
-    assert!(["light", "medium"].contains(&intensity), "{name}: {intensity}");
-    let operation = span.attr("workload.operation").and_then(|v| v.as_str()).expect("operation");
+    let intensity = span
+        .attr("workload.intensity")
+        .and_then(|v| v.as_str())
+        .expect("intensity");
+    assert!(
+        ["light", "medium"].contains(&intensity),
+        "{name}: {intensity}"
+    );
+    let operation = span
+        .attr("workload.operation")
+        .and_then(|v| v.as_str())
+        .expect("operation");
     let expected = match (kind, intensity) {
         ("cpu_heavy", "light") => "json_processing",
         ("cpu_heavy", _) => "hash_computation",
@@ -49,35 +72,104 @@ fn assert_workload_attributes(span: &ReceivedSpan) {
         _ => "file_and_redis",
     };
     assert_eq!(operation, expected, "{name}");
-    let duration = span.attr("workload.duration_ms").and_then(|v| v.as_f64()).expect("duration");
-    assert!(duration > 0.0 && duration <= span.duration().as_secs_f64() * 1000.0 + 1.0, "{name}: {duration}");
-    assert!(span.attr("workload.items_processed").and_then(|v| v.as_i64()).expect("items") > 0, "{name}");
+    let duration = span
+        .attr("workload.duration_ms")
+        .and_then(|v| v.as_f64())
+        .expect("duration");
+    assert!(
+        duration > 0.0 && duration <= span.duration().as_secs_f64() * 1000.0 + 1.0,
+        "{name}: {duration}"
+    );
+    assert!(
+        span.attr("workload.items_processed")
+            .and_then(|v| v.as_i64())
+            .expect("items")
+            > 0,
+        "{name}"
+    );
 
-    let samples = span.attr("resource.samples").and_then(|v| v.as_i64()).expect("samples");
+    let samples = span
+        .attr("resource.samples")
+        .and_then(|v| v.as_i64())
+        .expect("samples");
     assert!(samples >= 0);
-    for key in ["resource.cpu.avg", "resource.cpu.max", "resource.cpu.min", "resource.span.cpu_percent"] {
-        let cpu = span.attr(key).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{name}: {key}"));
+    for key in [
+        "resource.cpu.avg",
+        "resource.cpu.max",
+        "resource.cpu.min",
+        "resource.span.cpu_percent",
+    ] {
+        let cpu = span
+            .attr(key)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("{name}: {key}"));
         assert!((0.0..=1000.0).contains(&cpu), "{name}: {key}={cpu}");
     }
     let (min, avg, max) = (
-        span.attr("resource.memory.min_mb").and_then(|v| v.as_f64()).expect("min"),
-        span.attr("resource.memory.avg_mb").and_then(|v| v.as_f64()).expect("avg"),
-        span.attr("resource.memory.max_mb").and_then(|v| v.as_f64()).expect("max"),
+        span.attr("resource.memory.min_mb")
+            .and_then(|v| v.as_f64())
+            .expect("min"),
+        span.attr("resource.memory.avg_mb")
+            .and_then(|v| v.as_f64())
+            .expect("avg"),
+        span.attr("resource.memory.max_mb")
+            .and_then(|v| v.as_f64())
+            .expect("max"),
     );
-    assert!(1.0 < min && min <= avg && avg <= max && max < 1024.0, "{name}: memory {min} {avg} {max}");
-    assert!(span.attr("resource.cpu_bound").and_then(|v| v.as_bool()).is_some(), "{name}");
-    assert_eq!(span.attr("resource.memory_threshold_exceeded").and_then(|v| v.as_bool()), Some(false), "{name}");
-    assert!(span.attr("resource.cpu.limit_cores").and_then(|v| v.as_f64()).expect("limit") > 0.0);
+    assert!(
+        1.0 < min && min <= avg && avg <= max && max < 1024.0,
+        "{name}: memory {min} {avg} {max}"
+    );
+    assert!(
+        span.attr("resource.cpu_bound")
+            .and_then(|v| v.as_bool())
+            .is_some(),
+        "{name}"
+    );
+    assert_eq!(
+        span.attr("resource.memory_threshold_exceeded")
+            .and_then(|v| v.as_bool()),
+        Some(false),
+        "{name}"
+    );
+    assert!(
+        span.attr("resource.cpu.limit_cores")
+            .and_then(|v| v.as_f64())
+            .expect("limit")
+            > 0.0
+    );
 }
 
 fn assert_consumer(span: &ReceivedSpan, topic: &str, group: &str) {
     assert_eq!(span.kind, SpanKind::Consumer, "{}", span.name);
-    assert_eq!(span.attr("messaging.system").and_then(|v| v.as_str()), Some("kafka"));
-    assert_eq!(span.attr("messaging.destination.name").and_then(|v| v.as_str()), Some(topic));
-    assert_eq!(span.attr("messaging.consumer.group.name").and_then(|v| v.as_str()), Some(group));
-    assert!(span.attr("messaging.destination.partition.id").and_then(|v| v.as_str()).is_some());
-    assert!(span.attr("messaging.kafka.offset").and_then(|v| v.as_i64()).is_some_and(|o| o >= 0));
-    let wait = span.attr("messaging.queue_wait_ms").and_then(|v| v.as_i64()).expect("queue wait");
+    assert_eq!(
+        span.attr("messaging.system").and_then(|v| v.as_str()),
+        Some("kafka")
+    );
+    assert_eq!(
+        span.attr("messaging.destination.name")
+            .and_then(|v| v.as_str()),
+        Some(topic)
+    );
+    assert_eq!(
+        span.attr("messaging.consumer.group.name")
+            .and_then(|v| v.as_str()),
+        Some(group)
+    );
+    assert!(
+        span.attr("messaging.destination.partition.id")
+            .and_then(|v| v.as_str())
+            .is_some()
+    );
+    assert!(
+        span.attr("messaging.kafka.offset")
+            .and_then(|v| v.as_i64())
+            .is_some_and(|o| o >= 0)
+    );
+    let wait = span
+        .attr("messaging.queue_wait_ms")
+        .and_then(|v| v.as_i64())
+        .expect("queue wait");
     assert!((0..60_000).contains(&wait), "{wait}");
 }
 
@@ -86,15 +178,47 @@ fn assert_consumer(span: &ReceivedSpan, topic: &str, group: &str) {
 fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
     let create = one(spans, "api", "create_order");
     assert_eq!(create.kind, SpanKind::Server);
-    assert_eq!(create.attr("http.response.status_code").and_then(|v| v.as_i64()), Some(202));
-    assert_eq!(create.attr("http.request.method").and_then(|v| v.as_str()), Some("POST"));
-    assert_eq!(create.attr("http.route").and_then(|v| v.as_str()), Some("/order"));
-    assert_eq!(create.resource.get("service.namespace").and_then(|v| v.as_str()), Some("e2e"));
+    assert_eq!(
+        create
+            .attr("http.response.status_code")
+            .and_then(|v| v.as_i64()),
+        Some(202)
+    );
+    assert_eq!(
+        create.attr("http.request.method").and_then(|v| v.as_str()),
+        Some("POST")
+    );
+    assert_eq!(
+        create.attr("http.route").and_then(|v| v.as_str()),
+        Some("/order")
+    );
+    assert_eq!(
+        create
+            .resource
+            .get("service.namespace")
+            .and_then(|v| v.as_str()),
+        Some("e2e")
+    );
 
     let hops = [
-        ("api", "create_order", &["input_validation", "audit_logging"][..], "orders"),
-        ("processing", "process_order", &["data_transformation", "business_logic"][..], "processed-orders"),
-        ("notification", "notify_order", &["message_formatting"][..], "notified-orders"),
+        (
+            "api",
+            "create_order",
+            &["input_validation", "audit_logging"][..],
+            "orders",
+        ),
+        (
+            "processing",
+            "process_order",
+            &["data_transformation", "business_logic"][..],
+            "processed-orders",
+        ),
+        (
+            "notification",
+            "notify_order",
+            &["message_formatting"][..],
+            "notified-orders",
+        ),
         ("analytics", "analyze_order", &["data_analysis"][..], ""),
     ];
     let mut previous_send: Option<&ReceivedSpan> = None;
@@ -102,7 +226,13 @@ fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
         let span = one(spans, service, main);
         if let Some(send) = previous_send {
             child_of(send, span);
-            assert_consumer(span, send.attr("messaging.destination.name").and_then(|v| v.as_str()).unwrap_or(""), service);
+            assert_consumer(
+                span,
+                send.attr("messaging.destination.name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(""),
+                service,
+            );
             assert!(span.start_unix_nanos >= send.start_unix_nanos);
         }
         for step in steps {
@@ -114,16 +244,35 @@ fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
             let send = one(spans, service, &format!("send {output}"));
             child_of(span, send);
             assert_eq!(send.kind, SpanKind::Producer);
-            assert_eq!(send.attr("messaging.destination.name").and_then(|v| v.as_str()), Some(output));
-            assert!(send.attr("messaging.kafka.offset").and_then(|v| v.as_i64()).is_some());
+            assert_eq!(
+                send.attr("messaging.destination.name")
+                    .and_then(|v| v.as_str()),
+                Some(output)
+            );
+            assert!(
+                send.attr("messaging.kafka.offset")
+                    .and_then(|v| v.as_i64())
+                    .is_some()
+            );
             previous_send = Some(send);
         }
     }
     for span in spans {
-        assert_ne!(span.status, StatusCode::Error, "{}/{} failed", span.service_name, span.name);
+        assert_ne!(
+            span.status,
+            StatusCode::Error,
+            "{}/{} failed",
+            span.service_name,
+            span.name
+        );
         for (key, value) in &span.attributes {
             if let Some(text) = value.as_str() {
-                assert!(!text.contains(secret_item), "the item name leaked into {}/{} {key}", span.service_name, span.name);
+                assert!(
+                    !text.contains(secret_item),
+                    "the item name leaked into {}/{} {key}",
+                    span.service_name,
+                    span.name
+                );
             }
         }
     }
@@ -136,11 +285,23 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
 
     // Bad requests: 400/413/415 with a JSON error, and nothing stored or published.
     let bad: [(&str, String, u16); 5] = [
-        ("application/json", r#"{"item": "", "quantity": 1}"#.into(), 400),
-        ("application/json", r#"{"item": "x", "quantity": 0}"#.into(), 400),
+        (
+            "application/json",
+            r#"{"item": "", "quantity": 1}"#.into(),
+            400,
+        ),
+        (
+            "application/json",
+            r#"{"item": "x", "quantity": 0}"#.into(),
+            400,
+        ),
         ("application/json", "{not json".into(), 400),
         ("text/plain", r#"{"item": "x", "quantity": 1}"#.into(), 415),
-        ("application/json", format!(r#"{{"item": "{}", "quantity": 1}}"#, "x".repeat(40_000)), 413),
+        (
+            "application/json",
+            format!(r#"{{"item": "{}", "quantity": 1}}"#, "x".repeat(40_000)),
+            413,
+        ),
     ];
     for (content_type, body, status) in bad {
         let response = http
@@ -152,42 +313,80 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
             .expect("api answers");
         assert_eq!(response.status().as_u16(), status);
         let error: serde_json::Value = response.json().await.expect("JSON error body");
-        assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{error}");
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{error}"
+        );
     }
 
     const N: usize = 12;
     let secret = "secret-widget-7f3a";
     let mut order_ids = BTreeSet::new();
     for i in 0..N {
-        let (status, body) = post_order(&http, &lab.api_url, &format!("{secret} no.{i}"), i as i64 + 1).await.expect("post");
+        let (status, body) = post_order(
+            &http,
+            &lab.api_url,
+            &format!("{secret} no.{i}"),
+            i as i64 + 1,
+        )
+        .await
+        .expect("post");
         assert_eq!(status, 202, "{body}");
         order_ids.insert(body["order_id"].as_str().expect("order id").to_owned());
     }
     assert_eq!(order_ids.len(), N);
-    lab.wait_analyzed(N as i64, PIPELINE_TIMEOUT).await.expect("all orders analysed");
+    lab.wait_analyzed(N as i64, PIPELINE_TIMEOUT)
+        .await
+        .expect("all orders analysed");
 
     // Exactly N orders exist: nothing from the bad requests.
-    let published: i64 = lab.broker.end_offsets("orders").await.expect("offsets").iter().sum();
+    let published: i64 = lab
+        .broker
+        .end_offsets("orders")
+        .await
+        .expect("offsets")
+        .iter()
+        .sum();
     assert_eq!(published, N as i64);
     let mut redis = lab.redis().await.expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS").arg("order:*").query_async(&mut redis).await.expect("keys");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("order:*")
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
     assert_eq!(keys.len(), N);
     for id in &order_ids {
-        let status: Option<String> = redis::cmd("HGET").arg(format!("order:{id}")).arg("status").query_async(&mut redis).await.unwrap();
+        let status: Option<String> = redis::cmd("HGET")
+            .arg(format!("order:{id}"))
+            .arg("status")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         assert_eq!(status.as_deref(), Some("analytics"));
     }
 
     let spans = lab
         .otlp
-        .wait_for(|spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= N, PIPELINE_TIMEOUT)
+        .wait_for(
+            |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= N,
+            PIPELINE_TIMEOUT,
+        )
         .await
         .expect("spans arrive");
     // Let the last steps' batches arrive too.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let traces = lab.otlp.traces();
     let mut seen = BTreeSet::new();
-    for spans in traces.values().filter(|spans| spans.iter().any(|s| s.name == "create_order" && s.attr("order.id").is_some())) {
-        let id = one(spans, "api", "create_order").attr("order.id").and_then(|v| v.as_str()).unwrap().to_owned();
+    for spans in traces.values().filter(|spans| {
+        spans
+            .iter()
+            .any(|s| s.name == "create_order" && s.attr("order.id").is_some())
+    }) {
+        let id = one(spans, "api", "create_order")
+            .attr("order.id")
+            .and_then(|v| v.as_str())
+            .unwrap()
+            .to_owned();
         assert!(order_ids.contains(&id));
         assert!(seen.insert(id), "an order spans two traces");
         assert_order_trace(spans, secret);
@@ -196,7 +395,12 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
     let rejected = traces
         .values()
         .flatten()
-        .filter(|s| s.name == "create_order" && s.attr("http.response.status_code").and_then(|v| v.as_i64()).is_some_and(|c| (400..500).contains(&c)))
+        .filter(|s| {
+            s.name == "create_order"
+                && s.attr("http.response.status_code")
+                    .and_then(|v| v.as_i64())
+                    .is_some_and(|c| (400..500).contains(&c))
+        })
         .count();
     assert_eq!(rejected, 5, "bad requests are traced too");
     drop(spans);
@@ -213,31 +417,55 @@ async fn killing_processing_mid_stream_loses_no_order_and_sigterm_stops_cleanly(
 
     const N: i64 = 60;
     for i in 0..N / 2 {
-        let (status, body) = post_order(&http, &lab.api_url, "book", i % 7 + 1).await.unwrap();
+        let (status, body) = post_order(&http, &lab.api_url, "book", i % 7 + 1)
+            .await
+            .unwrap();
         assert_eq!(status, 202, "{body}");
     }
     // Some orders are through processing, others still waiting: crash it.
     lab.wait_analyzed(3, PIPELINE_TIMEOUT).await.unwrap();
     lab.service(Role::Processing).kill().unwrap();
     let before_crash = lab.analyzed().await.unwrap();
-    assert!(before_crash < N / 2, "the crash must come mid-stream ({before_crash} already analysed)");
+    assert!(
+        before_crash < N / 2,
+        "the crash must come mid-stream ({before_crash} already analysed)"
+    );
     for i in N / 2..N {
-        let (status, body) = post_order(&http, &lab.api_url, "book", i % 7 + 1).await.unwrap();
+        let (status, body) = post_order(&http, &lab.api_url, "book", i % 7 + 1)
+            .await
+            .unwrap();
         assert_eq!(status, 202, "{body}");
     }
     lab.service(Role::Processing).respawn().unwrap();
     lab.wait_ready(Role::Processing).await.unwrap();
-    lab.wait_analyzed(N, PIPELINE_TIMEOUT).await.expect("no order lost");
+    lab.wait_analyzed(N, PIPELINE_TIMEOUT)
+        .await
+        .expect("no order lost");
 
     // After a graceful stop, processing's committed offsets cover every order.
-    let status = lab.service(Role::Processing).terminate(Duration::from_secs(20)).await.unwrap();
+    let status = lab
+        .service(Role::Processing)
+        .terminate(Duration::from_secs(20))
+        .await
+        .unwrap();
     assert!(status.success(), "processing exit: {status}");
     let ends = lab.broker.end_offsets("orders").await.unwrap();
-    let committed = lab.broker.committed_offsets("processing", "orders").await.unwrap();
+    let committed = lab
+        .broker
+        .committed_offsets("processing", "orders")
+        .await
+        .unwrap();
     let committed: Vec<i64> = committed.iter().map(|c| c.unwrap_or(0)).collect();
-    assert_eq!(committed, ends, "committed offsets reach the end of every partition");
+    assert_eq!(
+        committed, ends,
+        "committed offsets reach the end of every partition"
+    );
     for role in [Role::Api, Role::Notification, Role::Analytics] {
-        let status = lab.service(role).terminate(Duration::from_secs(20)).await.unwrap();
+        let status = lab
+            .service(role)
+            .terminate(Duration::from_secs(20))
+            .await
+            .unwrap();
         assert!(status.success(), "{role} exit: {status}");
     }
     // Every order's trace reached analytics; redelivered messages may add a second processing span.
@@ -250,7 +478,11 @@ async fn killing_processing_mid_stream_loses_no_order_and_sigterm_stops_cleanly(
             *m.entry(s.trace_id.clone()).or_default() += 1;
             m
         });
-    assert_eq!(analysed.len() as i64, N, "one trace per order reached analytics");
+    assert_eq!(
+        analysed.len() as i64,
+        N,
+        "one trace per order reached analytics"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,21 +496,40 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     assert_eq!(status, 202);
     let spans = lab
         .otlp
-        .wait_for(|spans| spans.iter().any(|s| s.name == "notify_order"), PIPELINE_TIMEOUT)
+        .wait_for(
+            |spans| spans.iter().any(|s| s.name == "notify_order"),
+            PIPELINE_TIMEOUT,
+        )
         .await
         .unwrap();
     let notify = spans.iter().find(|s| s.name == "notify_order").unwrap();
     assert!(notify.is_error());
-    let exception = notify.events.iter().find(|e| e.name == "exception").expect("exception event");
-    assert_eq!(exception.attributes.get("exception.type").and_then(|v| v.as_str()), Some("InjectedFault"));
+    let exception = notify
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .expect("exception event");
+    assert_eq!(
+        exception
+            .attributes
+            .get("exception.type")
+            .and_then(|v| v.as_str()),
+        Some("InjectedFault")
+    );
     let spans = lab
         .otlp
-        .wait_for(|spans| spans.iter().any(|s| s.name == "injected_latency"), PIPELINE_TIMEOUT)
+        .wait_for(
+            |spans| spans.iter().any(|s| s.name == "injected_latency"),
+            PIPELINE_TIMEOUT,
+        )
         .await
         .unwrap();
     let latency = spans.iter().find(|s| s.name == "injected_latency").unwrap();
     let process = spans.iter().find(|s| s.name == "process_order").unwrap();
-    assert_eq!(latency.parent_span_id.as_deref(), Some(process.span_id.as_str()));
+    assert_eq!(
+        latency.parent_span_id.as_deref(),
+        Some(process.span_id.as_str())
+    );
     assert!(latency.duration() >= Duration::from_millis(50));
     // The failed order stops at notification.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -295,7 +546,8 @@ fn invalid_settings_stop_the_service_naming_the_setting() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("LAB_CONFIG", "/no/such/file.json"),
     ] {
-        let mut command = tracing_lab_tests::process::project_command(lab::BINARY).expect("binary built");
+        let mut command =
+            tracing_lab_tests::process::project_command(lab::BINARY).expect("binary built");
         let output = command
             .arg("processing")
             .env_clear()

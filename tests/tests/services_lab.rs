@@ -18,7 +18,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn light_config() -> LabConfig {
     let mut config = LabConfig::default();
     for role in Role::ALL {
-        config.role_mut(role).workload = WorkloadMix::new(50, 50, &[Intensity::Light, Intensity::Medium]);
+        config.role_mut(role).workload =
+            WorkloadMix::new(50, 50, &[Intensity::Light, Intensity::Medium]);
     }
     config
 }
@@ -42,8 +43,14 @@ impl Lab {
         let redis = RedisServer::start().await?;
         let otlp = OtlpReceiver::start().await?;
         let config_dir = tempfile::tempdir()?;
-        std::fs::write(config_dir.path().join(tracing_lab_config::FILE_NAME), config.to_json())?;
-        let ports: BTreeMap<Role, u16> = Role::ALL.into_iter().map(|r| (r, ports::free_port())).collect();
+        std::fs::write(
+            config_dir.path().join(tracing_lab_config::FILE_NAME),
+            config.to_json(),
+        )?;
+        let ports: BTreeMap<Role, u16> = Role::ALL
+            .into_iter()
+            .map(|r| (r, ports::free_port()))
+            .collect();
         let api_url = format!("http://127.0.0.1:{}", ports[&Role::Api]);
         let mut lab = Self {
             broker,
@@ -53,7 +60,10 @@ impl Lab {
             api_url,
             ports,
             config_dir,
-            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for role in Role::ALL {
             let process = ChildProcess::spawn(role.name(), lab.command(role)?)?;
@@ -79,7 +89,10 @@ impl Lab {
             .env("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=e2e")
             .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap())
             .env("REDIS_URL", self.redis.url())
-            .env("LAB_CONFIG", self.config_dir.path().join(tracing_lab_config::FILE_NAME))
+            .env(
+                "LAB_CONFIG",
+                self.config_dir.path().join(tracing_lab_config::FILE_NAME),
+            )
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.ports[&role]))
             .env("TMPDIR", self.config_dir.path())
             .env("RUST_LOG", "info")
@@ -93,7 +106,10 @@ impl Lab {
 
     pub async fn wait_ready(&mut self, role: Role) -> Result<()> {
         let url = self.url(role, "/ready");
-        let process = self.services.get_mut(&role).context("service not started")?;
+        let process = self
+            .services
+            .get_mut(&role)
+            .context("service not started")?;
         process.wait_http_ok(&url, READY_TIMEOUT).await
     }
 
@@ -102,13 +118,18 @@ impl Lab {
     }
 
     pub async fn redis(&self) -> Result<redis::aio::MultiplexedConnection> {
-        Ok(redis::Client::open(self.redis.url())?.get_multiplexed_async_connection().await?)
+        Ok(redis::Client::open(self.redis.url())?
+            .get_multiplexed_async_connection()
+            .await?)
     }
 
     /// Orders analysed at least once (the analytics service counts each order once).
     pub async fn analyzed(&self) -> Result<i64> {
         let mut redis = self.redis().await?;
-        let count: Option<i64> = redis::cmd("GET").arg("orders:analyzed").query_async(&mut redis).await?;
+        let count: Option<i64> = redis::cmd("GET")
+            .arg("orders:analyzed")
+            .query_async(&mut redis)
+            .await?;
         Ok(count.unwrap_or(0))
     }
 
@@ -129,7 +150,12 @@ impl Lab {
 }
 
 /// Posts one order; returns the status and the JSON body.
-pub async fn post_order(http: &reqwest::Client, api_url: &str, item: &str, quantity: i64) -> Result<(u16, serde_json::Value)> {
+pub async fn post_order(
+    http: &reqwest::Client,
+    api_url: &str,
+    item: &str,
+    quantity: i64,
+) -> Result<(u16, serde_json::Value)> {
     let response = http
         .post(format!("{api_url}/order"))
         .header("content-type", "application/json")

@@ -37,14 +37,21 @@ fn client_config(bootstrap: &str) -> ClientConfig {
 }
 
 /// Creates the topics that do not exist yet (an existing topic is left as it is).
-pub async fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap).create().context("creating the Kafka admin client")?;
+pub async fn ensure_topics(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+        .create()
+        .context("creating the Kafka admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+        .request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .create_topics(&new, &options)
         .await
@@ -52,7 +59,9 @@ pub async fn ensure_topics(bootstrap: &str, topics: &[&str], partitions: i32) ->
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(anyhow!("creating topic {topic} on {bootstrap}: {code}")),
+            Err((topic, code)) => {
+                return Err(anyhow!("creating topic {topic} on {bootstrap}: {code}"));
+            }
         }
     }
     Ok(())
@@ -75,7 +84,10 @@ impl Producer {
         let inner = client_config(bootstrap)
             .set("acks", "all")
             .set("linger.ms", "2")
-            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
             .create()
             .context("creating the Kafka producer")?;
         Ok(Self { inner })
@@ -89,10 +101,18 @@ impl Producer {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> anyhow::Result<Delivered> {
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
         match self.inner.send(record, DELIVERY_TIMEOUT).await {
-            Ok(delivery) => Ok(Delivered { partition: delivery.partition, offset: delivery.offset }),
-            Err((err, _)) => Err(anyhow!("Kafka did not acknowledge the message to {topic}: {err}")),
+            Ok(delivery) => Ok(Delivered {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((err, _)) => Err(anyhow!(
+                "Kafka did not acknowledge the message to {topic}: {err}"
+            )),
         }
     }
 
@@ -100,7 +120,10 @@ impl Producer {
     pub async fn check(&self) -> anyhow::Result<()> {
         let client = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            client.client().fetch_metadata(None, METADATA_TIMEOUT).map(|_| ())
+            client
+                .client()
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map(|_| ())
         })
         .await?
         .context("Kafka unreachable")
@@ -141,21 +164,31 @@ impl Consumer {
         inner
             .subscribe(&[topic])
             .with_context(|| format!("subscribing to {topic}"))?;
-        Ok(Self { inner: Arc::new(inner), topic: topic.to_owned() })
+        Ok(Self {
+            inner: Arc::new(inner),
+            topic: topic.to_owned(),
+        })
     }
 
     /// Readiness: the broker answers a metadata request.
     pub async fn check(&self) -> anyhow::Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.fetch_metadata(None, METADATA_TIMEOUT).map(|_| ()))
-            .await?
-            .context("Kafka unreachable")
+        tokio::task::spawn_blocking(move || {
+            inner.fetch_metadata(None, METADATA_TIMEOUT).map(|_| ())
+        })
+        .await?
+        .context("Kafka unreachable")
     }
 
     /// Receives and handles messages, at most `concurrency` at once (1: strictly one after the
     /// other), until `stop` is cancelled; then finishes the messages in flight and commits.
     /// A failing `handle` is retried with growing pauses: its offset is never committed unhandled.
-    pub async fn run<F, Fut>(&self, concurrency: usize, stop: CancellationToken, handle: F) -> anyhow::Result<()>
+    pub async fn run<F, Fut>(
+        &self,
+        concurrency: usize,
+        stop: CancellationToken,
+        handle: F,
+    ) -> anyhow::Result<()>
     where
         F: Fn(Arc<OwnedMessage>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -182,13 +215,19 @@ impl Consumer {
             };
             let (partition, offset) = (message.partition(), message.offset());
             lock(&tracker).begin(partition, offset);
-            let (handle, tracker, consumer, stop) = (handle.clone(), tracker.clone(), self.inner.clone(), stop.clone());
+            let (handle, tracker, consumer, stop) = (
+                handle.clone(),
+                tracker.clone(),
+                self.inner.clone(),
+                stop.clone(),
+            );
             tasks.spawn(async move {
                 let _slot = slot;
                 if handle_with_retries(&*handle, message.clone(), &stop).await {
                     let done = lock(&tracker).complete(partition, offset);
                     if let Some(last_done) = done
-                        && let Err(err) = consumer.store_offset(message.topic(), partition, last_done)
+                        && let Err(err) =
+                            consumer.store_offset(message.topic(), partition, last_done)
                     {
                         // The partition was revoked meanwhile: its new owner reprocesses the message.
                         tracing::debug!(error = %err, partition, offset, "offset not stored");
@@ -203,16 +242,25 @@ impl Consumer {
             finished.context("a message handler panicked")?;
         }
         let consumer = self.inner.clone();
-        tokio::task::spawn_blocking(move || match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            Err(err) => Err(anyhow!("final offset commit failed: {err}")),
+        tokio::task::spawn_blocking(move || {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(())
+                | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                    Ok(())
+                }
+                Err(err) => Err(anyhow!("final offset commit failed: {err}")),
+            }
         })
         .await?
     }
 }
 
 /// `true` once handled; `false` when `stop` came first (the message will be redelivered).
-async fn handle_with_retries<F, Fut>(handle: &F, message: Arc<OwnedMessage>, stop: &CancellationToken) -> bool
+async fn handle_with_retries<F, Fut>(
+    handle: &F,
+    message: Arc<OwnedMessage>,
+    stop: &CancellationToken,
+) -> bool
 where
     F: Fn(Arc<OwnedMessage>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -240,5 +288,7 @@ where
 }
 
 fn lock(tracker: &Mutex<OffsetTracker>) -> std::sync::MutexGuard<'_, OffsetTracker> {
-    tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    tracker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

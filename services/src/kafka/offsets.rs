@@ -21,13 +21,17 @@ pub struct OffsetTracker {
 
 impl OffsetTracker {
     pub fn begin(&mut self, partition: i32, offset: i64) {
-        let state = self.partitions.entry(partition).or_insert_with(|| Partition {
-            first_begun: offset,
-            highest_done: offset - 1,
-            stored: offset - 1,
-            ..Partition::default()
-        });
-        let rewound = state.in_flight.last().is_some_and(|&last| offset <= last) || offset <= state.stored;
+        let state = self
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Partition {
+                first_begun: offset,
+                highest_done: offset - 1,
+                stored: offset - 1,
+                ..Partition::default()
+            });
+        let rewound =
+            state.in_flight.last().is_some_and(|&last| offset <= last) || offset <= state.stored;
         if rewound {
             *state = Partition {
                 first_begun: offset,

@@ -33,7 +33,10 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -56,35 +59,61 @@ pub fn validate(content_type: Option<&str>, body: &[u8]) -> Result<NewOrder, Rej
         .and_then(|ct| ct.split(';').next())
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(Rejection::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
+        return Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
     }
     let order: NewOrder = serde_json::from_slice(body).map_err(|e| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
-            format!("body must be {{\"item\": string, \"quantity\": integer 1..={MAX_QUANTITY}}}: {e}"),
+            format!(
+                "body must be {{\"item\": string, \"quantity\": integer 1..={MAX_QUANTITY}}}: {e}"
+            ),
         )
     })?;
     let item = order.item.trim();
     if item.is_empty() {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, "item must not be empty"));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "item must not be empty",
+        ));
     }
     if item.chars().count() > MAX_ITEM_CHARS {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, format!("item must be at most {MAX_ITEM_CHARS} characters")));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("item must be at most {MAX_ITEM_CHARS} characters"),
+        ));
     }
     if item.chars().any(char::is_control) {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, "item must not contain control characters"));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "item must not contain control characters",
+        ));
     }
     if !(1..=MAX_QUANTITY).contains(&order.quantity) {
-        return Err(Rejection::new(StatusCode::BAD_REQUEST, format!("quantity must be 1..={MAX_QUANTITY}")));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("quantity must be 1..={MAX_QUANTITY}"),
+        ));
     }
-    Ok(NewOrder { item: item.to_owned(), quantity: order.quantity })
+    Ok(NewOrder {
+        item: item.to_owned(),
+        quantity: order.quantity,
+    })
 }
 
 pub fn routes(service: Arc<Service>) -> Router {
-    Router::new().route("/order", post(create_order)).with_state(service)
+    Router::new()
+        .route("/order", post(create_order))
+        .with_state(service)
 }
 
-async fn create_order(State(service): State<Arc<Service>>, headers: HeaderMap, body: Body) -> Response {
+async fn create_order(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let span = tracing::info_span!("create_order", otel.kind = "server");
     if let Err(err) = span.set_parent(extract_http(&headers)) {
         tracing::debug!(error = %err, "incoming trace context not applied");
@@ -97,25 +126,40 @@ async fn create_order(State(service): State<Arc<Service>>, headers: HeaderMap, b
     ] {
         span.set_attribute(key, value);
     }
-    let response = handle(&service, &headers, body).instrument(span.clone()).await;
+    let response = handle(&service, &headers, body)
+        .instrument(span.clone())
+        .await;
     let status = response.status();
     span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         // Server errors mark the span failed (HTTP conventions); client errors do not.
         span.set_status(Status::error(status.to_string()));
     }
-    service.metrics.http_responses.get_or_create(&StatusLabel { status: status.as_u16() }).inc();
+    service
+        .metrics
+        .http_responses
+        .get_or_create(&StatusLabel {
+            status: status.as_u16(),
+        })
+        .inc();
     response
 }
 
 async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response {
     // The request's own checks run in `input_validation`, before its simulated work.
     let validation = step_span("input_validation");
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let validated = async {
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-            Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_BODY_BYTES} bytes"))
-        })?;
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                Rejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body larger than {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
         validate(content_type, &bytes)
     }
     .instrument(validation.clone())
@@ -150,7 +194,8 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
     if let Some(fault) = service.injected_error() {
         record_exception(&span, "InjectedFault", &fault.to_string());
         tracing::warn!(order_id = %order.order_id, "injected failure");
-        return Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, fault.to_string()).into_response();
+        return Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, fault.to_string())
+            .into_response();
     }
 
     let key = order_key(&order.order_id);
@@ -173,25 +218,42 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
     if let Err(err) = stored {
         record_exception(&span, "RedisError", &err.to_string());
         tracing::error!(error = %err, "storing the order failed");
-        return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "order store unavailable; retry later").into_response();
+        return Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "order store unavailable; retry later",
+        )
+        .into_response();
     }
 
     if let Err(err) = service.publish(&order).await {
         tracing::error!(error = format!("{err:#}"), order_id = %order.order_id, "publishing the order failed");
         // The order was not accepted: leave no trace of it in the store.
-        let removed: redis::RedisResult<()> = redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
+        let removed: redis::RedisResult<()> =
+            redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
         if let Err(err) = removed {
             tracing::warn!(error = %err, "removing the unpublished order failed");
         }
-        return Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "order queue (Kafka) unavailable; retry later").into_response();
+        return Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "order queue (Kafka) unavailable; retry later",
+        )
+        .into_response();
     }
     tracing::info!(order_id = %order.order_id, "order accepted");
-    (StatusCode::ACCEPTED, axum::Json(json!({ "order_id": order.order_id, "status": "accepted" }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "order_id": order.order_id, "status": "accepted" })),
+    )
+        .into_response()
 }
 
 fn dependency_failed(err: &anyhow::Error) -> Response {
     tracing::error!(error = format!("{err:#}"), "order work failed");
-    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "a dependency is unavailable; retry later").into_response()
+    Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a dependency is unavailable; retry later",
+    )
+    .into_response()
 }
 
 #[cfg(test)]
@@ -202,30 +264,83 @@ mod tests {
 
     #[test]
     fn a_good_order_passes_trimmed() {
-        let order = validate(Some("application/json; charset=utf-8"), br#"{"item": " book ", "quantity": 2}"#).unwrap();
-        assert_eq!(order, NewOrder { item: "book".into(), quantity: 2 });
+        let order = validate(
+            Some("application/json; charset=utf-8"),
+            br#"{"item": " book ", "quantity": 2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            order,
+            NewOrder {
+                item: "book".into(),
+                quantity: 2
+            }
+        );
     }
 
     #[test]
     fn bad_orders_are_rejected_with_the_right_status() {
         let cases: [(Option<&str>, &[u8], StatusCode); 9] = [
-            (Some("text/plain"), br#"{"item":"a","quantity":1}"#, StatusCode::UNSUPPORTED_MEDIA_TYPE),
-            (None, br#"{"item":"a","quantity":1}"#, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            (
+                Some("text/plain"),
+                br#"{"item":"a","quantity":1}"#,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                None,
+                br#"{"item":"a","quantity":1}"#,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
             (JSON, b"not json", StatusCode::BAD_REQUEST),
             (JSON, br#"{"item":"a"}"#, StatusCode::BAD_REQUEST),
-            (JSON, br#"{"item":"  ","quantity":1}"#, StatusCode::BAD_REQUEST),
-            (JSON, br#"{"item":"a","quantity":0}"#, StatusCode::BAD_REQUEST),
-            (JSON, br#"{"item":"a","quantity":-3}"#, StatusCode::BAD_REQUEST),
-            (JSON, br#"{"item":"a","quantity":1,"extra":true}"#, StatusCode::BAD_REQUEST),
-            (JSON, br#"{"item":"a\u0007","quantity":1}"#, StatusCode::BAD_REQUEST),
+            (
+                JSON,
+                br#"{"item":"  ","quantity":1}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                JSON,
+                br#"{"item":"a","quantity":0}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                JSON,
+                br#"{"item":"a","quantity":-3}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                JSON,
+                br#"{"item":"a","quantity":1,"extra":true}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                JSON,
+                br#"{"item":"a\u0007","quantity":1}"#,
+                StatusCode::BAD_REQUEST,
+            ),
         ];
         for (content_type, body, status) in cases {
             let rejection = validate(content_type, body).unwrap_err();
-            assert_eq!(rejection.status, status, "{}: {}", String::from_utf8_lossy(body), rejection.message);
+            assert_eq!(
+                rejection.status,
+                status,
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                rejection.message
+            );
         }
-        let long = format!(r#"{{"item":"{}","quantity":1}}"#, "x".repeat(MAX_ITEM_CHARS + 1));
-        assert_eq!(validate(JSON, long.as_bytes()).unwrap_err().status, StatusCode::BAD_REQUEST);
+        let long = format!(
+            r#"{{"item":"{}","quantity":1}}"#,
+            "x".repeat(MAX_ITEM_CHARS + 1)
+        );
+        assert_eq!(
+            validate(JSON, long.as_bytes()).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
         let too_many = format!(r#"{{"item":"a","quantity":{}}}"#, MAX_QUANTITY + 1);
-        assert_eq!(validate(JSON, too_many.as_bytes()).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            validate(JSON, too_many.as_bytes()).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -20,8 +20,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 const MAX_IN_FLIGHT: usize = 256;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(target: &str, orders_per_second: f64, metrics: Arc<Metrics>, stop: CancellationToken) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
+pub async fn run(
+    target: &str,
+    orders_per_second: f64,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
     let url = format!("{target}/order");
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / orders_per_second));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -58,7 +65,13 @@ async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metri
         "item": format!("product-{}", n % 100),
         "quantity": rand::rng().random_range(1..=10),
     });
-    let sent = client.post(url).headers(headers).json(&body).send().instrument(span.clone()).await;
+    let sent = client
+        .post(url)
+        .headers(headers)
+        .json(&body)
+        .send()
+        .instrument(span.clone())
+        .await;
     let status = match sent {
         Ok(response) => {
             let status = response.status();
@@ -75,5 +88,8 @@ async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metri
             0
         }
     };
-    metrics.http_responses.get_or_create(&StatusLabel { status }).inc();
+    metrics
+        .http_responses
+        .get_or_create(&StatusLabel { status })
+        .inc();
 }

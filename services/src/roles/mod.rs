@@ -39,7 +39,9 @@ pub fn order_key(order_id: &str) -> String {
 pub const ANALYZED_COUNTER: &str = "orders:analyzed";
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The span of a named step; tracing needs literal span names, so the name goes to `otel.name`.
@@ -68,7 +70,10 @@ pub fn record_exception(span: &Span, kind: &str, message: &str) {
     span.set_status(Status::error(message.to_owned()));
     span.add_event(
         "exception",
-        vec![KeyValue::new("exception.type", kind.to_owned()), KeyValue::new("exception.message", message.to_owned())],
+        vec![
+            KeyValue::new("exception.type", kind.to_owned()),
+            KeyValue::new("exception.message", message.to_owned()),
+        ],
     );
 }
 
@@ -85,7 +90,11 @@ impl Service {
             return Ok(());
         };
         let started = Instant::now();
-        let outcome = self.simulator.run(kind, intensity).instrument(span.clone()).await;
+        let outcome = self
+            .simulator
+            .run(kind, intensity)
+            .instrument(span.clone())
+            .await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -97,15 +106,25 @@ impl Service {
             KeyValue::new("workload.type", kind.name()),
             KeyValue::new("workload.intensity", intensity.name()),
             KeyValue::new("workload.operation", outcome.operation),
-            KeyValue::new("workload.duration_ms", (outcome.usage.wall.as_secs_f64() * 1e5).round() / 100.0),
+            KeyValue::new(
+                "workload.duration_ms",
+                (outcome.usage.wall.as_secs_f64() * 1e5).round() / 100.0,
+            ),
             KeyValue::new("workload.items_processed", outcome.items as i64),
         ];
-        for kv in attributes.into_iter().chain(self.monitor.span_attributes(started, Instant::now(), outcome.usage)) {
+        for kv in attributes.into_iter().chain(self.monitor.span_attributes(
+            started,
+            Instant::now(),
+            outcome.usage,
+        )) {
             span.set_attribute(kv.key, kv.value);
         }
         self.metrics
             .workload_seconds
-            .get_or_create(&WorkloadLabels { operation: outcome.operation, intensity: intensity.name() })
+            .get_or_create(&WorkloadLabels {
+                operation: outcome.operation,
+                intensity: intensity.name(),
+            })
             .observe(outcome.usage.wall.as_secs_f64());
         Ok(())
     }
@@ -115,7 +134,10 @@ impl Service {
         let ms = self.faults.extra_latency_ms;
         if ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms))
-                .instrument(tracing::info_span!("injected_latency", fault.latency_ms = ms))
+                .instrument(tracing::info_span!(
+                    "injected_latency",
+                    fault.latency_ms = ms
+                ))
                 .await;
         }
     }
@@ -123,7 +145,8 @@ impl Service {
     /// Draws whether this call fails on purpose.
     pub fn injected_error(&self) -> Option<InjectedFault> {
         let rate = self.faults.error_rate;
-        (rate > 0.0 && rand::rng().random::<f64>() < rate).then_some(InjectedFault(self.role.name()))
+        (rate > 0.0 && rand::rng().random::<f64>() < rate)
+            .then_some(InjectedFault(self.role.name()))
     }
 
     /// Publishes `order` to this role's output topic in a producer span whose context travels in
@@ -145,9 +168,16 @@ impl Service {
             span.set_attribute(kv.key, kv.value);
         }
         let headers = kafka_headers(&span.context());
-        match producer.send(topic, &order.order_id, &payload, headers).instrument(span.clone()).await {
+        match producer
+            .send(topic, &order.order_id, &payload, headers)
+            .instrument(span.clone())
+            .await
+        {
             Ok(delivered) => {
-                span.set_attribute("messaging.destination.partition.id", delivered.partition.to_string());
+                span.set_attribute(
+                    "messaging.destination.partition.id",
+                    delivered.partition.to_string(),
+                );
                 span.set_attribute("messaging.kafka.offset", delivered.offset);
                 Ok(delivered)
             }

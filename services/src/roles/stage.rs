@@ -40,16 +40,25 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
     if let Err(err) = span.set_parent(extract_kafka(message.headers())) {
         tracing::debug!(error = %err, "producer trace context not applied");
     }
-    let queue_wait_ms = message.timestamp().to_millis().map(|sent| (now_ms() - sent).max(0));
+    let queue_wait_ms = message
+        .timestamp()
+        .to_millis()
+        .map(|sent| (now_ms() - sent).max(0));
     let attributes = [
         KeyValue::new("messaging.system", "kafka"),
         KeyValue::new("messaging.operation.type", "process"),
         KeyValue::new("messaging.operation.name", "process"),
         KeyValue::new("messaging.destination.name", message.topic().to_owned()),
         KeyValue::new("messaging.consumer.group.name", role.name()),
-        KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
+        KeyValue::new(
+            "messaging.destination.partition.id",
+            message.partition().to_string(),
+        ),
         KeyValue::new("messaging.kafka.offset", message.offset()),
-        KeyValue::new("messaging.message.body.size", message.payload().map_or(0, <[u8]>::len) as i64),
+        KeyValue::new(
+            "messaging.message.body.size",
+            message.payload().map_or(0, <[u8]>::len) as i64,
+        ),
     ];
     for kv in attributes {
         span.set_attribute(kv.key, kv.value);
@@ -57,13 +66,18 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
     if let Some(wait) = queue_wait_ms {
         // Head-of-line blocking shows here: time between publish and the start of processing.
         span.set_attribute("messaging.queue_wait_ms", wait);
-        service.metrics.queue_wait_seconds.observe(wait as f64 / 1000.0);
+        service
+            .metrics
+            .queue_wait_seconds
+            .observe(wait as f64 / 1000.0);
     }
     if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
         span.set_attribute("messaging.kafka.message.key", key.to_owned());
     }
 
-    let outcome = process(&service, &message, steps).instrument(span.clone()).await;
+    let outcome = process(&service, &message, steps)
+        .instrument(span.clone())
+        .await;
     let label = match &outcome {
         Ok(label) => *label,
         Err(err) => {
@@ -71,17 +85,32 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
             "retried"
         }
     };
-    service.metrics.messages.get_or_create(&OutcomeLabel { outcome: label }).inc();
+    service
+        .metrics
+        .messages
+        .get_or_create(&OutcomeLabel { outcome: label })
+        .inc();
     outcome.map(|_| ())
 }
 
-async fn process(service: &Service, message: &OwnedMessage, steps: &[&'static str]) -> anyhow::Result<&'static str> {
+async fn process(
+    service: &Service,
+    message: &OwnedMessage,
+    steps: &[&'static str],
+) -> anyhow::Result<&'static str> {
     let span = tracing::Span::current();
     let order: OrderMessage = match message.payload().map(serde_json::from_slice) {
         Some(Ok(order)) => order,
         Some(Err(err)) => {
-            record_exception(&span, "InvalidMessage", &format!("payload is not an order: {err}"));
-            tracing::error!(offset = message.offset(), "skipping a message that is not an order");
+            record_exception(
+                &span,
+                "InvalidMessage",
+                &format!("payload is not an order: {err}"),
+            );
+            tracing::error!(
+                offset = message.offset(),
+                "skipping a message that is not an order"
+            );
             return Ok("invalid");
         }
         None => {

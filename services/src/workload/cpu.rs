@@ -1,8 +1,8 @@
 //! CPU-heavy operations. Each returns how many items it processed and a checksum (kept so the
 //! optimiser cannot remove the work). Sizes are per call; the caller picks them per intensity.
 
-use sha2::{Digest, Sha256};
 use crate::resources::measure;
+use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -25,15 +25,22 @@ pub fn json_processing(items: u64, rounds: u32) -> u64 {
 
 /// Medium: SHA-256 of each item, chained `rounds` times.
 pub fn hash_computation(items: u64, rounds: u32) -> u64 {
-    let mut checksum = 0u64;
-    for i in 0..items {
-        let mut digest = Sha256::digest(i.to_le_bytes());
-        for _ in 1..rounds {
-            digest = Sha256::digest(digest);
-        }
-        checksum = checksum.wrapping_add(u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()));
+    black_box(
+        (0..items)
+            .map(|i| chained_hash(i, rounds))
+            .fold(0, u64::wrapping_add),
+    )
+}
+
+/// SHA-256 of `value`, re-hashed `rounds - 1` more times; the first 8 bytes as a number.
+fn chained_hash(value: u64, rounds: u32) -> u64 {
+    let mut digest = Sha256::digest(value.to_le_bytes());
+    for _ in 1..rounds {
+        digest = Sha256::digest(digest);
     }
-    black_box(checksum)
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(head)
 }
 
 /// Heavy: primality by trial division of `items` numbers from `start`, factorisation of the
@@ -42,7 +49,7 @@ pub fn intensive_prime_computation(start: u64, items: u64) -> u64 {
     let mut checksum = 0u64;
     for n in start..start + items {
         if is_prime(n) {
-            checksum = checksum.wrapping_add(hash_computation(n, 8));
+            checksum = checksum.wrapping_add(chained_hash(n, 8));
         } else {
             checksum = checksum.wrapping_add(smallest_factor(n));
         }
@@ -53,7 +60,12 @@ pub fn intensive_prime_computation(start: u64, items: u64) -> u64 {
 /// Severe: the heavy computation over `items` numbers split across `threads` threads, plus
 /// `memory_mb` of memory written and read back (memory stress). Returns the checksum and the CPU
 /// time the helper threads used (the caller's own thread is measured by the caller).
-pub fn extreme_cpu_computation(start: u64, items: u64, threads: usize, memory_mb: usize) -> (u64, Duration) {
+pub fn extreme_cpu_computation(
+    start: u64,
+    items: u64,
+    threads: usize,
+    memory_mb: usize,
+) -> (u64, Duration) {
     let threads = threads.max(1) as u64;
     let share = items.div_ceil(threads);
     let stress = memory_stress(memory_mb);
@@ -65,10 +77,14 @@ pub fn extreme_cpu_computation(start: u64, items: u64, threads: usize, memory_mb
                 scope.spawn(move || measure(|| intensive_prime_computation(from, to - from)))
             })
             .collect();
-        workers.into_iter().fold((0u64, Duration::ZERO), |(sum, cpu), worker| match worker.join() {
-            Ok((part, usage)) => (sum.wrapping_add(part), cpu + usage.cpu_time),
-            Err(_) => (sum, cpu),
-        })
+        workers
+            .into_iter()
+            .fold((0u64, Duration::ZERO), |(sum, cpu), worker| {
+                match worker.join() {
+                    Ok((part, usage)) => (sum.wrapping_add(part), cpu + usage.cpu_time),
+                    Err(_) => (sum, cpu),
+                }
+            })
     });
     (black_box(sum.wrapping_add(stress)), helper_cpu)
 }
@@ -89,12 +105,12 @@ fn is_prime(n: u64) -> bool {
 }
 
 fn smallest_factor(n: u64) -> u64 {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return 2;
     }
     let mut d = 3;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return d;
         }
         d += 2;

@@ -22,20 +22,36 @@ pub struct IoTarget {
 pub async fn redis_basic(target: &mut IoTarget, ops: u64) -> anyhow::Result<u64> {
     for i in 0..ops {
         let key = format!("workload:{}:{i}", target.prefix);
-        let _: () = redis::cmd("SET").arg(&key).arg(i).arg("EX").arg(KEY_TTL_SECONDS).query_async(&mut target.redis).await?;
-        let _: Option<u64> = redis::cmd("GET").arg(&key).query_async(&mut target.redis).await?;
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(i)
+            .arg("EX")
+            .arg(KEY_TTL_SECONDS)
+            .query_async(&mut target.redis)
+            .await?;
+        let _: Option<u64> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut target.redis)
+            .await?;
     }
     Ok(ops * 2)
 }
 
 /// Medium to severe: `passes` times, write `lines` lines to a file, read them back, and store a
 /// digest of every hundredth line in a Redis hash through one pipeline; then delete the file.
-pub async fn file_and_redis(target: &mut IoTarget, lines: u64, passes: u32) -> anyhow::Result<(u64, Duration)> {
+pub async fn file_and_redis(
+    target: &mut IoTarget,
+    lines: u64,
+    passes: u32,
+) -> anyhow::Result<(u64, Duration)> {
     let mut items = 0;
     let mut cpu = Duration::ZERO;
     for pass in 0..passes {
-        let path = target.dir.join(format!("tracing-lab-{}-{pass}.txt", target.prefix));
-        let (read, usage) = tokio::task::spawn_blocking(move || measure(|| write_and_read(&path, lines))).await?;
+        let path = target
+            .dir
+            .join(format!("tracing-lab-{}-{pass}.txt", target.prefix));
+        let (read, usage) =
+            tokio::task::spawn_blocking(move || measure(|| write_and_read(&path, lines))).await?;
         cpu += usage.cpu_time;
         let read = read?;
         let hash = format!("workload:{}:lines", target.prefix);
@@ -56,7 +72,11 @@ fn write_and_read(path: &Path, lines: u64) -> anyhow::Result<Vec<String>> {
     let result = (|| {
         let mut file = BufWriter::new(std::fs::File::create(path)?);
         for i in 0..lines {
-            writeln!(file, "{i:08} order-event status=processed amount={}", i * 7 % 1000)?;
+            writeln!(
+                file,
+                "{i:08} order-event status=processed amount={}",
+                i * 7 % 1000
+            )?;
         }
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         let reader = BufReader::new(std::fs::File::open(path)?);

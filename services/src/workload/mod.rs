@@ -74,8 +74,18 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    pub fn new(mix: WorkloadMix, redis: ConnectionManager, dir: PathBuf, role: &'static str) -> Self {
-        Self { mix, redis, dir, role }
+    pub fn new(
+        mix: WorkloadMix,
+        redis: ConnectionManager,
+        dir: PathBuf,
+        role: &'static str,
+    ) -> Self {
+        Self {
+            mix,
+            redis,
+            dir,
+            role,
+        }
     }
 
     /// Draws kind and intensity from the mix; `None` when workloads are disabled.
@@ -95,7 +105,9 @@ impl Simulator {
         let started = Instant::now();
         let (items, cpu_time) = match kind {
             WorkloadKind::CpuHeavy => {
-                let (items, usage) = tokio::task::spawn_blocking(move || measure(|| run_cpu(intensity, size))).await?;
+                let (items, usage) =
+                    tokio::task::spawn_blocking(move || measure(|| run_cpu(intensity, size)))
+                        .await?;
                 (items.0, usage.cpu_time + items.1)
             }
             WorkloadKind::IoHeavy => {
@@ -105,7 +117,10 @@ impl Simulator {
                     prefix: format!("{}:{}", self.role, uuid::Uuid::new_v4().simple()),
                 };
                 match intensity {
-                    Intensity::Light => (io::redis_basic(&mut target, size).await?, std::time::Duration::ZERO),
+                    Intensity::Light => (
+                        io::redis_basic(&mut target, size).await?,
+                        std::time::Duration::ZERO,
+                    ),
                     Intensity::Medium => io::file_and_redis(&mut target, size, 1).await?,
                     Intensity::Heavy => io::file_and_redis(&mut target, size, 2).await?,
                     // "Massive": four passes over twice the lines.
@@ -118,7 +133,10 @@ impl Simulator {
             intensity,
             operation: operation(kind, intensity),
             items,
-            usage: WorkUsage { wall: started.elapsed(), cpu_time },
+            usage: WorkUsage {
+                wall: started.elapsed(),
+                cpu_time,
+            },
         })
     }
 }
@@ -140,9 +158,12 @@ fn run_cpu(intensity: Intensity, size: u64) -> (u64, std::time::Duration) {
             (size, none)
         }
         Intensity::Severe => {
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+            let threads = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2);
             // "Double heavy": twice the numbers, spread over the cores.
-            let (_, helpers) = cpu::extreme_cpu_computation(PRIME_BASE, size * 2, threads, SEVERE_MEMORY_MB);
+            let (_, helpers) =
+                cpu::extreme_cpu_computation(PRIME_BASE, size * 2, threads, SEVERE_MEMORY_MB);
             (size * 2, helpers)
         }
     }
@@ -168,6 +189,10 @@ mod tests {
         let ((items, helpers), usage) = measure(|| run_cpu(Intensity::Severe, 20_000));
         assert_eq!(items, 40_000);
         // The calling thread only allocates; the prime work runs on two or more helper threads.
-        assert!(helpers > usage.cpu_time, "helpers {helpers:?} caller {:?}", usage.cpu_time);
+        assert!(
+            helpers > usage.cpu_time,
+            "helpers {helpers:?} caller {:?}",
+            usage.cpu_time
+        );
     }
 }
