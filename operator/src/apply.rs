@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-/// Objects applied at once per kind; bounded so one lab cannot flood the API server.
-const CONCURRENCY: usize = 8;
+/// Requests in flight per lab; bounded so labs changing together cannot flood the API server
+/// (or the operator's memory with connections).
+const CONCURRENCY: usize = 4;
 
 /// The workloads as the API server returned them from the apply, status included.
 #[derive(Debug, Default, Clone)]
@@ -37,12 +38,12 @@ pub async fn apply(
     lab: &str,
     children: Children,
 ) -> Result<Applied, ApplyError> {
-    let (cm, svc, sts, deploy) = futures::join!(
-        apply_kind(client, namespace, children.config_maps),
-        apply_kind(client, namespace, children.services),
-        apply_kind(client, namespace, children.stateful_sets),
-        apply_kind(client, namespace, children.deployments),
-    );
+    // Kinds in dependency order (configuration before the pods that mount it), each kind a few
+    // objects at a time: every request in flight costs a pooled connection to the API server.
+    let cm = apply_kind(client, namespace, children.config_maps).await;
+    let svc = apply_kind(client, namespace, children.services).await;
+    let sts = apply_kind(client, namespace, children.stateful_sets).await;
+    let deploy = apply_kind(client, namespace, children.deployments).await;
     let (Ok(cm), Ok(svc), Ok(sts), Ok(deploy)) = (&cm, &svc, &sts, &deploy) else {
         let failures = [errors(&cm), errors(&svc), errors(&sts), errors(&deploy)].concat();
         return Err(ApplyError(failures));

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 /// Periodic re-reconcile, on top of watch events, so drift is corrected even if an event is missed.
 const RESYNC: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Labs reconciled at once. Each reconcile holds its rendered and applied objects; bounding the
+/// count bounds the operator's memory when many labs change together (an instructor's class).
+const CONCURRENCY: u16 = 8;
 
 /// How the controller runs.
 #[derive(Default, Clone)]
@@ -83,6 +86,7 @@ pub async fn run(client: Client, config: Config) {
     .owns(scoped::<StatefulSet>(&client, ns), children.clone())
     .owns(scoped::<Service>(&client, ns), children.clone())
     .owns(scoped::<ConfigMap>(&client, ns), children)
+    .with_config(controller::Config::default().concurrency(CONCURRENCY))
     .shutdown_on_signal();
     let store = controller.store();
     let shared = config.shared.clone();

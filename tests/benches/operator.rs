@@ -63,19 +63,24 @@ async fn children(client: &Client, namespace: Option<&str>) -> Result<usize> {
     Ok(a + b + c + d)
 }
 
+/// Polls `progress` every `every` until it reports done; its text explains a timeout.
 async fn wait(
     what: &str,
     timeout: Duration,
-    mut done: impl AsyncFnMut() -> Result<bool>,
+    every: Duration,
+    mut progress: impl AsyncFnMut() -> Result<(bool, String)>,
 ) -> Result<Duration> {
     let start = Instant::now();
-    while !done().await? {
-        if start.elapsed() > timeout {
-            bail!("{what} not reached within {timeout:?}");
+    loop {
+        let (done, state) = progress().await?;
+        if done {
+            return Ok(start.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if start.elapsed() > timeout {
+            bail!("{what} not reached within {timeout:?}: {state}");
+        }
+        tokio::time::sleep(every).await;
     }
-    Ok(start.elapsed())
 }
 
 fn rss_kib(pid: u32, field: &str) -> Result<u64> {
@@ -130,9 +135,15 @@ async fn main() -> Result<()> {
         let labs: Api<TracingLab> = Api::namespaced(client.clone(), &ns);
         let start = Instant::now();
         labs.create(&PostParams::default(), &lab("lab")).await?;
-        wait("children of one lab", Duration::from_secs(30), async || {
-            Ok(children(&client, Some(&ns)).await? == CHILDREN_PER_LAB)
-        })
+        wait(
+            "children of one lab",
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+            async || {
+                let n = children(&client, Some(&ns)).await?;
+                Ok((n == CHILDREN_PER_LAB, format!("{n} children")))
+            },
+        )
         .await?;
         samples.push(start.elapsed());
     }
@@ -167,16 +178,30 @@ async fn main() -> Result<()> {
         .await?;
     let created = start.elapsed();
     let all_labs: Api<TracingLab> = Api::all(client.clone());
-    let applied = wait("100 labs applied", Duration::from_secs(120), async || {
-        if children(&client, None).await? < before + MANY_LABS * CHILDREN_PER_LAB {
-            return Ok(false);
-        }
-        let labs = all_labs.list(&ListParams::default()).await?.items;
-        Ok(labs
-            .iter()
-            .all(|l| l.status.as_ref().and_then(|s| s.observed_generation) == Some(1)))
-    })
-    .await?;
+    // Polled gently: listing thousands of objects competes with the operator for the API server.
+    let applied = wait(
+        "100 labs applied",
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        async || {
+            let n = children(&client, None).await? - before;
+            let labs = all_labs.list(&ListParams::default()).await?.items;
+            let with_status = labs
+                .iter()
+                .filter(|l| l.status.as_ref().and_then(|s| s.observed_generation) == Some(1))
+                .count();
+            let done = n == MANY_LABS * CHILDREN_PER_LAB && with_status == labs.len();
+            Ok((
+                done,
+                format!(
+                    "{n} children, {with_status}/{} labs with status",
+                    labs.len()
+                ),
+            ))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}\noperator log:\n{}", operator.log_tail(30)))?;
     println!(
         "{MANY_LABS} labs in {MANY_LABS} namespaces: created in {:.1} s, fully applied (children + status) after {:.1} s (target < 30 s)",
         created.as_secs_f64(),
@@ -190,6 +215,10 @@ async fn main() -> Result<()> {
         MANY_LABS + SINGLE_RUNS,
         rss_kib(pid, "VmRSS:")? as f64 / 1024.0,
         rss_kib(pid, "VmHWM:")? as f64 / 1024.0
+    );
+    println!(
+        "operator open file descriptors (API connections, watches): {}",
+        std::fs::read_dir(format!("/proc/{pid}/fd"))?.count()
     );
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await?
