@@ -80,7 +80,7 @@ impl TestCluster {
             &format!("--secure-port={port}"),
             "--authorization-mode=RBAC",
             "--service-account-issuer=https://kubernetes.default.svc",
-            "--service-cluster-ip-range=10.96.0.0/24",
+            "--service-cluster-ip-range=10.96.0.0/16",
             // Nothing serves the `kubernetes` Service's endpoints: skip reconciling them.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
