@@ -2,6 +2,7 @@
 
 use crate::apply::{self, ApplyError};
 use crate::crd::TracingLab;
+use crate::lag::{self, Monitor};
 use crate::metrics::Shared;
 use crate::render::common::{MANAGED_BY, MANAGER};
 use crate::render::{self, LabRef};
@@ -13,9 +14,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::PredicateConfig;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::HashMap;
@@ -36,6 +38,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Metrics and readiness, shared with the HTTP endpoints.
     pub shared: Arc<Shared>,
+    /// Kafka lag measurement.
+    pub lag: lag::Config,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,22 +82,30 @@ pub async fn run(client: Client, config: Config) {
         shared: config.shared.clone(),
         failures: Mutex::default(),
     });
-    let controller = Controller::new(
+    let (store, writer) = reflector::store();
+    let labs = watcher(
         scoped::<TracingLab>(&client, ns),
         watcher::Config::default(),
     )
-    .owns(scoped::<Deployment>(&client, ns), children.clone())
-    .owns(scoped::<StatefulSet>(&client, ns), children.clone())
-    .owns(scoped::<Service>(&client, ns), children.clone())
-    .owns(scoped::<ConfigMap>(&client, ns), children)
-    .with_config(controller::Config::default().concurrency(CONCURRENCY))
-    .shutdown_on_signal();
-    let store = controller.store();
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    // Status writes (the reconciler's and the lag monitor's) keep the generation: no reconcile.
+    .predicate_filter(predicates::generation, PredicateConfig::default());
+    let controller = Controller::for_stream(labs, store.clone())
+        .owns(scoped::<Deployment>(&client, ns), children.clone())
+        .owns(scoped::<StatefulSet>(&client, ns), children.clone())
+        .owns(scoped::<Service>(&client, ns), children.clone())
+        .owns(scoped::<ConfigMap>(&client, ns), children)
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        .shutdown_on_signal();
+    let ready_store = store.clone();
     let shared = config.shared.clone();
     tokio::spawn(async move {
         // The store wakes only its latest waiter (the controller's own), so poll again each second.
         loop {
-            match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+            match tokio::time::timeout(Duration::from_secs(1), ready_store.wait_until_ready()).await
+            {
                 Ok(Ok(())) => {
                     tracing::info!("TracingLabs listed; ready");
                     shared.set_ready(true);
@@ -107,6 +119,8 @@ pub async fn run(client: Client, config: Config) {
             }
         }
     });
+    let lag_monitor =
+        tokio::spawn(Monitor::new(client.clone(), config.lag.clone()).run(store.clone()));
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller started");
     controller
         .run(reconcile, error_policy, ctx)
@@ -116,6 +130,7 @@ pub async fn run(client: Client, config: Config) {
             }
         })
         .await;
+    lag_monitor.abort();
     config.shared.set_ready(false);
     tracing::info!("controller stopped");
 }
@@ -159,12 +174,7 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     };
     let failure_message = outcome_error.as_ref().map(ToString::to_string);
     let warnings = match &applied {
-        Some(a) => status::idle_consumers(
-            a,
-            &lab_ref.name,
-            &validate::lab_config(&lab.spec),
-            lab.spec.kafka.partitions,
-        ),
+        Some(a) => status::idle_consumers(a, &lab_ref.name, lab.spec.kafka.partitions),
         None => Vec::new(),
     };
     let outcome = match (&applied, &failure_message) {
@@ -175,20 +185,31 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     let new_status = status::compute(lab, &lab_ref, outcome, &warnings, Time(Timestamp::now()));
     let degraded_changed =
         degraded_message(lab.status.as_ref()) != degraded_message(Some(&new_status));
-    if lab.status.as_ref() != Some(&new_status) {
+    if lab.status.as_ref().map(status::reconciler_part) != Some(new_status.clone()) {
         let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
+        // The resourceVersion makes the write fail rather than undo a lag update it did not see.
         let patch = json!({
             "apiVersion": TracingLab::api_version(&()),
             "kind": TracingLab::kind(&()),
+            "metadata": { "resourceVersion": lab.resource_version() },
             "status": new_status,
         });
-        api.patch_status(
-            &lab_ref.name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::Status)?;
+        match api
+            .patch_status(
+                &lab_ref.name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // The lag monitor wrote in between: read again and retry, nothing to report.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!("status changed meanwhile; retrying");
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(e) => return Err(Error::Status(e)),
+        }
     }
     if degraded_changed && let Some((reason, message)) = degraded_message(Some(&new_status)) {
         publish(ctx, lab, EventType::Warning, &reason, message).await;

@@ -40,6 +40,18 @@ use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
         json_path = ".status.servicesReady",
         description = "service Deployments available / total"
     ),
+    printcolumn(
+        name = "Lag",
+        type_ = "integer",
+        json_path = ".status.kafka.totalLag",
+        description = "Kafka messages waiting, all consumer groups"
+    ),
+    printcolumn(
+        name = "Worst",
+        type_ = "string",
+        json_path = ".status.kafka.worstGroup",
+        description = "consumer group with the most messages waiting"
+    ),
     printcolumn(name = "API", type_ = "string", json_path = ".status.urls.api"),
     printcolumn(
         name = "Age",
@@ -476,8 +488,10 @@ pub struct TracingLabStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing` and `Degraded`.
+    /// `Ready`, `Progressing` and `Degraded` (written by the reconciler) and `KafkaReachable`
+    /// (written by the lag monitor), one per type.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Readiness of every workload of the lab, by component name.
     #[serde(default)]
@@ -488,6 +502,9 @@ pub struct TracingLabStatus {
     /// Where to reach the lab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls: Option<LabUrls>,
+    /// Kafka consumer lag per group, measured every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<crate::lag::KafkaStatus>,
 }
 
 /// Readiness of one Deployment or StatefulSet.

@@ -3,12 +3,14 @@
 //!
 //! Flow of one reconcile: [`validate`] the spec, [`render`] every object as a pure function of it,
 //! [`apply`] them with server-side apply (and prune what is no longer wanted), then compute the
-//! [`status`] from what the API server returned.
+//! [`status`] from what the API server returned. Beside the reconciles, [`lag`] measures each
+//! lab's Kafka consumer lag on a short period and writes it into the status.
 
 pub mod apply;
 pub mod controller;
 pub mod crd;
 pub mod http;
+pub mod lag;
 pub mod metrics;
 pub mod render;
 pub mod status;

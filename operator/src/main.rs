@@ -38,10 +38,16 @@ struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     listen_addr: SocketAddr,
-    /// Kafka address dialled instead of each lab's own Kafka Service (reserved for running the
-    /// operator outside the cluster; not used yet).
-    #[arg(long)]
+    /// Kafka address dialled for lag measurement instead of each lab's own Kafka Service
+    /// (`<lab>-kafka.<namespace>.svc:9092`), for running the operator outside the cluster.
+    #[arg(long, value_name = "HOST:PORT")]
     kafka_bootstrap: Option<String>,
+    /// How often each lab's Kafka consumer lag is measured (e.g. 10s, 500ms, 1m).
+    #[arg(long, env = "LAG_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    lag_interval: std::time::Duration,
+    /// Bound on connecting to a lab's Kafka and on each request to it.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    kafka_timeout: std::time::Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,8 +65,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(args: RunArgs) -> anyhow::Result<()> {
     let telemetry = tracing_lab_telemetry::init("tracing-lab-operator")?;
-    if let Some(kafka) = &args.kafka_bootstrap {
-        tracing::warn!(%kafka, "--kafka-bootstrap is accepted but not used yet");
+    if args.lag_interval.is_zero() || args.kafka_timeout.is_zero() {
+        anyhow::bail!("--lag-interval and --kafka-timeout must be greater than zero");
     }
     let client = kube::Client::try_default()
         .await
@@ -84,6 +90,11 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         Config {
             namespace: args.namespace,
             shared,
+            lag: tracing_lab_operator::lag::Config {
+                interval: args.lag_interval,
+                timeout: args.kafka_timeout,
+                bootstrap: args.kafka_bootstrap,
+            },
         },
     )
     .await;

@@ -7,7 +7,7 @@ use crate::render::{collector, jaeger, kafka, services};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
-use tracing_lab_config::{LabConfig, Role};
+use tracing_lab_config::Role;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -72,29 +72,52 @@ pub fn components(lab: &str, applied: &Applied) -> BTreeMap<String, ComponentSta
         .collect()
 }
 
-/// Consumer Deployments whose replicas x concurrency exceed the partitions of their topic.
-pub fn idle_consumers(
-    applied: &Applied,
-    lab: &str,
-    config: &LabConfig,
-    partitions: i32,
-) -> Vec<String> {
+/// Consumer Deployments with more replicas than their topic has partitions: each replica is one
+/// member of the consumer group and each partition goes to one member, so the extra replicas get
+/// nothing. (Concurrency runs inside a replica, over messages of its own partitions, and is not
+/// limited by the partition count.)
+pub fn idle_consumers(applied: &Applied, lab: &str, partitions: i32) -> Vec<String> {
     Role::CONSUMERS
         .iter()
         .filter_map(|role| {
-            let d = applied.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(&format!("{lab}-{role}")))?;
+            let name = format!("{lab}-{role}");
+            let d = applied.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(&name))?;
             let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let concurrency = i64::from(config.role(*role).concurrency);
-            let consumers = i64::from(replicas) * concurrency;
-            (consumers > i64::from(partitions)).then(|| {
+            (replicas > partitions).then(|| {
                 format!(
-                    "{role}: {consumers} consumers ({replicas} replicas x concurrency {concurrency}) for {partitions} partitions of {}; {} stay idle",
+                    "{role}: {replicas} replicas for {partitions} partitions of {}; {} replicas stay idle",
                     role.input_topic().unwrap_or_default(),
-                    consumers - i64::from(partitions)
+                    replicas - partitions
                 )
             })
         })
         .collect()
+}
+
+/// The part of a status the reconciler writes: the lag monitor owns `kafka`.
+pub fn reconciler_part(status: &TracingLabStatus) -> TracingLabStatus {
+    TracingLabStatus {
+        kafka: None,
+        ..status.clone()
+    }
+}
+
+/// `conditions` with `condition` in place of the one of its type (`replace`), or added when that
+/// type is missing. Each status writer applies the whole list, its own conditions fresh and the
+/// others' as last read (with the object's resourceVersion as precondition): API servers before
+/// 1.21 merge a status list as one value even when the schema declares it a map.
+pub fn with_condition(
+    conditions: &[Condition],
+    condition: Condition,
+    replace: bool,
+) -> Vec<Condition> {
+    let mut out = conditions.to_vec();
+    match out.iter_mut().find(|c| c.type_ == condition.type_) {
+        Some(existing) if replace => *existing = condition,
+        Some(_) => {}
+        None => out.push(condition),
+    }
+    out
 }
 
 pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls {
@@ -204,21 +227,26 @@ pub fn compute(
         .iter()
         .filter(|r| components.get(r.name()).is_some_and(|c| c.available))
         .count();
+    let mut conditions = vec![
+        condition(READY, ready, ready_reason, ready_message),
+        condition(
+            PROGRESSING,
+            progressing,
+            progressing_reason,
+            progressing_message,
+        ),
+        condition(DEGRADED, degraded, degraded_reason, degraded_message),
+    ];
+    for other in &previous.conditions {
+        conditions = with_condition(&conditions, other.clone(), false);
+    }
     TracingLabStatus {
         observed_generation: generation,
-        conditions: vec![
-            condition(READY, ready, ready_reason, ready_message),
-            condition(
-                PROGRESSING,
-                progressing,
-                progressing_reason,
-                progressing_message,
-            ),
-            condition(DEGRADED, degraded, degraded_reason, degraded_message),
-        ],
+        conditions,
         services_ready: Some(format!("{services_available}/{}", Role::ALL.len())),
         urls: Some(urls(lab_ref, lab.spec.access.node_ports.as_ref())),
         components,
+        kafka: None,
     }
 }
 
@@ -355,18 +383,22 @@ mod tests {
             .iter_mut()
             .find(|d| d.metadata.name.as_deref() == Some("demo-processing"))
             .unwrap();
-        p.spec.as_mut().unwrap().replicas = Some(4);
+        p.spec.as_mut().unwrap().replicas = Some(8);
         let st = p.status.as_mut().unwrap();
         (
             st.available_replicas,
             st.ready_replicas,
             st.updated_replicas,
-        ) = (Some(4), Some(4), Some(4));
-        let mut config = LabConfig::default();
-        config.processing.concurrency = 2;
-        let w = idle_consumers(&a, "demo", &config, 6);
+        ) = (Some(8), Some(8), Some(8));
+        let w = idle_consumers(&a, "demo", 6);
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("processing: 8 consumers (4 replicas x concurrency 2) for 6 partitions of orders; 2 stay idle"), "{}", w[0]);
+        assert!(
+            w[0].contains(
+                "processing: 8 replicas for 6 partitions of orders; 2 replicas stay idle"
+            ),
+            "{}",
+            w[0]
+        );
         let r = LabRef::new(&lab).unwrap();
         let s = compute(&lab, &r, Outcome::Applied(&a), &w, at(1));
         assert_eq!(cond(&s, DEGRADED).reason, "IdleConsumers");
@@ -375,5 +407,37 @@ mod tests {
             "True",
             "idle consumers do not stop the lab working"
         );
+    }
+
+    #[test]
+    fn other_writers_conditions_are_carried_and_replaced_only_on_request() {
+        let (lab, a) = applied(true);
+        let r = LabRef::new(&lab).unwrap();
+        let mut before = compute(&lab, &r, Outcome::Applied(&a), &[], at(1));
+        let kafka = Condition {
+            type_: "KafkaReachable".into(),
+            status: "False".into(),
+            reason: "BrokerUnreachable".into(),
+            message: "down".into(),
+            last_transition_time: at(1),
+            observed_generation: None,
+        };
+        before.conditions.push(kafka.clone());
+        let mut lab = lab;
+        lab.status = Some(before);
+        let after = compute(&lab, &r, Outcome::Applied(&a), &[], at(2));
+        assert_eq!(after.conditions.len(), 4);
+        assert_eq!(
+            after.conditions[3], kafka,
+            "the lag monitor's condition is kept as read"
+        );
+        let up = Condition {
+            status: "True".into(),
+            ..kafka.clone()
+        };
+        let replaced = with_condition(&after.conditions, up.clone(), true);
+        assert_eq!((replaced.len(), &replaced[3]), (4, &up));
+        let kept = with_condition(&after.conditions, up, false);
+        assert_eq!(kept[3], kafka);
     }
 }

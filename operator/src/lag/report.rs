@@ -1,0 +1,246 @@
+//! Lag arithmetic and scaling advice: pure functions of what the broker reported.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Kafka consumer lag of the lab, measured by the operator on a short period.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaStatus {
+    /// When the broker was last measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_at: Option<Time>,
+    /// Messages waiting, summed over the three consumer groups.
+    pub total_lag: i64,
+    /// The group with the most messages waiting (empty when nothing waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_group: Option<String>,
+    /// Orders entering the lab (`orders` topic) per second over the last period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_per_second: Option<f64>,
+    /// Per consumer group, in pipeline order.
+    #[serde(default)]
+    pub groups: Vec<GroupLag>,
+}
+
+/// One consumer group's backlog and what scaling can do about it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupLag {
+    /// Consumer group (named after the service).
+    pub group: String,
+    /// Topic the group consumes.
+    pub topic: String,
+    /// Partitions of the topic: the most consumers that can get work.
+    pub partitions: i32,
+    /// Sum over partitions of end offset minus committed offset.
+    pub lag: i64,
+    /// Consumers currently in the group.
+    pub consumers: i32,
+    /// Consumers beyond the partition count, which get no partition.
+    pub idle_consumers: i32,
+    /// Growing, Draining or Steady since the previous measurement.
+    pub trend: Trend,
+    /// What the numbers mean for scaling.
+    pub advice: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Trend {
+    Growing,
+    Draining,
+    #[default]
+    Steady,
+}
+
+/// What the broker said about one group.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupSample {
+    pub group: String,
+    pub topic: String,
+    /// Log end offset per partition; empty when the topic does not exist yet.
+    pub end_offsets: Vec<i64>,
+    /// Committed offset per partition (`None`: never committed).
+    pub committed: Vec<Option<i64>>,
+    /// Members of the group.
+    pub consumers: i32,
+}
+
+impl GroupSample {
+    /// Messages not yet committed. A partition the group never committed counts from offset 0:
+    /// the lab's topics keep every message for its lifetime.
+    pub fn lag(&self) -> i64 {
+        self.end_offsets
+            .iter()
+            .enumerate()
+            .map(|(p, end)| {
+                let committed = self.committed.get(p).copied().flatten().unwrap_or(0);
+                (end - committed).max(0)
+            })
+            .sum()
+    }
+}
+
+/// Builds the group's status line, comparing with its previous lag to tell the trend.
+pub fn group_lag(sample: &GroupSample, previous_lag: Option<i64>) -> GroupLag {
+    let partitions = sample.end_offsets.len() as i32;
+    let lag = sample.lag();
+    let consumers = sample.consumers;
+    // Each partition goes to one member, so members beyond the partition count get nothing.
+    let idle = (consumers - partitions).max(0);
+    let trend = match previous_lag {
+        Some(p) if lag > p => Trend::Growing,
+        Some(p) if lag < p => Trend::Draining,
+        _ => Trend::Steady,
+    };
+    let (group, topic) = (&sample.group, &sample.topic);
+    let advice = if partitions == 0 {
+        format!("topic {topic} does not exist yet: it is created when the services start")
+    } else if idle > 0 {
+        format!(
+            "{idle} of {consumers} consumers idle: {topic} has {partitions} partitions, so at most \
+             {partitions} consumers get work; more replicas will not reduce the lag"
+        )
+    } else if consumers == 0 && lag > 0 {
+        format!(
+            "no consumer in group {group}: {lag} messages wait; is the {group} service running?"
+        )
+    } else if trend == Trend::Growing && consumers >= partitions {
+        format!(
+            "lag growing while every one of the {partitions} partitions has its own consumer: the \
+             per-message work is the bottleneck; raise concurrency or lighten the workload"
+        )
+    } else if trend == Trend::Growing {
+        format!(
+            "lag growing with {consumers} consumers for {partitions} partitions: scaling {group} \
+             up to {partitions} replicas spreads the partitions"
+        )
+    } else if trend == Trend::Draining {
+        format!("lag draining: {consumers} consumers keep ahead of the incoming messages")
+    } else if lag == 0 {
+        format!("keeping up: {consumers} consumers, {partitions} partitions")
+    } else {
+        format!("{lag} messages wait; the lag is not moving")
+    };
+    GroupLag {
+        group: group.clone(),
+        topic: topic.clone(),
+        partitions,
+        lag,
+        consumers,
+        idle_consumers: idle,
+        trend,
+        advice,
+    }
+}
+
+/// Totals over the groups; the worst group is the one with the largest positive lag.
+pub fn summarise(groups: Vec<GroupLag>, orders_per_second: Option<f64>, at: Time) -> KafkaStatus {
+    let total_lag = groups.iter().map(|g| g.lag).sum();
+    let worst_group = groups
+        .iter()
+        .filter(|g| g.lag > 0)
+        .max_by_key(|g| g.lag)
+        .map(|g| g.group.clone());
+    KafkaStatus {
+        measured_at: Some(at),
+        total_lag,
+        worst_group,
+        orders_per_second,
+        groups,
+    }
+}
+
+/// Orders per second between two readings of the `orders` topic's total end offset.
+pub fn rate(
+    previous: Option<(i64, std::time::Instant)>,
+    now: (i64, std::time::Instant),
+) -> Option<f64> {
+    let (before, then) = previous?;
+    let seconds = now.1.duration_since(then).as_secs_f64();
+    (seconds > 0.0 && now.0 >= before)
+        .then(|| ((now.0 - before) as f64 / seconds * 100.0).round() / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn sample(end: &[i64], committed: &[Option<i64>], consumers: i32) -> GroupSample {
+        GroupSample {
+            group: "processing".into(),
+            topic: "orders".into(),
+            end_offsets: end.to_vec(),
+            committed: committed.to_vec(),
+            consumers,
+        }
+    }
+
+    #[test]
+    fn lag_sums_end_minus_committed_and_counts_uncommitted_from_zero() {
+        let s = sample(&[10, 5, 7], &[Some(4), None, Some(7)], 3);
+        assert_eq!(s.lag(), 6 + 5);
+    }
+
+    #[test]
+    fn idle_consumers_are_named_with_the_numbers() {
+        let s = sample(&[1, 1], &[Some(1), Some(1)], 4);
+        let g = group_lag(&s, Some(0));
+        assert_eq!((g.consumers, g.idle_consumers, g.partitions), (4, 2, 2));
+        assert!(g.advice.contains("2 of 4 consumers idle"), "{}", g.advice);
+        assert!(g.advice.contains("2 partitions"), "{}", g.advice);
+    }
+
+    #[test]
+    fn growing_lag_with_every_partition_covered_blames_the_work() {
+        let s = sample(&[50, 50], &[Some(10), Some(10)], 2);
+        let g = group_lag(&s, Some(20));
+        assert_eq!(g.trend, Trend::Growing);
+        assert!(
+            g.advice.contains("per-message work is the bottleneck"),
+            "{}",
+            g.advice
+        );
+        let fewer = group_lag(&sample(&[50, 50], &[Some(10), Some(10)], 1), Some(20));
+        assert!(
+            fewer.advice.contains("up to 2 replicas"),
+            "{}",
+            fewer.advice
+        );
+    }
+
+    #[test]
+    fn draining_and_missing_consumers_and_topics() {
+        let g = group_lag(&sample(&[5], &[Some(4)], 1), Some(3));
+        assert_eq!(g.trend, Trend::Draining);
+        let g = group_lag(&sample(&[5], &[None], 0), None);
+        assert!(g.advice.contains("no consumer"), "{}", g.advice);
+        let g = group_lag(&sample(&[], &[], 0), None);
+        assert!(g.advice.contains("does not exist yet"), "{}", g.advice);
+    }
+
+    #[test]
+    fn summary_picks_the_worst_group_and_rate_is_per_second() {
+        let a = group_lag(&sample(&[3], &[Some(0)], 1), None);
+        let mut b = a.clone();
+        b.group = "analytics".into();
+        b.lag = 9;
+        let s = summarise(
+            vec![a, b],
+            None,
+            Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(
+            (s.total_lag, s.worst_group.as_deref()),
+            (12, Some("analytics"))
+        );
+        let t0 = Instant::now();
+        assert_eq!(
+            rate(Some((100, t0)), (120, t0 + Duration::from_secs(10))),
+            Some(2.0)
+        );
+        assert_eq!(rate(None, (120, t0)), None);
+    }
+}

@@ -1,0 +1,353 @@
+//! Kafka consumer lag on the TracingLab, against a real kube-apiserver and a real Kafka-protocol
+//! broker: the operator reports a group's backlog within one period, sees it fall to zero when the
+//! group commits, names idle consumers with the numbers, shows the intake rate, turns an
+//! unreachable broker into a condition and recovers, and none of these status writes reconciles.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing_lab_operator::lag::{self, GroupLag};
+use tracing_lab_operator::metrics::Shared;
+use tracing_lab_operator::{Config, TracingLab};
+use tracing_lab_tests::{KafkaBroker, TestCluster, assets};
+
+const NS: &str = "lag";
+const LAB: &str = "shop";
+/// The lag period used here; every expectation must hold within a few of them.
+const PERIOD: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Env {
+    cluster: TestCluster,
+    labs: Api<TracingLab>,
+    shared: Arc<Shared>,
+    operator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+async fn start(broker: &KafkaBroker) -> Env {
+    let cluster = TestCluster::start().await.expect("API server starts");
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
+    cluster
+        .install_crd(&std::fs::read_to_string(crd).expect("crds/tracinglab.yaml"))
+        .await
+        .expect("CRD installs");
+    cluster.create_namespace(NS).await.expect("namespace");
+    let client: Client = cluster.client();
+    let shared = Arc::new(Shared::default());
+    let config = Config {
+        namespace: None,
+        shared: shared.clone(),
+        lag: lag::Config {
+            interval: PERIOD,
+            timeout: Duration::from_secs(1),
+            bootstrap: Some(broker.bootstrap()),
+        },
+    };
+    let operator = tokio::spawn(tracing_lab_operator::run(client.clone(), config));
+    let labs: Api<TracingLab> = Api::namespaced(client, NS);
+    let lab: TracingLab = serde_json::from_value(json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": LAB}, "spec": {},
+    }))
+    .expect("a TracingLab");
+    labs.create(&PostParams::default(), &lab)
+        .await
+        .expect("lab created");
+    Env {
+        cluster,
+        labs,
+        shared,
+        operator,
+    }
+}
+
+impl Env {
+    /// Polls the lab until `check` holds, failing with the last status seen.
+    async fn wait_for(&self, what: &str, check: impl Fn(&TracingLab) -> bool) -> TracingLab {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let lab = self.labs.get(LAB).await.expect("lab readable");
+            if check(&lab) {
+                return lab;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status: {}",
+                serde_json::to_string_pretty(&lab.status).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn kubectl_get(&self) -> String {
+        let out = Command::new(assets::find("kubectl").expect("kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig())
+            .args(["--namespace", NS, "get", "tlab", LAB])
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn group<'a>(lab: &'a TracingLab, name: &str) -> Option<&'a GroupLag> {
+    lab.status
+        .as_ref()?
+        .kafka
+        .as_ref()?
+        .groups
+        .iter()
+        .find(|g| g.group == name)
+}
+
+fn kafka_condition(lab: &TracingLab) -> Option<&Condition> {
+    lab.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "KafkaReachable")
+}
+
+/// Consumers that join `group` and keep polling (so they stay members) until dropped.
+struct Members {
+    running: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Members {
+    fn join(broker: &KafkaBroker, group: &str, topic: &str, n: usize) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let threads = (0..n)
+            .map(|_| {
+                let consumer: BaseConsumer = broker
+                    .client_config()
+                    .set("group.id", group)
+                    .set("enable.auto.commit", "false")
+                    .set("session.timeout.ms", "6000")
+                    .set("heartbeat.interval.ms", "1000")
+                    .create()
+                    .expect("consumer");
+                consumer.subscribe(&[topic]).expect("subscribe");
+                let running = running.clone();
+                std::thread::spawn(move || {
+                    while running.load(Ordering::Relaxed) {
+                        let _ = consumer.poll(Duration::from_millis(100));
+                    }
+                })
+            })
+            .collect();
+        Self { running, threads }
+    }
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_is_reported_drains_to_zero_and_idle_consumers_are_named() {
+    let broker = KafkaBroker::start().await.expect("broker starts");
+    broker.create_topic("orders", 3).await.unwrap();
+    broker.create_topic("processed-orders", 1).await.unwrap();
+    let env = start(&broker).await;
+
+    // A backlog in `orders` while `processing` committed only half of it.
+    broker.produce("orders", 30).await.unwrap();
+    let ends = broker.end_offsets("orders").await.unwrap();
+    assert_eq!(
+        ends.iter().sum::<i64>(),
+        30,
+        "the broker reports every message"
+    );
+    let half: Vec<(i32, i64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (p as i32, e / 2))
+        .collect();
+    broker
+        .commit_offsets("processing", "orders", &half)
+        .await
+        .unwrap();
+    let expected: i64 = ends.iter().map(|e| e - e / 2).sum();
+    let started = Instant::now();
+    let lab = env
+        .wait_for("the processing lag", |lab| {
+            group(lab, "processing").is_some_and(|g| g.lag == expected)
+        })
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        waited < PERIOD * 5,
+        "reported within a period or so, took {waited:?}"
+    );
+    let kafka = lab.status.as_ref().unwrap().kafka.as_ref().unwrap();
+    assert_eq!(kafka.total_lag, expected);
+    assert_eq!(kafka.worst_group.as_deref(), Some("processing"));
+    let processing = group(&lab, "processing").unwrap();
+    assert_eq!(
+        (processing.topic.as_str(), processing.partitions),
+        ("orders", 3)
+    );
+    assert_eq!(processing.consumers, 0);
+    assert!(
+        processing
+            .advice
+            .contains("no consumer in group processing"),
+        "{}",
+        processing.advice
+    );
+    assert_eq!(
+        kafka_condition(&lab).map(|c| c.status.as_str()),
+        Some("True")
+    );
+    let table = env.kubectl_get();
+    assert!(table.contains("LAG") && table.contains("WORST"), "{table}");
+    assert!(
+        table.contains(&expected.to_string()) && table.contains("processing"),
+        "{table}"
+    );
+
+    // Status writes of the lag monitor trigger no reconcile.
+    let reconciles = env.shared.reconciles.get();
+
+    // More orders arrive: the intake rate shows.
+    broker.produce("orders", 20).await.unwrap();
+    env.wait_for("an intake rate", |lab| {
+        lab.status
+            .as_ref()
+            .and_then(|s| s.kafka.as_ref())
+            .and_then(|k| k.orders_per_second)
+            .is_some_and(|r| r > 0.0)
+    })
+    .await;
+
+    // The group catches up: lag falls to zero.
+    let ends = broker.end_offsets("orders").await.unwrap();
+    let all: Vec<(i32, i64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (p as i32, *e))
+        .collect();
+    broker
+        .commit_offsets("processing", "orders", &all)
+        .await
+        .unwrap();
+    let lab = env
+        .wait_for("lag zero", |lab| {
+            lab.status
+                .as_ref()
+                .and_then(|s| s.kafka.as_ref())
+                .is_some_and(|k| k.total_lag == 0)
+        })
+        .await;
+    assert_eq!(
+        lab.status
+            .as_ref()
+            .unwrap()
+            .kafka
+            .as_ref()
+            .unwrap()
+            .worst_group,
+        None
+    );
+
+    // Two consumers on a one-partition topic: one of them idles, and the status says so.
+    let _members = Members::join(&broker, "notification", "processed-orders", 2);
+    let lab = env
+        .wait_for("two notification consumers", |lab| {
+            group(lab, "notification").is_some_and(|g| g.consumers == 2)
+        })
+        .await;
+    let notification = group(&lab, "notification").unwrap();
+    assert_eq!(
+        (notification.partitions, notification.idle_consumers),
+        (1, 1)
+    );
+    assert!(
+        notification.advice.contains("1 of 2 consumers idle"),
+        "{}",
+        notification.advice
+    );
+    assert!(
+        notification.advice.contains("1 partitions"),
+        "{}",
+        notification.advice
+    );
+
+    assert_eq!(
+        env.shared.reconciles.get(),
+        reconciles,
+        "lag status writes caused reconciles"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_a_condition_then_recovers() {
+    let mut broker = KafkaBroker::start().await.expect("broker starts");
+    broker.create_topic("orders", 2).await.unwrap();
+    let env = start(&broker).await;
+    env.wait_for("KafkaReachable True", |lab| {
+        kafka_condition(lab).is_some_and(|c| c.status == "True")
+    })
+    .await;
+
+    broker.stop().unwrap();
+    let lab = env
+        .wait_for("KafkaReachable False", |lab| {
+            kafka_condition(lab).is_some_and(|c| c.status == "False")
+        })
+        .await;
+    let condition = kafka_condition(&lab).unwrap();
+    assert_eq!(condition.reason, "BrokerUnreachable");
+    assert!(
+        condition.message.contains(&broker.bootstrap()),
+        "{}",
+        condition.message
+    );
+    assert!(!env.operator.is_finished(), "the operator keeps running");
+    // The reconciler's conditions are untouched by the lag monitor.
+    let types: Vec<_> = lab
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    for t in ["Ready", "Progressing", "Degraded", "KafkaReachable"] {
+        assert!(
+            types.contains(&t),
+            "{t} missing from {types:?}: {}",
+            serde_json::to_string_pretty(&lab.metadata.managed_fields).unwrap()
+        );
+    }
+
+    broker.restart().await.unwrap();
+    env.wait_for("KafkaReachable True again", |lab| {
+        kafka_condition(lab).is_some_and(|c| c.status == "True")
+    })
+    .await;
+}
