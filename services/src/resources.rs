@@ -163,7 +163,7 @@ impl ResourceMonitor {
         let weak = Arc::downgrade(&monitor);
         let interval = Duration::from_millis(settings.interval_ms);
         std::thread::Builder::new()
-            .name("resource-sampler".into())
+            .name("res-sampler".into())
             .spawn(move || {
                 let mut probe = MemoryProbe::new();
                 let (mut last_at, mut last_cpu) = (Instant::now(), process_cpu_time());

@@ -1,6 +1,7 @@
 //! Services benchmark (prints figures): end-to-end orders per second through all four services
 //! with workloads off, order latency p50/p99, the throughput cost of tracing, the resource
-//! sampler's own CPU cost, and each service's idle resident memory.
+//! sampler's own CPU cost, each service's idle resident memory, and the cost of every workload
+//! operation (as the spans of the processing service report it).
 //!
 //! `cargo build --release -p tracing-lab-service && cargo bench -p tracing-lab-tests --bench services`
 
@@ -11,13 +12,18 @@ mod lab;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use lab::Lab;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tracing_lab_config::{LabConfig, Role};
+use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
 
 const ORDERS: usize = 4000;
 /// Requests in flight from the benchmark's client.
 const CLIENTS: usize = 64;
 const CONSUMER_CONCURRENCY: u32 = 32;
+const WARMUP_ORDERS: usize = 20;
+/// The latency run: a steady rate below saturation.
+const PACED_ORDERS: usize = 2000;
+const PACED_RATE: f64 = 500.0;
 
 fn throughput_config() -> LabConfig {
     let mut config = LabConfig::default();
@@ -33,19 +39,38 @@ struct Run {
     orders_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Median time of each hop: api → processing done → notification done → analytics done.
+    hop_p50_ms: [f64; 3],
 }
 
-/// Sends `ORDERS` orders with `CLIENTS` in flight and waits until all are analysed.
-async fn pipeline_run(extra_env: &[(&str, &str)]) -> Result<Run> {
+/// Sends `orders` orders with up to `CLIENTS` in flight — as fast as possible, or `per_second`
+/// evenly spaced — and waits until all are analysed.
+async fn pipeline_run(
+    orders: usize,
+    per_second: Option<f64>,
+    extra_env: &[(&str, &str)],
+) -> Result<Run> {
     let lab = Lab::start(&throughput_config(), extra_env).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
+    // Warm up: consumer groups joined, connections open, before the clock starts.
+    for _ in 0..WARMUP_ORDERS {
+        let (status, body) = lab::post_order(&http, &lab.api_url, "warmup", 1).await?;
+        anyhow::ensure!(status == 202, "warm-up order: {status} {body}");
+    }
+    lab.wait_analyzed(WARMUP_ORDERS as i64, Duration::from_secs(60))
+        .await?;
     let started = Instant::now();
-    let ids: Vec<String> = futures::stream::iter(0..ORDERS)
+    let ids: Vec<String> = futures::stream::iter(0..orders)
         .map(|i| {
             let (http, url) = (http.clone(), lab.api_url.clone());
             async move {
+                if let Some(rate) = per_second {
+                    let slot = tokio::time::Instant::from_std(started)
+                        + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(slot).await;
+                }
                 let (status, body) =
                     lab::post_order(&http, &url, "bench", (i % 9 + 1) as i64).await?;
                 anyhow::ensure!(status == 202, "status {status}: {body}");
@@ -60,32 +85,61 @@ async fn pipeline_run(extra_env: &[(&str, &str)]) -> Result<Run> {
         .await
         .into_iter()
         .collect::<Result<_>>()?;
-    lab.wait_analyzed(ORDERS as i64, Duration::from_secs(300))
+    lab.wait_analyzed((WARMUP_ORDERS + orders) as i64, Duration::from_secs(300))
         .await?;
     let elapsed = started.elapsed();
 
     let mut redis = lab.redis().await?;
     let mut latencies = Vec::with_capacity(ids.len());
+    let mut hops: [Vec<f64>; 3] = Default::default();
     for chunk in ids.chunks(500) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.cmd("HMGET")
-                .arg(format!("order:{id}"))
-                .arg("created_at_ms")
-                .arg("analytics_at_ms");
+            pipe.cmd("HMGET").arg(format!("order:{id}")).arg(&[
+                "created_at_ms",
+                "processing_at_ms",
+                "notification_at_ms",
+                "analytics_at_ms",
+            ]);
         }
-        let rows: Vec<(Option<i64>, Option<i64>)> = pipe.query_async(&mut redis).await?;
-        latencies.extend(
-            rows.into_iter()
-                .filter_map(|(created, analysed)| Some((analysed? - created?) as f64)),
-        );
+        let rows: Vec<[Option<i64>; 4]> = pipe.query_async(&mut redis).await?;
+        for row in rows {
+            let [
+                Some(created),
+                Some(processed),
+                Some(notified),
+                Some(analysed),
+            ] = row
+            else {
+                continue;
+            };
+            latencies.push((analysed - created) as f64);
+            for (hop, (from, to)) in [
+                (created, processed),
+                (processed, notified),
+                (notified, analysed),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                hops[hop].push((to - from) as f64);
+            }
+        }
     }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    anyhow::ensure!(
+        latencies.len() == orders,
+        "{} of {orders} orders have every timestamp",
+        latencies.len()
+    );
+    let percentile = |values: &mut Vec<f64>, p: f64| {
+        values.sort_by(f64::total_cmp);
+        values[((values.len() - 1) as f64 * p) as usize]
+    };
     Ok(Run {
-        orders_per_second: ORDERS as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        orders_per_second: orders as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&mut latencies, 0.5),
+        p99_ms: percentile(&mut latencies, 0.99),
+        hop_p50_ms: hops.map(|mut h| percentile(&mut h, 0.5)),
     })
 }
 
@@ -130,9 +184,9 @@ async fn idle_figures() -> Result<()> {
     }
     let pid = lab.service(Role::Analytics).pid().context("running")?;
     let window = Duration::from_secs(10);
-    let before = thread_cpu(pid, "resource-sampler")?;
+    let before = thread_cpu(pid, "res-sampler")?;
     tokio::time::sleep(window).await;
-    let used = thread_cpu(pid, "resource-sampler")? - before;
+    let used = thread_cpu(pid, "res-sampler")? - before;
     println!(
         "sampler CPU at 100 ms: {:.3}% of a core ({:?} in {:?}; target < 0.5%)",
         used.as_secs_f64() / window.as_secs_f64() * 100.0,
@@ -142,25 +196,157 @@ async fn idle_figures() -> Result<()> {
     Ok(())
 }
 
+/// Orders sent through a processing service that draws every kind and intensity.
+const COST_ORDERS: usize = 48;
+
+/// Runs every operation through the processing service and prints its median wall time, CPU time
+/// and peak CPU from the spans.
+async fn intensity_costs() -> Result<()> {
+    let mut config = LabConfig::default();
+    for role in Role::ALL {
+        config.role_mut(role).workload.enabled = false;
+    }
+    config.processing.workload = WorkloadMix::new(50, 50, &Intensity::ALL);
+    let lab = Lab::start(&config, &[("RUST_LOG", "warn")]).await?;
+    let http = reqwest::Client::new();
+    for i in 0..COST_ORDERS {
+        let (status, body) =
+            lab::post_order(&http, &lab.api_url, "cost", (i % 5 + 1) as i64).await?;
+        anyhow::ensure!(status == 202, "status {status}: {body}");
+    }
+    lab.wait_analyzed(COST_ORDERS as i64, Duration::from_secs(600))
+        .await?;
+    let spans = lab
+        .otlp
+        .wait_for(
+            |spans| {
+                spans
+                    .iter()
+                    .filter(|s| s.attr("workload.operation").is_some())
+                    .count()
+                    >= 2 * COST_ORDERS
+            },
+            Duration::from_secs(30),
+        )
+        .await?;
+    let mut by_operation: BTreeMap<(String, String), Vec<(f64, f64, f64, f64)>> = BTreeMap::new();
+    eprintln!(
+        "DEBUG {} spans; first workload span: {:?}",
+        spans.len(),
+        spans
+            .iter()
+            .find(|s| s.attr("workload.operation").is_some())
+    );
+    for span in spans.iter().filter(|s| s.service_name == "processing") {
+        let text = |key: &str| span.attr(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let number = |key: &str| span.attr(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let (Some(intensity), Some(operation)) =
+            (text("workload.intensity"), text("workload.operation"))
+        else {
+            continue;
+        };
+        by_operation
+            .entry((intensity, operation))
+            .or_default()
+            .push((
+                number("workload.duration_ms"),
+                number("resource.span.cpu_time_ms"),
+                number("resource.cpu.max"),
+                number("resource.memory.max_mb"),
+            ));
+    }
+    println!(
+        "workload costs ({COST_ORDERS} orders x 2 steps in processing, release build, medians):"
+    );
+    println!(
+        "  {:<8} {:<28} {:>4} {:>10} {:>10} {:>9} {:>9}",
+        "", "operation", "n", "wall ms", "cpu ms", "cpu max%", "rss MiB"
+    );
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for ((intensity, operation), rows) in by_operation {
+        let n = rows.len();
+        println!(
+            "  {intensity:<8} {operation:<28} {n:>4} {:>10.1} {:>10.1} {:>9.0} {:>9.1}",
+            median(rows.iter().map(|r| r.0).collect()),
+            median(rows.iter().map(|r| r.1).collect()),
+            rows.iter().map(|r| r.2).fold(0.0, f64::max),
+            rows.iter().map(|r| r.3).fold(0.0, f64::max),
+        );
+    }
+    Ok(())
+}
+
+/// Sections to run: the names given on the command line (`idle`, `costs`, `throughput`,
+/// `latency`), or all.
+fn wanted(section: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    named.is_empty() || named.iter().any(|n| n == section)
+}
+
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        idle_figures().await?;
-        let traced = pipeline_run(&[("RUST_LOG", "warn")]).await?;
-        let untraced = pipeline_run(&[("RUST_LOG", "warn"), ("OTEL_SDK_DISABLED", "true")]).await?;
-        for (label, run) in [("tracing on ", &traced), ("tracing off", &untraced)] {
-            println!(
-                "{label}: {ORDERS} orders end to end, {:7.0} orders/s (target >= 1000), latency p50 {:5.0} ms, p99 {:5.0} ms",
-                run.orders_per_second, run.p50_ms, run.p99_ms
-            );
+        if wanted("idle") {
+            idle_figures().await?;
         }
-        println!(
-            "tracing cost: {:.1}% of throughput (target < 5%)",
-            (1.0 - traced.orders_per_second / untraced.orders_per_second) * 100.0
-        );
+        if wanted("costs") {
+            intensity_costs().await?;
+        }
+        if wanted("throughput") {
+            throughput().await?;
+        }
+        if wanted("latency") {
+            latency().await?;
+        }
         Ok(())
     })
+}
+
+/// Throughput runs alternate tracing on/off, twice each, keeping each side's best: the machine
+/// is shared, and one noisy run must not decide the comparison.
+async fn throughput() -> Result<()> {
+    let (mut traced, mut untraced) = (0.0f64, 0.0f64);
+    for _ in 0..2 {
+        traced = traced.max(
+            pipeline_run(ORDERS, None, &[("RUST_LOG", "warn")])
+                .await?
+                .orders_per_second,
+        );
+        let off = pipeline_run(
+            ORDERS,
+            None,
+            &[("RUST_LOG", "warn"), ("OTEL_SDK_DISABLED", "true")],
+        )
+        .await?;
+        untraced = untraced.max(off.orders_per_second);
+    }
+    for (label, rate) in [("tracing on ", traced), ("tracing off", untraced)] {
+        println!(
+            "{label}: {ORDERS} orders as fast as possible: {rate:6.0} orders/s end to end (target >= 1000)"
+        );
+    }
+    println!(
+        "tracing cost: {:.1}% of throughput (target < 5%)",
+        (1.0 - traced / untraced) * 100.0
+    );
+    Ok(())
+}
+
+/// Latency below saturation, with where it is spent.
+async fn latency() -> Result<()> {
+    let paced = pipeline_run(PACED_ORDERS, Some(PACED_RATE), &[("RUST_LOG", "warn")]).await?;
+    println!(
+        "order latency (api accepted -> analytics done) at {PACED_RATE} orders/s, tracing on: p50 {:.0} ms, p99 {:.0} ms (median per hop: processing {:.0}, notification {:.0}, analytics {:.0} ms)",
+        paced.p50_ms, paced.p99_ms, paced.hop_p50_ms[0], paced.hop_p50_ms[1], paced.hop_p50_ms[2]
+    );
+    Ok(())
 }

@@ -537,6 +537,53 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     assert!(!lab.otlp.spans().iter().any(|s| s.name == "analyze_order"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
+    let mut config = light_config();
+    config.loadgen.orders_per_second = 20.0;
+    let lab = Lab::start(&config, &[]).await.expect("lab starts");
+    let port = tracing_lab_tests::ports::free_port();
+    let mut loadgen =
+        tracing_lab_tests::ChildProcess::spawn("loadgen", lab.loadgen_command(port).unwrap())
+            .unwrap();
+    loadgen
+        .wait_http_ok(
+            &format!("http://127.0.0.1:{port}/health"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    lab.wait_analyzed(10, PIPELINE_TIMEOUT)
+        .await
+        .expect("loadgen orders analysed");
+    let status = loadgen.terminate(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "loadgen exit: {status}");
+    let spans = lab
+        .otlp
+        .wait_for(
+            |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= 10,
+            PIPELINE_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.service_name == "loadgen")
+        .expect("loadgen span");
+    assert_eq!(client.kind, SpanKind::Client);
+    assert_eq!(
+        client
+            .attr("http.response.status_code")
+            .and_then(|v| v.as_i64()),
+        Some(202)
+    );
+    let create = spans
+        .iter()
+        .find(|s| s.name == "create_order" && s.trace_id == client.trace_id)
+        .expect("the api span joins the client's trace");
+    child_of(client, create);
+}
+
 #[test]
 fn invalid_settings_stop_the_service_naming_the_setting() {
     for (var, value) in [

@@ -77,12 +77,27 @@ impl Lab {
 
     /// The command line of one service, with the environment the operator would give it.
     pub fn command(&self, role: Role) -> Result<Command> {
+        let mut command = self.base_command(role.name())?;
+        command.env("LISTEN_ADDR", format!("127.0.0.1:{}", self.ports[&role]));
+        Ok(command)
+    }
+
+    /// The load generator aimed at the api, its probes on `listen_port`.
+    pub fn loadgen_command(&self, listen_port: u16) -> Result<Command> {
+        let mut command = self.base_command("loadgen")?;
+        command
+            .env("LISTEN_ADDR", format!("127.0.0.1:{listen_port}"))
+            .env("LOADGEN_TARGET_URL", &self.api_url);
+        Ok(command)
+    }
+
+    fn base_command(&self, name: &str) -> Result<Command> {
         let mut command = project_command(BINARY)?;
         command
-            .arg(role.name())
+            .arg(name)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OTEL_SERVICE_NAME", role.name())
+            .env("OTEL_SERVICE_NAME", name)
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp.grpc_endpoint())
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
             .env("OTEL_BSP_SCHEDULE_DELAY", "200")
@@ -93,7 +108,6 @@ impl Lab {
                 "LAB_CONFIG",
                 self.config_dir.path().join(tracing_lab_config::FILE_NAME),
             )
-            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.ports[&role]))
             .env("TMPDIR", self.config_dir.path())
             .env("RUST_LOG", "info")
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));

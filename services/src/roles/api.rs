@@ -131,6 +131,9 @@ async fn create_order(
         .await;
     let status = response.status();
     span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_client_error() || status.is_server_error() {
+        span.set_attribute("error.type", status.as_u16().to_string());
+    }
     if status.is_server_error() {
         // Server errors mark the span failed (HTTP conventions); client errors do not.
         span.set_status(Status::error(status.to_string()));
@@ -167,8 +170,8 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
     let order = match validated {
         Ok(order) => order,
         Err(rejection) => {
-            validation.set_attribute("validation.error", rejection.message.clone());
-            tracing::info!(status = rejection.status.as_u16(), reason = %rejection.message, "order rejected");
+            // The message may quote the user's input: it goes to the client, not onto spans or logs.
+            tracing::info!(status = rejection.status.as_u16(), "order rejected");
             return rejection.into_response();
         }
     };

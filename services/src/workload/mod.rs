@@ -88,9 +88,13 @@ impl Simulator {
         }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.mix.enabled && !self.mix.intensities.is_empty()
+    }
+
     /// Draws kind and intensity from the mix; `None` when workloads are disabled.
     pub fn choose(&self) -> Option<(WorkloadKind, Intensity)> {
-        if !self.mix.enabled || self.mix.intensities.is_empty() {
+        if !self.enabled() {
             return None;
         }
         let mut rng = rand::rng();
