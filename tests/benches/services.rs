@@ -196,6 +196,9 @@ async fn idle_figures() -> Result<()> {
     Ok(())
 }
 
+/// Wall ms, CPU ms, peak CPU %, peak RSS MiB of one workload span.
+type Cost = (f64, f64, f64, f64);
+
 /// Orders sent through a processing service that draws every kind and intensity.
 const COST_ORDERS: usize = 48;
 
@@ -229,7 +232,7 @@ async fn intensity_costs() -> Result<()> {
             Duration::from_secs(30),
         )
         .await?;
-    let mut by_operation: BTreeMap<(String, String), Vec<(f64, f64, f64, f64)>> = BTreeMap::new();
+    let mut by_operation: BTreeMap<(String, String), Vec<Cost>> = BTreeMap::new();
     eprintln!(
         "DEBUG {} spans; first workload span: {:?}",
         spans.len(),
