@@ -12,6 +12,7 @@ pub mod crd;
 pub mod http;
 pub mod lag;
 pub mod metrics;
+pub mod reference;
 pub mod render;
 pub mod status;
 pub mod validate;

@@ -1,11 +1,12 @@
-//! `tracing-lab-operator crd` prints the CRD; `tracing-lab-operator run` runs the controller.
+//! `tracing-lab-operator crd` prints the CRD, `tracing-lab-operator reference` its field reference;
+//! `tracing-lab-operator run` runs the controller.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing_lab_operator::metrics::Shared;
-use tracing_lab_operator::{Config, crd, http, run};
+use tracing_lab_operator::{Config, TracingLab, crd, http, reference, run};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Print the TracingLab CustomResourceDefinition as YAML.
     Crd,
+    /// Print the TracingLab field reference as Markdown.
+    Reference,
     /// Watch TracingLabs and reconcile them into labs.
     Run(RunArgs),
 }
@@ -55,6 +58,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => {
             print!("{}", crd::crd_yaml());
+            Ok(())
+        }
+        Command::Reference => {
+            use kube::CustomResourceExt as _;
+            print!("{}", reference::markdown(&TracingLab::crd()));
             Ok(())
         }
         Command::Run(args) => tokio::runtime::Runtime::new()
