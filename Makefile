@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/target
 TESTENV = eval "$$(bash tests/env/setup.sh)"
 
-.PHONY: help test lint build lab prerequisites cluster images clean chart-lint release
+.PHONY: help test lint build lab prerequisites cluster images clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -30,6 +30,10 @@ test: lint build chart-lint ## the whole test suite against real servers (instal
 	$(TESTENV) && cargo nextest run --workspace --locked --no-fail-fast
 
 # helm notes, on every run, that it follows the chart's CRD symlink into crds/: expected, so hidden.
+bench: ## benchmarks against real servers, printing their figures (release build)
+	cargo build --release --locked --bins
+	$(TESTENV) && cargo bench --locked -p tracing-lab-tests
+
 chart-lint: ## helm lint --strict and helm template of the chart, with defaults and every ci/ values file
 	$(TESTENV) && for values in "" $(CHART)/ci/*-values.yaml; do \
 	  echo "chart: helm lint --strict, helm template with $${values:-defaults}"; \

@@ -52,14 +52,18 @@ pub struct WorkloadMix {
     /// Run simulated work at all; `false` leaves only the messaging path (throughput benchmarks).
     #[serde(default = "enabled_default")]
     pub enabled: bool,
-    /// Relative weight of CPU-heavy work (0..=100).
+    /// Relative weight of CPU-heavy work (0..=100). Required, with `ioWeight` and `intensities`,
+    /// while `enabled`.
+    #[serde(default)]
     #[schemars(range(max = 100))]
     pub cpu_weight: u32,
     /// Relative weight of IO-heavy work (0..=100).
+    #[serde(default)]
     #[schemars(range(max = 100))]
     pub io_weight: u32,
-    /// Intensities to choose from.
-    #[schemars(length(min = 1, max = 4))]
+    /// Intensities to choose from (light, medium, heavy, severe).
+    #[serde(default)]
+    #[schemars(length(max = 4))]
     pub intensities: Vec<Intensity>,
 }
 
@@ -98,7 +102,7 @@ impl WorkloadMix {
         if self.enabled && self.cpu_weight == 0 && self.io_weight == 0 {
             p.push("workload: cpuWeight and ioWeight are both 0; set one above 0 or set enabled: false".into());
         }
-        if self.intensities.is_empty() {
+        if self.enabled && self.intensities.is_empty() {
             p.push("workload.intensities must name at least one intensity".into());
         }
         p
@@ -141,6 +145,15 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disabled_work_needs_no_mix_but_enabled_work_does() {
+        let off: WorkloadMix = serde_json::from_str(r#"{"enabled": false}"#).unwrap();
+        assert!(off.problems().is_empty(), "{:?}", off.problems());
+        let half: WorkloadMix = serde_json::from_str(r#"{"cpuWeight": 10}"#).unwrap();
+        let problems = half.problems().join("; ");
+        assert!(problems.contains("intensities"), "{problems}");
+    }
 
     #[test]
     fn kind_follows_the_weights() {
