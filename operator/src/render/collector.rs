@@ -1,16 +1,14 @@
 //! The OpenTelemetry Collector between the services and Jaeger: OTLP in, tail sampling when
 //! enabled, OTLP out to the lab's Jaeger.
 
-use super::common::{LabRef, container, hash, pod_security, resources, scratch};
+use super::common::{
+    LabRef, config_volume, container, container_port, hash, http_probe, pod_spec, resources, tmp,
+};
 use super::jaeger::{OTLP_PORT as JAEGER_OTLP_PORT, OTLP_SUFFIX as JAEGER_OTLP};
 use super::workload::{Component, deployment, port, service};
 use crate::crd::{ComponentSpec, TailSampling};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service,
-    Volume, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -24,6 +22,7 @@ const OTLP_HTTP_PORT: i32 = 4318;
 const HEALTH_PORT: i32 = 13133;
 const UID: i64 = 10001;
 const CONFIG_FILE: &str = "config.yaml";
+const CONFIG_MAP: &str = "collector-config";
 
 /// Tail sampling policies; a trace is kept when any of them keeps it.
 pub fn tail_policies(tail: &TailSampling) -> Vec<Value> {
@@ -82,7 +81,7 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
 
 pub fn config_map(lab: &LabRef, tail: &TailSampling) -> ConfigMap {
     ConfigMap {
-        metadata: lab.meta("collector-config", COLLECTOR.app, COLLECTOR.suffix),
+        metadata: lab.meta(CONFIG_MAP, COLLECTOR.app, COLLECTOR.suffix),
         data: Some(BTreeMap::from([(
             CONFIG_FILE.to_string(),
             config(lab, tail),
@@ -105,16 +104,8 @@ pub fn service_(lab: &LabRef) -> Service {
 
 pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> Deployment {
     let config = config(lab, tail);
-    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
-    let health = || Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/".into()),
-            port: IntOrString::Int(HEALTH_PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(10),
-        ..Default::default()
-    };
+    let (config_v, config_m) = config_volume(lab.child(CONFIG_MAP), "/etc/otelcol");
+    let (tmp_v, tmp_m) = tmp();
     let mut c = container(
         "collector",
         spec.image.as_deref().unwrap_or(IMAGE),
@@ -122,49 +113,17 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> D
     );
     c.args = Some(vec![format!("--config=/etc/otelcol/{CONFIG_FILE}")]);
     c.ports = Some(vec![
-        ContainerPort {
-            name: Some("otlp-grpc".into()),
-            container_port: OTLP_GRPC_PORT,
-            ..Default::default()
-        },
-        ContainerPort {
-            name: Some("otlp-http".into()),
-            container_port: OTLP_HTTP_PORT,
-            ..Default::default()
-        },
+        container_port("otlp-grpc", OTLP_GRPC_PORT),
+        container_port("otlp-http", OTLP_HTTP_PORT),
     ]);
-    c.volume_mounts = Some(vec![
-        VolumeMount {
-            name: "config".into(),
-            mount_path: "/etc/otelcol".into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        tmp_m,
-    ]);
+    c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources(
         spec.resources.as_ref(),
         ("100m", "128Mi"),
         ("1", "512Mi"),
     ));
-    c.readiness_probe = Some(health());
-    c.liveness_probe = Some(health());
-    let pod = PodSpec {
-        containers: vec![c],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: lab.child("collector-config"),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            tmp_v,
-        ]),
-        security_context: Some(pod_security(UID)),
-        enable_service_links: Some(false),
-        ..Default::default()
-    };
+    c.readiness_probe = Some(http_probe("/", HEALTH_PORT, 10));
+    c.liveness_probe = Some(http_probe("/", HEALTH_PORT, 10));
+    let pod = pod_spec(vec![c], vec![config_v, tmp_v], UID);
     deployment(lab, COLLECTOR, Some(1), pod, Some(hash(&[&config])))
 }

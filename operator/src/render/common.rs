@@ -3,11 +3,13 @@
 
 use crate::crd::TracingLab;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -172,6 +174,66 @@ pub fn scratch(name: &str, path: &str) -> (Volume, VolumeMount) {
             ..Default::default()
         },
     )
+}
+
+/// `/tmp`, the only writable path of a lab container (root filesystems are read-only).
+pub fn tmp() -> (Volume, VolumeMount) {
+    scratch("tmp", "/tmp")
+}
+
+/// A ConfigMap as the read-only volume `config`: the volume and its mount.
+pub fn config_volume(config_map: String, path: &str) -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "config".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "config".to_string(),
+            mount_path: path.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    )
+}
+
+/// A named port a container listens on.
+pub fn container_port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: number,
+        ..Default::default()
+    }
+}
+
+/// A probe calling `GET path` on `port` every `period_seconds`.
+pub fn http_probe(path: &str, port: i32, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(port),
+            ..Default::default()
+        }),
+        period_seconds: Some(period_seconds),
+        ..Default::default()
+    }
+}
+
+/// The pod of a component: its containers and volumes, hardened for the image's user `uid`. No
+/// Service links: the injected `<SERVICE>_PORT=tcp://...` variables can clash with images that read
+/// their settings from the environment, and the lab passes every address explicitly.
+pub fn pod_spec(containers: Vec<Container>, volumes: Vec<Volume>, uid: i64) -> PodSpec {
+    PodSpec {
+        containers,
+        volumes: Some(volumes),
+        security_context: Some(pod_security(uid)),
+        enable_service_links: Some(false),
+        ..Default::default()
+    }
 }
 
 pub fn env(name: &str, value: impl Into<String>) -> EnvVar {

@@ -1,15 +1,13 @@
 //! Jaeger v2 (built on the OpenTelemetry Collector) with in-memory storage, configured by a file
 //! rendered from the spec.
 
-use super::common::{LabRef, container, hash, pod_security, resources, scratch};
+use super::common::{
+    LabRef, config_volume, container, container_port, hash, http_probe, pod_spec, resources, tmp,
+};
 use super::workload::{Component, deployment, port, service};
 use crate::crd::JaegerSpec;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PodSpec, Probe, Service,
-    Volume, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -23,6 +21,7 @@ pub const OTLP_PORT: i32 = 4317;
 const HEALTH_PORT: i32 = 13133;
 const UID: i64 = 10001;
 const CONFIG_FILE: &str = "config.yaml";
+const CONFIG_MAP: &str = "jaeger-config";
 
 /// Name suffix of the Service the collector exports to.
 pub const OTLP_SUFFIX: &str = "jaeger-otlp";
@@ -55,7 +54,7 @@ pub fn config(spec: &JaegerSpec) -> String {
 
 pub fn config_map(lab: &LabRef, spec: &JaegerSpec) -> ConfigMap {
     ConfigMap {
-        metadata: lab.meta("jaeger-config", JAEGER.app, JAEGER.suffix),
+        metadata: lab.meta(CONFIG_MAP, JAEGER.app, JAEGER.suffix),
         data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config(spec))])),
         ..Default::default()
     }
@@ -73,16 +72,8 @@ pub fn services(lab: &LabRef, ui_node_port: Option<i32>) -> Vec<Service> {
 
 pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
     let config = config(spec);
-    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
-    let health = || Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/status".into()),
-            port: IntOrString::Int(HEALTH_PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(10),
-        ..Default::default()
-    };
+    let (config_v, config_m) = config_volume(lab.child(CONFIG_MAP), "/etc/jaeger");
+    let (tmp_v, tmp_m) = tmp();
     let mut c = container(
         "jaeger",
         spec.image.as_deref().unwrap_or(IMAGE),
@@ -93,49 +84,17 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
         format!("/etc/jaeger/{CONFIG_FILE}"),
     ]);
     c.ports = Some(vec![
-        ContainerPort {
-            name: Some("ui".into()),
-            container_port: UI_PORT,
-            ..Default::default()
-        },
-        ContainerPort {
-            name: Some("otlp-grpc".into()),
-            container_port: OTLP_PORT,
-            ..Default::default()
-        },
+        container_port("ui", UI_PORT),
+        container_port("otlp-grpc", OTLP_PORT),
     ]);
-    c.volume_mounts = Some(vec![
-        VolumeMount {
-            name: "config".into(),
-            mount_path: "/etc/jaeger".into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        tmp_m,
-    ]);
+    c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources(
         spec.resources.as_ref(),
         ("100m", "256Mi"),
         ("1", "1Gi"),
     ));
-    c.readiness_probe = Some(health());
-    c.liveness_probe = Some(health());
-    let pod = PodSpec {
-        containers: vec![c],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: lab.child("jaeger-config"),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            tmp_v,
-        ]),
-        security_context: Some(pod_security(UID)),
-        enable_service_links: Some(false),
-        ..Default::default()
-    };
+    c.readiness_probe = Some(http_probe("/status", HEALTH_PORT, 10));
+    c.liveness_probe = Some(http_probe("/status", HEALTH_PORT, 10));
+    let pod = pod_spec(vec![c], vec![config_v, tmp_v], UID);
     deployment(lab, JAEGER, Some(1), pod, Some(hash(&[&config])))
 }

@@ -1,11 +1,11 @@
 //! Kafka: one Apache Kafka node in KRaft combined mode (broker and controller), no ZooKeeper.
 //! Topics are created by the services; `KAFKA_NUM_PARTITIONS` sets how many partitions they get.
 
-use super::common::{LabRef, container, env, pod_security, resources, scratch};
+use super::common::{LabRef, container, container_port, env, pod_spec, resources, scratch, tmp};
 use super::workload::{Component, port, service, template};
 use crate::crd::KafkaSpec;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{PodSpec, Probe, Service, TCPSocketAction};
+use k8s_openapi::api::core::v1::{PodSpec, Probe, Service, TCPSocketAction, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub const IMAGE: &str = "apache/kafka:4.2.1";
@@ -48,7 +48,7 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
     let (data_v, data_m) = scratch("data", "/var/lib/kafka/data");
     let (config_v, config_m) = scratch("config", "/opt/kafka/config");
     let (logs_v, logs_m) = scratch("logs", "/opt/kafka/logs");
-    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
+    let (tmp_v, tmp_m) = tmp();
     let tcp = |port: i32| TCPSocketAction {
         port: IntOrString::Int(port),
         ..Default::default()
@@ -62,10 +62,9 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         "-c".into(),
         "cp -a /opt/kafka/config/. /seed/".into(),
     ]);
-    seed.volume_mounts = Some(vec![k8s_openapi::api::core::v1::VolumeMount {
-        name: "config".into(),
+    seed.volume_mounts = Some(vec![VolumeMount {
         mount_path: "/seed".into(),
-        ..Default::default()
+        ..config_m.clone()
     }]);
     seed.resources = Some(resources(None, ("50m", "32Mi"), ("200m", "64Mi")));
 
@@ -104,16 +103,8 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         env("LOG_DIR", "/opt/kafka/logs"),
     ]);
     broker.ports = Some(vec![
-        k8s_openapi::api::core::v1::ContainerPort {
-            name: Some("kafka".into()),
-            container_port: CLIENT_PORT,
-            ..Default::default()
-        },
-        k8s_openapi::api::core::v1::ContainerPort {
-            name: Some("controller".into()),
-            container_port: CONTROLLER_PORT,
-            ..Default::default()
-        },
+        container_port("kafka", CLIENT_PORT),
+        container_port("controller", CONTROLLER_PORT),
     ]);
     broker.volume_mounts = Some(vec![data_m, config_m, logs_m, tmp_m]);
     broker.resources = Some(resources(
@@ -141,11 +132,7 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
 
     let pod = PodSpec {
         init_containers: Some(vec![seed]),
-        containers: vec![broker],
-        volumes: Some(vec![data_v, config_v, logs_v, tmp_v]),
-        security_context: Some(pod_security(UID)),
-        enable_service_links: Some(false),
-        ..Default::default()
+        ..pod_spec(vec![broker], vec![data_v, config_v, logs_v, tmp_v], UID)
     };
     StatefulSet {
         metadata: lab.meta(KAFKA.suffix, KAFKA.app, KAFKA.suffix),

@@ -1,10 +1,10 @@
 //! Redis: the store the services write orders to. Nothing is persisted (a teaching lab).
 
-use super::common::{LabRef, container, pod_security, resources, scratch};
+use super::common::{LabRef, container, container_port, pod_spec, resources, scratch};
 use super::workload::{Component, deployment, port, service};
 use crate::crd::ComponentSpec;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, PodSpec, Probe, Service};
+use k8s_openapi::api::core::v1::{ExecAction, Probe, Service};
 
 pub const IMAGE: &str = "redis:8.6.0-alpine";
 pub const REDIS: Component = Component {
@@ -46,11 +46,7 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec) -> Deployment {
         .map(String::from)
         .to_vec(),
     );
-    c.ports = Some(vec![ContainerPort {
-        name: Some("redis".into()),
-        container_port: PORT,
-        ..Default::default()
-    }]);
+    c.ports = Some(vec![container_port("redis", PORT)]);
     c.volume_mounts = Some(vec![data_m]);
     c.resources = Some(resources(
         spec.resources.as_ref(),
@@ -59,12 +55,6 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec) -> Deployment {
     ));
     c.readiness_probe = Some(ping());
     c.liveness_probe = Some(ping());
-    let pod = PodSpec {
-        containers: vec![c],
-        volumes: Some(vec![data_v]),
-        security_context: Some(pod_security(UID)),
-        enable_service_links: Some(false),
-        ..Default::default()
-    };
+    let pod = pod_spec(vec![c], vec![data_v], UID);
     deployment(lab, REDIS, Some(1), pod, None)
 }

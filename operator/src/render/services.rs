@@ -2,23 +2,25 @@
 //! through the standard `OTEL_*` variables and the lab configuration document.
 
 use super::collector::{COLLECTOR, OTLP_GRPC_PORT};
-use super::common::{LabRef, container, env, hash, pod_security, resources, scratch};
+use super::common::{
+    LabRef, config_volume, container, container_port, env, hash, http_probe, pod_spec, resources,
+    tmp,
+};
 use super::kafka::{CLIENT_PORT as KAFKA_PORT, KAFKA};
 use super::redis::{PORT as REDIS_PORT, REDIS};
 use super::workload::{Component, deployment, port, service};
 use crate::crd::{HeadSampling, TracingLabSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSpec, Probe, ResourceRequirements, Service, Volume, VolumeMount,
+    ConfigMap, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements, Service,
 };
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use tracing_lab_config::{FILE_NAME, LabConfig, Role};
 
 pub const PORT: i32 = 8080;
 pub const LOADGEN: &str = "loadgen";
 const CONFIG_DIR: &str = "/etc/tracing-lab";
+const CONFIG_MAP: &str = "config";
 /// The non-root user of the `tracing-lab-service` image (its Dockerfile's numeric `USER`).
 const UID: i64 = 65532;
 
@@ -36,7 +38,7 @@ fn component(name: &str) -> Component<'_> {
 /// ConfigMap `<lab>-config` holding the resolved lab configuration document.
 pub fn config_map(lab: &LabRef, config: &LabConfig) -> ConfigMap {
     ConfigMap {
-        metadata: lab.meta("config", "tracing-lab-service", "config"),
+        metadata: lab.meta(CONFIG_MAP, "tracing-lab-service", "config"),
         data: Some(BTreeMap::from([(FILE_NAME.to_string(), config.to_json())])),
         ..Default::default()
     }
@@ -172,52 +174,16 @@ fn pod(
     resources: ResourceRequirements,
     readiness_path: &str,
 ) -> PodSpec {
-    let (tmp_v, tmp_m) = scratch("tmp", "/tmp");
-    let probe = |path: &str| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(5),
-        ..Default::default()
-    };
+    let (config_v, config_m) = config_volume(lab.child(CONFIG_MAP), CONFIG_DIR);
+    let (tmp_v, tmp_m) = tmp();
     let image = spec.image.clone().unwrap_or_else(default_image);
     let mut c = container(role, &image, spec.image_pull_policy.as_str());
     c.args = Some(vec![role.to_string()]);
     c.env = Some([contract_env(lab, role, &sampling), extra_env].concat());
-    c.ports = Some(vec![ContainerPort {
-        name: Some("http".into()),
-        container_port: PORT,
-        ..Default::default()
-    }]);
-    c.volume_mounts = Some(vec![
-        VolumeMount {
-            name: "config".into(),
-            mount_path: CONFIG_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        tmp_m,
-    ]);
+    c.ports = Some(vec![container_port("http", PORT)]);
+    c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources);
-    c.liveness_probe = Some(probe("/health"));
-    c.readiness_probe = Some(probe(readiness_path));
-    PodSpec {
-        containers: vec![c],
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: lab.child("config"),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            tmp_v,
-        ]),
-        security_context: Some(pod_security(UID)),
-        enable_service_links: Some(false),
-        ..Default::default()
-    }
+    c.liveness_probe = Some(http_probe("/health", PORT, 5));
+    c.readiness_probe = Some(http_probe(readiness_path, PORT, 5));
+    pod_spec(vec![c], vec![config_v, tmp_v], UID)
 }
