@@ -7,6 +7,7 @@
 //! - [`redis::RedisServer`]: redis-server without persistence.
 //! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span.
 //! - [`process`]: the project's own binaries (and the servers above) as child processes.
+//! - [`poll::eventually`]: polls a condition until it holds, for what the API server settles on.
 //!
 //! External programs come from `tests/env/setup.sh` (see [`assets`]).
 
@@ -14,6 +15,7 @@ pub mod apiserver;
 pub mod assets;
 pub mod broker;
 pub mod otlp;
+pub mod poll;
 pub mod ports;
 pub mod process;
 pub mod redis;

@@ -12,9 +12,10 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::{ChildProcess, assets, ports, process};
 
 const RELEASE: &str = "tlab";
@@ -490,23 +491,6 @@ fn ships_the_checked_in_crd_not_a_copy() {
 const LAB: &str = "lab";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => {
-                panic!("timed out waiting for {what}: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
 async fn deployment_names(client: &Client, ns: &str) -> Vec<String> {
     let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={LAB}"));
     let mut names: Vec<String> = Api::<Deployment>::namespaced(client.clone(), ns)
@@ -557,7 +541,7 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
         "NOTES: {out}"
     );
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    eventually("the chart's CRD to be Established", || async {
+    eventually("the chart's CRD to be Established", TIMEOUT, || async {
         let crd = crds
             .get("tracinglabs.tracinglab.dev")
             .await
@@ -637,7 +621,7 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
         "lab-processing",
         "lab-redis",
     ];
-    eventually("the lab's Deployments", || async {
+    eventually("the lab's Deployments", TIMEOUT, || async {
         let names = deployment_names(&admin, lab_ns).await;
         (names == all)
             .then_some(())
@@ -647,7 +631,7 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
     let wait_status = |generation: i64| {
         let api = api.clone();
         async move {
-            eventually("status of the current generation", || async {
+            eventually("status of the current generation", TIMEOUT, || async {
                 let lab = api.get(LAB).await.map_err(|e| e.to_string())?;
                 let seen = lab.status.as_ref().and_then(|s| s.observed_generation);
                 (seen == Some(generation))
@@ -687,12 +671,16 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
     )
     .await
     .expect("lab patched");
-    eventually("the load generator's Deployment to be pruned", || async {
-        let names = deployment_names(&admin, lab_ns).await;
-        (!names.iter().any(|n| n == "lab-loadgen"))
-            .then_some(())
-            .ok_or_else(|| format!("{names:?}"))
-    })
+    eventually(
+        "the load generator's Deployment to be pruned",
+        TIMEOUT,
+        || async {
+            let names = deployment_names(&admin, lab_ns).await;
+            (!names.iter().any(|n| n == "lab-loadgen"))
+                .then_some(())
+                .ok_or_else(|| format!("{names:?}"))
+        },
+    )
     .await;
     wait_status(2).await;
 
@@ -705,7 +693,7 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
     .await
     .expect("lab patched");
     let events: Api<Event> = Api::namespaced(admin.clone(), lab_ns);
-    let event = eventually("a Warning event about the lab", || async {
+    let event = eventually("a Warning event about the lab", TIMEOUT, || async {
         let list = events
             .list(&ListParams::default())
             .await

@@ -9,10 +9,11 @@ use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing_lab_config::{LabConfig, Role};
 use tracing_lab_operator::{TracingLab, validate};
 use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::{ChildProcess, ports, process};
 
 fn root() -> PathBuf {
@@ -223,23 +224,6 @@ fn lost_fields_are_detected() {
 const NS: &str = "workshop";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() > deadline => {
-                panic!("timed out waiting for {what}: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
 /// What the operator must have made of one example.
 async fn check_reconciled(client: &Client, name: &str, lab: &TracingLab) {
     let spec = &lab.spec;
@@ -260,21 +244,25 @@ async fn check_reconciled(client: &Client, name: &str, lab: &TracingLab) {
         want.push("lab-loadgen".into());
     }
     want.sort();
-    eventually(&format!("{name}: the lab's Deployments"), || async {
-        let lp = ListParams::default().labels("app.kubernetes.io/instance=lab");
-        let mut names: Vec<String> = deployments
-            .list(&lp)
-            .await
-            .map_err(|e| e.to_string())?
-            .items
-            .iter()
-            .map(|d| d.name_any())
-            .collect();
-        names.sort();
-        (names == want)
-            .then_some(())
-            .ok_or_else(|| format!("{names:?}"))
-    })
+    eventually(
+        &format!("{name}: the lab's Deployments"),
+        TIMEOUT,
+        || async {
+            let lp = ListParams::default().labels("app.kubernetes.io/instance=lab");
+            let mut names: Vec<String> = deployments
+                .list(&lp)
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .map(|d| d.name_any())
+                .collect();
+            names.sort();
+            (names == want)
+                .then_some(())
+                .ok_or_else(|| format!("{names:?}"))
+        },
+    )
     .await;
 
     // The services' configuration document is the example's, resolved.
@@ -382,6 +370,7 @@ async fn every_example_is_accepted_by_the_api_server_and_reconciled_in_workshop_
         let generation = applied.metadata.generation.expect("generation");
         let lab = eventually(
             &format!("{name}: status of generation {generation}"),
+            TIMEOUT,
             || async {
                 let lab = labs.get("lab").await.map_err(|e| e.to_string())?;
                 let seen = lab.status.as_ref().and_then(|s| s.observed_generation);

@@ -11,13 +11,13 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::fmt::Debug;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::assets;
+use tracing_lab_tests::poll::eventually;
 
 const NS: &str = "students";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,7 +151,7 @@ impl Env {
             want(&["kafka"]),
             want(deployments),
         );
-        eventually(&format!("children of {lab}"), || async {
+        eventually(&format!("children of {lab}"), TIMEOUT, || async {
             let got = (
                 self.names::<ConfigMap>(lab).await,
                 self.names::<Service>(lab).await,
@@ -233,24 +233,6 @@ fn config_hash(d: &Deployment) -> Option<String> {
         .as_ref()?
         .get("tracinglab.dev/config-hash")
         .cloned()
-}
-
-/// Polls `probe` until it returns `Ok`, failing with its last complaint after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if start.elapsed() > TIMEOUT => {
-                panic!("timed out waiting for {what}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 const LAB_DEPLOYMENTS: [&str; 7] = [
@@ -376,7 +358,7 @@ async fn a_lab_becomes_every_child_with_labels_owner_and_contract() {
     assert_eq!(api_svc.type_.as_deref(), Some("ClusterIP"));
     assert_eq!(api_svc.ports.unwrap()[0].port, 8080);
 
-    let status = eventually("status written", || async {
+    let status = eventually("status written", TIMEOUT, || async {
         env.lab("demo")
             .await
             .status
@@ -415,11 +397,15 @@ async fn manual_scale_holds_spec_replicas_are_enforced_and_drift_is_corrected() 
         json!({"services": {"processing": {"concurrency": 2}}}),
     )
     .await;
-    let processing = eventually("processing re-applied with the new config hash", || async {
-        let d = env.deployment("demo-processing").await;
-        let hash = config_hash(&d);
-        (hash != before).then_some(d).ok_or(format!("{hash:?}"))
-    })
+    let processing = eventually(
+        "processing re-applied with the new config hash",
+        TIMEOUT,
+        || async {
+            let d = env.deployment("demo-processing").await;
+            let hash = config_hash(&d);
+            (hash != before).then_some(d).ok_or(format!("{hash:?}"))
+        },
+    )
     .await;
     assert_eq!(
         processing.spec.unwrap().replicas,
@@ -442,7 +428,7 @@ async fn manual_scale_holds_spec_replicas_are_enforced_and_drift_is_corrected() 
         "kubectl scale: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eventually("notification back at 2 replicas", || async {
+    eventually("notification back at 2 replicas", TIMEOUT, || async {
         let r = env
             .deployment("demo-notification")
             .await
@@ -462,7 +448,7 @@ async fn manual_scale_holds_spec_replicas_are_enforced_and_drift_is_corrected() 
     )
     .await
     .unwrap();
-    eventually("configuration document restored", || async {
+    eventually("configuration document restored", TIMEOUT, || async {
         let doc = cms.get("demo-config").await.unwrap().data.unwrap()["lab-config.json"].clone();
         (doc != "{}").then_some(()).ok_or(doc)
     })
@@ -482,7 +468,7 @@ async fn lab_turns_ready_when_its_workloads_are_available() {
     let env = start().await;
     env.create_lab("demo", json!({})).await;
     env.wait_children("demo", &LAB_DEPLOYMENTS).await;
-    eventually("Ready=False while nothing runs", || async {
+    eventually("Ready=False while nothing runs", TIMEOUT, || async {
         let c = condition(&env.lab("demo").await, "Ready");
         c.as_ref()
             .filter(|c| c.0 == "False" && c.2.contains("kafka 0/1"))
@@ -588,7 +574,7 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
         json!({"services": {"processing": {"workload": {"cpuWeight": 0, "ioWeight": 0, "intensities": ["light"]}}}}),
     )
     .await;
-    let (_, _, message) = eventually("Degraded=True", || async {
+    let (_, _, message) = eventually("Degraded=True", TIMEOUT, || async {
         let lab = env.lab("demo").await;
         let c = condition(&lab, "Degraded");
         c.clone()
@@ -631,7 +617,7 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
         json!({"services": {"processing": {"workload": null}}}),
     )
     .await;
-    eventually("Degraded=False", || async {
+    eventually("Degraded=False", TIMEOUT, || async {
         let c = condition(&env.lab("demo").await, "Degraded");
         c.as_ref()
             .filter(|c| c.0 == "False")

@@ -1,0 +1,26 @@
+//! Waiting for an eventually consistent system (an API server and its controllers) to get there.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Pause between two probes: short enough for quick tests, long enough not to load the server.
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Calls `probe` until it returns `Ok`. Panics after `timeout` with `what` and the probe's last
+/// complaint, so a failing test says what it was waiting for and what it saw instead.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(INTERVAL).await,
+        }
+    }
+}
