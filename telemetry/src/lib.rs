@@ -101,6 +101,10 @@ pub fn init(default_service_name: &str) -> anyhow::Result<TelemetryGuard> {
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Entering a span would also attach its OTel context, on every poll of an
+            // instrumented future; nothing here reads the ambient context (`span.context()` is
+            // used explicitly), so that cost is skipped.
+            .with_context_activation(false)
             .with_filter(filter_fn(|meta| {
                 meta.is_span() && *meta.level() <= Level::INFO
             }))
