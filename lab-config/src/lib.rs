@@ -19,6 +19,9 @@ use std::path::Path;
 pub const FILE_NAME: &str = "lab-config.json";
 /// Environment variable holding the path of the document.
 pub const ENV_VAR: &str = "LAB_CONFIG";
+/// Environment variable with the partition count of the topics the services create
+/// (the lab's `spec.kafka.partitions`).
+pub const TOPIC_PARTITIONS_ENV_VAR: &str = "KAFKA_TOPIC_PARTITIONS";
 
 /// Settings of every role of one lab. A missing section means that role's original-lab defaults.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

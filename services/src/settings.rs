@@ -71,13 +71,13 @@ impl Settings {
                 "expected a comma-separated list of host:port",
             ));
         }
-        let topic_partitions = match get("KAFKA_TOPIC_PARTITIONS") {
+        let topic_partitions = match get(tracing_lab_config::TOPIC_PARTITIONS_ENV_VAR) {
             None => DEFAULT_TOPIC_PARTITIONS,
             Some(v) => match v.parse::<i32>() {
                 Ok(n) if (1..=1000).contains(&n) => n,
                 _ => {
                     return Err(invalid(
-                        "KAFKA_TOPIC_PARTITIONS",
+                        tracing_lab_config::TOPIC_PARTITIONS_ENV_VAR,
                         &v,
                         "expected an integer in 1..=1000",
                     ));

@@ -151,6 +151,7 @@ mod tests {
         assert_eq!(env(p, "OTEL_TRACES_SAMPLER"), Some("parentbased_always_on"));
         assert_eq!(env(p, "OTEL_TRACES_SAMPLER_ARG"), Some("1"));
         assert_eq!(env(p, "KAFKA_BOOTSTRAP_SERVERS"), Some("demo-kafka:9092"));
+        assert_eq!(env(p, "KAFKA_TOPIC_PARTITIONS"), Some("6"));
         assert_eq!(env(p, "REDIS_URL"), Some("redis://demo-redis:6379"));
         assert_eq!(
             env(p, "LAB_CONFIG"),

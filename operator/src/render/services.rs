@@ -129,7 +129,12 @@ fn field(name: &str, path: &str) -> EnvVar {
 }
 
 /// The environment contract every service container gets.
-fn contract_env(lab: &LabRef, role: &str, sampling: &HeadSampling) -> Vec<EnvVar> {
+fn contract_env(
+    lab: &LabRef,
+    spec: &TracingLabSpec,
+    role: &str,
+    sampling: &HeadSampling,
+) -> Vec<EnvVar> {
     vec![
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
@@ -151,6 +156,10 @@ fn contract_env(lab: &LabRef, role: &str, sampling: &HeadSampling) -> Vec<EnvVar
         env(
             "KAFKA_BOOTSTRAP_SERVERS",
             format!("{}:{KAFKA_PORT}", lab.child(KAFKA.suffix)),
+        ),
+        env(
+            tracing_lab_config::TOPIC_PARTITIONS_ENV_VAR,
+            spec.kafka.partitions.to_string(),
         ),
         env(
             "REDIS_URL",
@@ -179,7 +188,7 @@ fn pod(
     let image = spec.image.clone().unwrap_or_else(default_image);
     let mut c = container(role, &image, spec.image_pull_policy.as_str());
     c.args = Some(vec![role.to_string()]);
-    c.env = Some([contract_env(lab, role, &sampling), extra_env].concat());
+    c.env = Some([contract_env(lab, spec, role, &sampling), extra_env].concat());
     c.ports = Some(vec![container_port("http", PORT)]);
     c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources);
