@@ -1,24 +1,37 @@
 //! The load generator: posts orders to the api at `loadgen.ordersPerSecond`, each in a client span
 //! whose context travels in the request headers (so the trace starts at the client).
+//!
+//! When the api cannot take orders (not reachable yet, too slow to answer, or answering "retry
+//! later"), the generator pauses instead of piling up requests, and resumes when an order goes
+//! through.
 
 use super::record_exception;
 use crate::metrics::{Metrics, StatusLabel};
 use crate::propagation::inject_http;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use opentelemetry::trace::Status;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Requests allowed in flight; beyond that, ticks are skipped rather than queued without bound.
 const MAX_IN_FLIGHT: usize = 256;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// An api that does not accept the connection within this is treated as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an order may take: the api may legitimately wait `faults.extraLatencyMs` (up to 60 s),
+/// 5 s for Redis and 5 s for Kafka's acknowledgement, plus its simulated work. Giving up earlier
+/// reports as failed an order the api goes on to accept.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long requests still in flight at shutdown may finish before they are abandoned.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 pub async fn run(
     target: &str,
@@ -27,6 +40,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .build()?;
     let url = format!("{target}/order");
@@ -34,11 +48,25 @@ pub async fn run(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
+    let mut backoff = Backoff::default();
     tracing::info!(%url, orders_per_second, "sending orders");
-    for n in 0u64.. {
+    let mut n = 0u64;
+    loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            Some(sent) = tasks.join_next() => {
+                let available = sent.map_err(|e| anyhow::anyhow!("an order task failed: {e}"))?;
+                if available {
+                    backoff.succeeded();
+                } else if let Some(pause) = backoff.failed(Instant::now()) {
+                    tracing::info!(pause_ms = pause.as_millis() as u64, "api unavailable; pausing orders");
+                }
+                continue;
+            }
             _ = ticks.tick() => {}
+        }
+        if backoff.paused(Instant::now()) {
+            continue;
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!("{MAX_IN_FLIGHT} orders already in flight; skipping one");
@@ -47,15 +75,27 @@ pub async fn run(
         let (client, url, metrics) = (client.clone(), url.clone(), metrics.clone());
         tasks.spawn(async move {
             let _slot = slot;
-            send_order(&client, &url, n, &metrics).await;
+            send_order(&client, &url, n, &metrics).await
         });
-        while tasks.try_join_next().is_some() {}
+        n += 1;
     }
-    while tasks.join_next().await.is_some() {}
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = tasks.len(),
+            "orders still unanswered at shutdown"
+        );
+        tasks.shutdown().await;
+    }
     Ok(())
 }
 
-async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metrics) {
+/// Sends one order; `false` when the api could not take it (unreachable, timed out, or an
+/// answer asking to retry later), which pauses the generator.
+async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metrics) -> bool {
     let span = tracing::info_span!("send_order", otel.name = "POST", otel.kind = "client");
     span.set_attribute("http.request.method", "POST");
     span.set_attribute("url.full", url.to_owned());
@@ -72,7 +112,7 @@ async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metri
         .send()
         .instrument(span.clone())
         .await;
-    let status = match sent {
+    let (status, available) = match sent {
         Ok(response) => {
             let status = response.status();
             span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
@@ -80,16 +120,117 @@ async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metri
                 span.set_status(Status::error(status.to_string()));
                 tracing::warn!(parent: &span, status = status.as_u16(), "order not accepted");
             }
-            status.as_u16()
+            (status.as_u16(), !asks_to_retry_later(status))
         }
         Err(err) => {
-            record_exception(&span, "RequestError", &err.to_string());
-            tracing::warn!(parent: &span, error = %err, "sending an order failed");
-            0
+            let cause = error_chain(&err);
+            record_exception(&span, "RequestError", &cause);
+            tracing::warn!(parent: &span, error = %cause, "sending an order failed");
+            (0, false)
         }
     };
     metrics
         .http_responses
         .get_or_create(&StatusLabel { status })
         .inc();
+    available
+}
+
+/// Answers meaning "overloaded or a dependency is down": sending more only adds to the problem.
+/// A plain 500 is an order's own failure (e.g. an injected fault) and does not pause sending.
+fn asks_to_retry_later(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// The error and its sources: reqwest's own message hides the cause (refused, reset, timed out).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Pauses after the api failed to take an order, doubling the pause (up to [`MAX_PAUSE`]) while
+/// failures go on. Failures of requests already in flight when a pause began do not lengthen it.
+#[derive(Default)]
+struct Backoff {
+    /// The current pause and when it ends; `None` after a success.
+    pause: Option<(Duration, Instant)>,
+}
+
+impl Backoff {
+    fn paused(&self, now: Instant) -> bool {
+        self.pause.is_some_and(|(_, until)| now < until)
+    }
+
+    /// Records a failure; returns the pause it starts, if it starts one.
+    fn failed(&mut self, now: Instant) -> Option<Duration> {
+        if self.paused(now) {
+            return None;
+        }
+        let pause = self
+            .pause
+            .map_or(FIRST_PAUSE, |(last, _)| (last * 2).min(MAX_PAUSE));
+        self.pause = Some((pause, now + pause));
+        Some(pause)
+    }
+
+    fn succeeded(&mut self) {
+        self.pause = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_pause_with_growing_pauses_until_an_order_goes_through() {
+        let start = Instant::now();
+        let mut backoff = Backoff::default();
+        assert!(!backoff.paused(start));
+        assert_eq!(backoff.failed(start), Some(FIRST_PAUSE));
+        assert!(backoff.paused(start + FIRST_PAUSE / 2));
+        // Requests that were in flight fail too: the pause stays as it is.
+        assert_eq!(backoff.failed(start + FIRST_PAUSE / 2), None);
+        let after = start + FIRST_PAUSE;
+        assert!(!backoff.paused(after));
+        assert_eq!(backoff.failed(after), Some(FIRST_PAUSE * 2));
+        let mut now = after;
+        for _ in 0..10 {
+            now += MAX_PAUSE;
+            backoff.failed(now);
+        }
+        assert!(backoff.paused(now + MAX_PAUSE - Duration::from_millis(1)));
+        assert!(!backoff.paused(now + MAX_PAUSE));
+        backoff.succeeded();
+        assert!(!backoff.paused(now));
+        assert_eq!(backoff.failed(now), Some(FIRST_PAUSE));
+    }
+
+    #[test]
+    fn only_overload_answers_pause_sending() {
+        assert!(asks_to_retry_later(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(asks_to_retry_later(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!asks_to_retry_later(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(!asks_to_retry_later(StatusCode::BAD_REQUEST));
+        assert!(!asks_to_retry_later(StatusCode::ACCEPTED));
+    }
+
+    #[test]
+    fn the_error_chain_names_the_cause() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = anyhow::Error::new(cause).context("sending");
+        assert_eq!(error_chain(err.as_ref()), "sending: refused");
+    }
 }
