@@ -46,11 +46,20 @@ struct RunArgs {
     #[arg(long, value_name = "HOST:PORT")]
     kafka_bootstrap: Option<String>,
     /// How often each lab's Kafka consumer lag is measured (e.g. 10s, 500ms, 1m).
-    #[arg(long, env = "LAG_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LAG_INTERVAL", default_value = "10s", value_parser = positive_duration)]
     lag_interval: std::time::Duration,
     /// Bound on connecting to a lab's Kafka and on each request to it.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = positive_duration)]
     kafka_timeout: std::time::Duration,
+}
+
+/// A duration such as `10s`, `500ms` or `1m`, above zero.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (examples: 10s, 500ms, 1m)")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,9 +82,6 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(args: RunArgs) -> anyhow::Result<()> {
     let telemetry = tracing_lab_telemetry::init("tracing-lab-operator")?;
-    if args.lag_interval.is_zero() || args.kafka_timeout.is_zero() {
-        anyhow::bail!("--lag-interval and --kafka-timeout must be greater than zero");
-    }
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
