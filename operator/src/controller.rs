@@ -119,8 +119,9 @@ pub async fn run(client: Client, config: Config) {
             }
         }
     });
-    let lag_monitor =
-        tokio::spawn(Monitor::new(client.clone(), config.lag.clone()).run(store.clone()));
+    let lag_monitor = tokio::spawn(
+        Monitor::new(client.clone(), config.lag.clone(), config.shared.clone()).run(store.clone()),
+    );
     tracing::info!(namespace = ns.unwrap_or("<all>"), "controller started");
     controller
         .run(reconcile, error_policy, ctx)

@@ -15,6 +15,12 @@ pub struct Shared {
     pub errors: Counter,
     /// Reconcile duration in seconds.
     pub duration: Histogram,
+    /// Kafka lag measurements of one lab.
+    pub lag_measurements: Counter,
+    /// Lag measurements that failed (broker unreachable, timeout, protocol error).
+    pub lag_failures: Counter,
+    /// Time one sweep over every lab took, in seconds.
+    pub lag_sweep_duration: Histogram,
     ready: AtomicBool,
 }
 
@@ -39,11 +45,32 @@ impl Default for Shared {
             "Time one TracingLab reconcile took",
             duration.clone(),
         );
+        let lag_measurements = Counter::default();
+        let lag_failures = Counter::default();
+        let lag_sweep_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "lag_measurements",
+            "Kafka lag measurements of one lab",
+            lag_measurements.clone(),
+        );
+        registry.register(
+            "lag_measurement_failures",
+            "Kafka lag measurements that failed",
+            lag_failures.clone(),
+        );
+        registry.register(
+            "lag_sweep_duration_seconds",
+            "Time one lag sweep over every lab took",
+            lag_sweep_duration.clone(),
+        );
         Self {
             registry,
             reconciles,
             errors,
             duration,
+            lag_measurements,
+            lag_failures,
+            lag_sweep_duration,
             ready: AtomicBool::new(false),
         }
     }
@@ -84,6 +111,10 @@ mod tests {
         );
         assert!(
             text.contains("tracinglab_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tracinglab_lag_measurement_failures_total 0"),
             "{text}"
         );
     }

@@ -95,7 +95,7 @@ async fn main() -> Result<()> {
     // One lab, measured again and again.
     cluster.create_namespace("single").await?;
     create_lab(&client, "single").await?;
-    let mut monitor = Monitor::new(client.clone(), config.clone());
+    let mut monitor = Monitor::new(client.clone(), config.clone(), Arc::default());
     let mut samples = Vec::with_capacity(SINGLE_RUNS);
     for _ in 0..SINGLE_RUNS {
         let labs = current(&client).await?;
@@ -142,7 +142,7 @@ async fn main() -> Result<()> {
         .try_collect::<Vec<_>>()
         .await?;
     let labs = current(&client).await?;
-    let mut monitor = Monitor::new(client.clone(), config);
+    let mut monitor = Monitor::new(client.clone(), config, Arc::default());
     let started = Instant::now();
     monitor.sweep(labs).await;
     let first = started.elapsed();

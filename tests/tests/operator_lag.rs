@@ -328,6 +328,10 @@ async fn an_unreachable_broker_is_a_condition_then_recovers() {
         condition.message
     );
     assert!(!env.operator.is_finished(), "the operator keeps running");
+    assert!(
+        env.shared.lag_failures.get() > 0,
+        "failures are counted in the metrics"
+    );
     // The reconciler's conditions are untouched by the lag monitor.
     let types: Vec<_> = lab
         .status

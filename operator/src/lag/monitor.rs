@@ -7,6 +7,7 @@
 use super::client::{KafkaAdmin, KafkaError};
 use super::report::{self, GroupSample, KafkaStatus};
 use crate::crd::TracingLab;
+use crate::metrics::Shared;
 use crate::status;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -58,12 +59,14 @@ struct Probe {
 pub struct Monitor {
     client: Client,
     config: Arc<Config>,
+    metrics: Arc<Shared>,
     probes: HashMap<ObjectRef<TracingLab>, Probe>,
 }
 
 impl Monitor {
-    pub fn new(client: Client, config: Config) -> Self {
+    pub fn new(client: Client, config: Config, metrics: Arc<Shared>) -> Self {
         Self {
+            metrics,
             client,
             config: Arc::new(config),
             probes: HashMap::new(),
@@ -87,18 +90,26 @@ impl Monitor {
             .map(|lab| ObjectRef::from_obj(lab.as_ref()))
             .collect();
         self.probes.retain(|key, _| keys.contains(key));
+        let started = Instant::now();
         let swept: Vec<_> = futures::stream::iter(labs)
             .filter(|lab| std::future::ready(lab.meta().deletion_timestamp.is_none()))
             .map(|lab| {
                 let key = ObjectRef::from_obj(lab.as_ref());
                 let probe = self.probes.remove(&key).unwrap_or_default();
-                let (client, config) = (self.client.clone(), self.config.clone());
-                async move { (key, sweep(&client, &lab, probe, &config).await) }
+                let (client, config, metrics) = (
+                    self.client.clone(),
+                    self.config.clone(),
+                    self.metrics.clone(),
+                );
+                async move { (key, sweep(&client, &lab, probe, &config, &metrics).await) }
             })
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
         self.probes.extend(swept);
+        self.metrics
+            .lag_sweep_duration
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Kafka connections currently kept (one per reachable lab at most).
@@ -119,9 +130,16 @@ pub fn bootstrap(lab: &TracingLab, config: &Config) -> String {
 }
 
 #[tracing::instrument(skip_all, fields(lab = %lab.name_any(), namespace = lab.namespace().unwrap_or_default()))]
-async fn sweep(client: &Client, lab: &TracingLab, mut probe: Probe, config: &Config) -> Probe {
+async fn sweep(
+    client: &Client,
+    lab: &TracingLab,
+    mut probe: Probe,
+    config: &Config,
+    metrics: &Shared,
+) -> Probe {
     let address = bootstrap(lab, config);
     let measured = measure(&mut probe, &address, config.timeout).await;
+    metrics.lag_measurements.inc();
     let (kafka, condition) = match measured {
         Ok(kafka) => (
             Some(kafka),
@@ -133,6 +151,7 @@ async fn sweep(client: &Client, lab: &TracingLab, mut probe: Probe, config: &Con
             ),
         ),
         Err(e) => {
+            metrics.lag_failures.inc();
             probe.admin = None;
             tracing::warn!(error = %e, "lag measurement failed");
             (
