@@ -102,19 +102,14 @@ pub fn reconciler_part(status: &TracingLabStatus) -> TracingLabStatus {
     }
 }
 
-/// `conditions` with `condition` in place of the one of its type (`replace`), or added when that
-/// type is missing. Each status writer applies the whole list, its own conditions fresh and the
-/// others' as last read (with the object's resourceVersion as precondition): API servers before
-/// 1.21 merge a status list as one value even when the schema declares it a map.
-pub fn with_condition(
-    conditions: &[Condition],
-    condition: Condition,
-    replace: bool,
-) -> Vec<Condition> {
+/// `conditions` with `condition` in place of the one of its type, or added. Each status writer
+/// applies the whole list, its own conditions fresh and the others' as last read (with the object's
+/// resourceVersion as precondition): API servers before 1.21 merge a status list as one value even
+/// when the schema declares it a map.
+pub fn with_condition(conditions: &[Condition], condition: Condition) -> Vec<Condition> {
     let mut out = conditions.to_vec();
     match out.iter_mut().find(|c| c.type_ == condition.type_) {
-        Some(existing) if replace => *existing = condition,
-        Some(_) => {}
+        Some(existing) => *existing = condition,
         None => out.push(condition),
     }
     out
@@ -237,9 +232,14 @@ pub fn compute(
         ),
         condition(DEGRADED, degraded, degraded_reason, degraded_message),
     ];
-    for other in &previous.conditions {
-        conditions = with_condition(&conditions, other.clone(), false);
-    }
+    // Conditions of the other writer (the lag monitor) stay as last read; see `with_condition`.
+    conditions.extend(
+        previous
+            .conditions
+            .iter()
+            .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
+            .cloned(),
+    );
     TracingLabStatus {
         observed_generation: generation,
         conditions,
@@ -435,9 +435,7 @@ mod tests {
             status: "True".into(),
             ..kafka.clone()
         };
-        let replaced = with_condition(&after.conditions, up.clone(), true);
+        let replaced = with_condition(&after.conditions, up.clone());
         assert_eq!((replaced.len(), &replaced[3]), (4, &up));
-        let kept = with_condition(&after.conditions, up, false);
-        assert_eq!(kept[3], kafka);
     }
 }

@@ -27,8 +27,8 @@ const LATEST: i64 = -1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("cannot reach the Kafka broker at {0}: {1}")]
-    Connect(String, String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
     #[error("the Kafka broker did not answer within {0:?}")]
     Timeout(Duration),
     #[error("Kafka connection failed: {0}")]
@@ -57,10 +57,8 @@ impl KafkaAdmin {
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Self, KafkaError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(bootstrap))
             .await
-            .map_err(|_| {
-                KafkaError::Connect(bootstrap.into(), format!("no answer within {timeout:?}"))
-            })?
-            .map_err(|e| KafkaError::Connect(bootstrap.into(), e.to_string()))?;
+            .map_err(|_| KafkaError::Connect(format!("no answer within {timeout:?}")))?
+            .map_err(|e| KafkaError::Connect(e.to_string()))?;
         stream.set_nodelay(true)?;
         let mut admin = Self {
             stream,

@@ -269,7 +269,6 @@ async fn write(
     let conditions = status::with_condition(
         status.map(|s| s.conditions.as_slice()).unwrap_or_default(),
         condition,
-        true,
     );
     // A stale read fails on the resourceVersion and is retried next period.
     let patch = json!({
