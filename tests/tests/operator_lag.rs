@@ -92,6 +92,24 @@ impl Env {
         }
     }
 
+    /// The reconcile count once it has held still for a while: the reconciler's own retries (a
+    /// status write that raced the lag monitor's is retried a second later) are over by then.
+    async fn settled_reconciles(&self) -> u64 {
+        let quiet = PERIOD * 3;
+        let deadline = Instant::now() + TIMEOUT;
+        let mut last = (self.shared.reconciles.get(), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.shared.reconciles.get();
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() >= quiet {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "the reconciler never settled");
+        }
+    }
+
     fn kubectl_get(&self) -> String {
         let out = Command::new(assets::find("kubectl").expect("kubectl"))
             .arg("--kubeconfig")
@@ -231,7 +249,7 @@ async fn lag_is_reported_drains_to_zero_and_idle_consumers_are_named() {
     );
 
     // Status writes of the lag monitor trigger no reconcile.
-    let reconciles = env.shared.reconciles.get();
+    let reconciles = env.settled_reconciles().await;
 
     // More orders arrive: the intake rate shows.
     broker.produce("orders", 20).await.unwrap();
