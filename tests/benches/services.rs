@@ -260,13 +260,6 @@ async fn intensity_costs() -> Result<()> {
         )
         .await?;
     let mut by_operation: BTreeMap<(String, String), Vec<Cost>> = BTreeMap::new();
-    eprintln!(
-        "DEBUG {} spans; first workload span: {:?}",
-        spans.len(),
-        spans
-            .iter()
-            .find(|s| s.attr("workload.operation").is_some())
-    );
     for span in spans.iter().filter(|s| s.service_name == "processing") {
         let text = |key: &str| span.attr(key).and_then(|v| v.as_str()).map(str::to_owned);
         let number = |key: &str| span.attr(key).and_then(|v| v.as_f64()).unwrap_or(0.0);

@@ -180,6 +180,11 @@ impl OtlpReceiver {
         self.store.spans().clone()
     }
 
+    /// How many spans were received so far (without copying them, for benchmarks).
+    pub fn count(&self) -> usize {
+        self.store.spans().len()
+    }
+
     /// Spans received so far, grouped by trace id.
     pub fn traces(&self) -> BTreeMap<String, Vec<ReceivedSpan>> {
         let mut traces: BTreeMap<String, Vec<ReceivedSpan>> = BTreeMap::new();
