@@ -43,6 +43,7 @@ pub async fn run_role(
         metrics: metrics.clone(),
         redis: redis.clone(),
         producer: producer.clone(),
+        tracer: crate::spans::tracer(),
     });
 
     // Topics first: a consumer subscribing to a missing topic would only log errors.

@@ -9,4 +9,5 @@ pub mod propagation;
 pub mod resources;
 pub mod roles;
 pub mod settings;
+pub mod spans;
 pub mod workload;

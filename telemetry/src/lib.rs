@@ -2,7 +2,8 @@
 //!
 //! [`init`] installs, for the whole process:
 //! - JSON log lines on stdout (level from `RUST_LOG`, default `info`), each carrying the
-//!   `trace_id` and `span_id` of the current OpenTelemetry span;
+//!   `trace_id` and `span_id` of the current span: the current OpenTelemetry context's, or else
+//!   the current `tracing` span's;
 //! - a tracer provider built from `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
 //!   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_ENDPOINT` (unset: no exporter, spans still get
 //!   ids for the logs), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` | `http/protobuf`),
@@ -10,8 +11,10 @@
 //!   (tuned by the standard `OTEL_BSP_*` variables). Invalid values are errors naming the variable;
 //! - the W3C TraceContext + Baggage propagator as the global propagator.
 //!
-//! `tracing` spans at level INFO or above become OpenTelemetry spans; log events do not become
-//! span events (use `OpenTelemetrySpanExt::add_event` for events that belong on a span).
+//! Spans come two ways: `tracing` spans at level INFO or above become OpenTelemetry spans
+//! (convenient, as `#[instrument]`), and spans started on the OpenTelemetry API with
+//! `global::tracer(INSTRUMENTATION_SCOPE)` (cheaper where spans are many: no bridge work, and
+//! nothing for unsampled ones). Log events do not become span events.
 //!
 //! With the `grpc` protocol, call [`init`] inside a Tokio runtime: the gRPC client lives on it.
 //! Call [`TelemetryGuard::shutdown`] (or drop the guard) before the runtime stops, from a thread

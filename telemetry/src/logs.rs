@@ -35,17 +35,22 @@ where
         line.insert("target".into(), meta.target().into());
         event.record(&mut JsonVisitor(&mut line));
 
-        // The dispatcher's current span, not the one this layer's filter lets through, so that
-        // lines logged at WARN inside INFO spans still carry the ids when RUST_LOG=warn.
+        // Spans made with the OpenTelemetry API are in its current context; `tracing` spans
+        // (bridged) are the dispatcher's current span: not the one this layer's filter lets
+        // through, so that lines logged at WARN inside INFO spans still carry the ids when
+        // RUST_LOG=warn.
+        let otel = opentelemetry::Context::current();
+        let mut ids = otel.span().span_context().clone();
         let current = tracing::Span::current();
         if let Some(meta) = current.metadata() {
             line.insert("span".into(), meta.name().into());
-            let cx = current.context();
-            let sc = cx.span().span_context().clone();
-            if sc.is_valid() {
-                line.insert("trace_id".into(), sc.trace_id().to_string().into());
-                line.insert("span_id".into(), sc.span_id().to_string().into());
+            if !ids.is_valid() {
+                ids = current.context().span().span_context().clone();
             }
+        }
+        if ids.is_valid() {
+            line.insert("trace_id".into(), ids.trace_id().to_string().into());
+            line.insert("span_id".into(), ids.span_id().to_string().into());
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")

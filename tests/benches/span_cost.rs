@@ -1,10 +1,13 @@
 //! What one traced order costs in spans alone (prints figures): the eight spans an order makes
 //! with workloads off (HTTP server, validation, three producer and three consumer spans, with
 //! their attributes and the trace context injected and extracted at each hop), exported over
-//! OTLP/gRPC to a real receiver through the batch span processor, in two ways:
-//! - the OpenTelemetry SDK's own API: the least any service built on `opentelemetry` pays;
-//! - `tracing` spans bridged by `tracing-opentelemetry`, as the services make them, set up by
-//!   `tracing_lab_telemetry::init` exactly as in the services.
+//! OTLP/gRPC to a real receiver through the batch span processor, made three ways:
+//! - the OpenTelemetry SDK's tracer, called directly: the least any code built on the
+//!   `opentelemetry` crates pays;
+//! - the services' own spans (`tracing_lab_service::spans`), on the provider that
+//!   `tracing_lab_telemetry::init` installs, as in the services;
+//! - `tracing` spans bridged by `tracing-opentelemetry` (as the operator makes its spans), on the
+//!   same provider.
 //!
 //! CPU is counted on every thread of this process except the receiver's, so it includes the
 //! batch processor and the exporter.
@@ -12,6 +15,7 @@
 //! `cargo bench -p tracing-lab-tests --bench span_cost`
 
 use anyhow::{Context as _, Result};
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
     Span as _, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _,
@@ -22,6 +26,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::HashMap;
 use std::time::Duration;
+use tracing_lab_service::spans::{self, ActiveSpan};
 use tracing_lab_tests::OtlpReceiver;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -131,7 +136,45 @@ fn order_sdk(tracer: &opentelemetry_sdk::trace::SdkTracer, p: &TraceContextPropa
     server.end();
 }
 
-/// One order with `tracing` spans, as the services make them.
+/// One order with the services' spans.
+fn order_services(tracer: &BoxedTracer, p: &TraceContextPropagator, i: usize) {
+    let server = ActiveSpan::start(
+        tracer,
+        "create_order",
+        SpanKind::Server,
+        &Context::new(),
+        server_attributes(i),
+    );
+    drop(ActiveSpan::start(
+        tracer,
+        "input_validation",
+        SpanKind::Internal,
+        server.context(),
+        Vec::new(),
+    ));
+    let mut parent = server.context().clone();
+    for step in ["process_order", "notify_order", "analyze_order"] {
+        let producer = ActiveSpan::start(
+            tracer,
+            "send orders",
+            SpanKind::Producer,
+            &parent,
+            producer_attributes(i),
+        );
+        let received = hop(p, producer.context());
+        drop(producer);
+        let consumer = ActiveSpan::start(
+            tracer,
+            step,
+            SpanKind::Consumer,
+            &received,
+            consumer_attributes(i),
+        );
+        parent = consumer.context().clone();
+    }
+}
+
+/// One order with bridged `tracing` spans.
 fn order_bridged(p: &TraceContextPropagator, i: usize) {
     let server = tracing::info_span!("create_order", otel.kind = "server");
     server.set_parent(Context::new()).ok();
@@ -223,7 +266,7 @@ fn main() -> Result<()> {
         for _ in 0..ROUNDS {
             runs.push(measure(&receiver, |i| order_sdk(&tracer, &propagator, i)).await?);
         }
-        print("OpenTelemetry SDK API   ", &mut runs);
+        print("OpenTelemetry SDK tracer, direct", &mut runs);
         tokio::task::spawn_blocking(move || provider.shutdown()).await??;
 
         // SAFETY: the threads running now do not read the environment.
@@ -233,11 +276,14 @@ fn main() -> Result<()> {
             std::env::set_var("RUST_LOG", "warn");
         }
         let guard = tracing_lab_telemetry::init("span-cost")?;
-        let mut runs = Vec::new();
+        let tracer = spans::tracer();
+        let (mut ours, mut bridged) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            runs.push(measure(&receiver, |i| order_bridged(&propagator, i)).await?);
+            ours.push(measure(&receiver, |i| order_services(&tracer, &propagator, i)).await?);
+            bridged.push(measure(&receiver, |i| order_bridged(&propagator, i)).await?);
         }
-        print("tracing + bridge (as the services)", &mut runs);
+        print("the services' spans             ", &mut ours);
+        print("tracing + tracing-opentelemetry ", &mut bridged);
         tokio::task::spawn_blocking(move || guard.shutdown()).await??;
         Ok(())
     })

@@ -404,6 +404,41 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
         .count();
     assert_eq!(rejected, 5, "bad requests are traced too");
     drop(spans);
+
+    // Log lines carry the ids of the span they were written in, and nothing of the order's content.
+    for (role, process) in &lab.services {
+        let log = std::fs::read_to_string(process.log_path()).expect("service log");
+        assert!(!log.contains(secret), "{role} logged an order's item");
+        let message = match role {
+            Role::Api => "order accepted",
+            _ => "order handled",
+        };
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .filter(|line: &serde_json::Value| line["message"] == message)
+            .collect();
+        assert_eq!(lines.len(), N, "{role}: lines {message:?}");
+        for line in lines {
+            let span = traces
+                .get(line["trace_id"].as_str().expect("trace_id"))
+                .and_then(|trace| {
+                    trace
+                        .iter()
+                        .find(|s| Some(s.span_id.as_str()) == line["span_id"].as_str())
+                });
+            let span = span.unwrap_or_else(|| panic!("{role}: no span for {line}"));
+            assert_eq!(span.service_name, role.name(), "{line}");
+            assert_eq!(
+                span.kind,
+                if *role == Role::Api {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Consumer
+                }
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,7 +554,11 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     let spans = lab
         .otlp
         .wait_for(
-            |spans| spans.iter().any(|s| s.name == "injected_latency"),
+            |spans| {
+                ["injected_latency", "process_order"]
+                    .iter()
+                    .all(|name| spans.iter().any(|s| s.name == *name))
+            },
             PIPELINE_TIMEOUT,
         )
         .await

@@ -1,21 +1,21 @@
 //! The api role: `POST /order` validates, stores the order in Redis and publishes it to `orders`,
 //! answering 202 with the order id once Kafka acknowledged it.
 
-use super::{OrderMessage, Service, now_ms, order_key, record_exception, step_span};
+use super::{OrderMessage, Service, now_ms, order_key};
 use crate::metrics::StatusLabel;
 use crate::propagation::extract_http;
+use crate::spans::{ActiveSpan, record_exception};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -114,29 +114,31 @@ async fn create_order(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = tracing::info_span!("create_order", otel.kind = "server");
-    if let Err(err) = span.set_parent(extract_http(&headers)) {
-        tracing::debug!(error = %err, "incoming trace context not applied");
-    }
-    for (key, value) in [
-        ("http.request.method", "POST"),
-        ("http.route", "/order"),
-        ("url.path", "/order"),
-        ("url.scheme", "http"),
-    ] {
-        span.set_attribute(key, value);
-    }
-    let response = handle(&service, &headers, body)
-        .instrument(span.clone())
-        .await;
+    let span = ActiveSpan::start(
+        &service.tracer,
+        "create_order",
+        SpanKind::Server,
+        &extract_http(&headers),
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("http.route", "/order"),
+            KeyValue::new("url.path", "/order"),
+            KeyValue::new("url.scheme", "http"),
+        ],
+    );
+    let response = span.within(handle(&service, &headers, body)).await;
     let status = response.status();
-    span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+    span.span().set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    ));
     if status.is_client_error() || status.is_server_error() {
-        span.set_attribute("error.type", status.as_u16().to_string());
+        span.span()
+            .set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));
     }
     if status.is_server_error() {
         // Server errors mark the span failed (HTTP conventions); client errors do not.
-        span.set_status(Status::error(status.to_string()));
+        span.span().set_status(Status::error(status.to_string()));
     }
     service
         .metrics
@@ -150,7 +152,7 @@ async fn create_order(
 
 async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response {
     // The request's own checks run in `input_validation`, before its simulated work.
-    let validation = step_span("input_validation");
+    let validation = ActiveSpan::child(&service.tracer, "input_validation");
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -164,9 +166,8 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
                 )
             })?;
         validate(content_type, &bytes)
-    }
-    .instrument(validation.clone())
-    .await;
+    };
+    let validated = validation.within(validated).await;
     let order = match validated {
         Ok(order) => order,
         Err(rejection) => {
@@ -186,9 +187,12 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
         quantity: order.quantity,
         created_at_ms: now_ms(),
     };
-    let span = tracing::Span::current();
-    span.set_attribute("order.id", order.order_id.clone());
-    span.set_attribute("order.quantity", i64::from(order.quantity));
+    let cx = Context::current();
+    let span = cx.span();
+    span.set_attributes([
+        KeyValue::new("order.id", order.order_id.clone()),
+        KeyValue::new("order.quantity", i64::from(order.quantity)),
+    ]);
 
     if let Err(err) = service.step("audit_logging").await {
         return dependency_failed(&err);

@@ -5,11 +5,13 @@
 //! later"), the generator pauses instead of piling up requests, and resumes when an order goes
 //! through.
 
-use super::record_exception;
 use crate::metrics::{Metrics, StatusLabel};
 use crate::propagation::inject_http;
+use crate::spans::{self, ActiveSpan, record_exception};
 use axum::http::{HeaderMap, StatusCode};
-use opentelemetry::trace::Status;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::{Context, KeyValue};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +19,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Requests allowed in flight; beyond that, ticks are skipped rather than queued without bound.
 const MAX_IN_FLIGHT: usize = 256;
@@ -49,6 +49,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     let mut backoff = Backoff::default();
+    let tracer = Arc::new(spans::tracer());
     tracing::info!(%url, orders_per_second, "sending orders");
     let mut n = 0u64;
     loop {
@@ -72,10 +73,11 @@ pub async fn run(
             tracing::warn!("{MAX_IN_FLIGHT} orders already in flight; skipping one");
             continue;
         };
-        let (client, url, metrics) = (client.clone(), url.clone(), metrics.clone());
+        let (client, url, metrics, tracer) =
+            (client.clone(), url.clone(), metrics.clone(), tracer.clone());
         tasks.spawn(async move {
             let _slot = slot;
-            send_order(&client, &url, n, &metrics).await
+            send_order(&tracer, &client, &url, n, &metrics).await
         });
         n += 1;
     }
@@ -95,37 +97,51 @@ pub async fn run(
 
 /// Sends one order; `false` when the api could not take it (unreachable, timed out, or an
 /// answer asking to retry later), which pauses the generator.
-async fn send_order(client: &reqwest::Client, url: &str, n: u64, metrics: &Metrics) -> bool {
-    let span = tracing::info_span!("send_order", otel.name = "POST", otel.kind = "client");
-    span.set_attribute("http.request.method", "POST");
-    span.set_attribute("url.full", url.to_owned());
+async fn send_order(
+    tracer: &BoxedTracer,
+    client: &reqwest::Client,
+    url: &str,
+    n: u64,
+    metrics: &Metrics,
+) -> bool {
+    let span = ActiveSpan::start(
+        tracer,
+        "POST",
+        SpanKind::Client,
+        &Context::new(),
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("url.full", url.to_owned()),
+        ],
+    );
     let mut headers = HeaderMap::new();
-    inject_http(&span.context(), &mut headers);
+    inject_http(span.context(), &mut headers);
     let body = serde_json::json!({
         "item": format!("product-{}", n % 100),
         "quantity": rand::rng().random_range(1..=10),
     });
-    let sent = client
-        .post(url)
-        .headers(headers)
-        .json(&body)
-        .send()
-        .instrument(span.clone())
+    let sent = span
+        .within(client.post(url).headers(headers).json(&body).send())
         .await;
+    // The log lines below carry the span's ids.
+    let _current = span.context().clone().attach();
     let (status, available) = match sent {
         Ok(response) => {
             let status = response.status();
-            span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+            span.span().set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
             if status.is_client_error() || status.is_server_error() {
-                span.set_status(Status::error(status.to_string()));
-                tracing::warn!(parent: &span, status = status.as_u16(), "order not accepted");
+                span.span().set_status(Status::error(status.to_string()));
+                tracing::warn!(status = status.as_u16(), "order not accepted");
             }
             (status.as_u16(), !asks_to_retry_later(status))
         }
         Err(err) => {
             let cause = error_chain(&err);
-            record_exception(&span, "RequestError", &cause);
-            tracing::warn!(parent: &span, error = %cause, "sending an order failed");
+            record_exception(&span.span(), "RequestError", &cause);
+            tracing::warn!(error = %cause, "sending an order failed");
             (0, false)
         }
     };

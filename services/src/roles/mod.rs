@@ -9,17 +9,17 @@ use crate::kafka::{Delivered, Producer};
 use crate::metrics::{Metrics, WorkloadLabels};
 use crate::propagation::kafka_headers;
 use crate::resources::ResourceMonitor;
+use crate::spans::{ActiveSpan, record_exception};
 use crate::workload::Simulator;
-use opentelemetry::KeyValue;
-use opentelemetry::trace::Status;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing::{Instrument, Span};
 use tracing_lab_config::{Faults, Role};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// What travels through the topics.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -44,11 +44,6 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The span of a named step; tracing needs literal span names, so the name goes to `otel.name`.
-pub fn step_span(name: &'static str) -> Span {
-    tracing::info_span!("step", otel.name = name)
-}
-
 /// What every role uses to do its work.
 pub struct Service {
     pub role: Role,
@@ -58,24 +53,13 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     pub redis: ConnectionManager,
     pub producer: Option<Producer>,
+    pub tracer: BoxedTracer,
 }
 
 /// A fault injected on purpose (`faults.errorRate`).
 #[derive(Debug, thiserror::Error)]
 #[error("injected failure in {0} (faults.errorRate)")]
 pub struct InjectedFault(pub &'static str);
-
-/// Marks `span` failed and records the exception event the OTel conventions describe.
-pub fn record_exception(span: &Span, kind: &str, message: &str) {
-    span.set_status(Status::error(message.to_owned()));
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new("exception.type", kind.to_owned()),
-            KeyValue::new("exception.message", message.to_owned()),
-        ],
-    );
-}
 
 impl Service {
     /// One named step (`input_validation`, `data_transformation`, ...): a child span running one
@@ -85,24 +69,21 @@ impl Service {
         if !self.simulator.enabled() {
             return Ok(());
         }
-        self.work_in(&step_span(name), name).await
+        self.work_in(&ActiveSpan::child(&self.tracer, name), name)
+            .await
     }
 
     /// Runs one piece of simulated work inside `span` and puts its figures on it.
-    pub async fn work_in(&self, span: &Span, name: &'static str) -> anyhow::Result<()> {
+    pub async fn work_in(&self, span: &ActiveSpan, name: &'static str) -> anyhow::Result<()> {
         let Some((kind, intensity)) = self.simulator.choose() else {
             return Ok(());
         };
         let started = Instant::now();
-        let outcome = self
-            .simulator
-            .run(kind, intensity)
-            .instrument(span.clone())
-            .await;
+        let outcome = span.within(self.simulator.run(kind, intensity)).await;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(err) => {
-                record_exception(span, "WorkloadError", &format!("{err:#}"));
+                record_exception(&span.span(), "WorkloadError", &format!("{err:#}"));
                 return Err(err.context(format!("{name}: {} work", kind.name())));
             }
         };
@@ -116,13 +97,12 @@ impl Service {
             ),
             KeyValue::new("workload.items_processed", outcome.items as i64),
         ];
-        for kv in attributes.into_iter().chain(self.monitor.span_attributes(
-            started,
-            Instant::now(),
-            outcome.usage,
-        )) {
-            span.set_attribute(kv.key, kv.value);
-        }
+        span.span()
+            .set_attributes(attributes.into_iter().chain(self.monitor.span_attributes(
+                started,
+                Instant::now(),
+                outcome.usage,
+            )));
         self.metrics
             .workload_seconds
             .get_or_create(&WorkloadLabels {
@@ -137,11 +117,14 @@ impl Service {
     pub async fn injected_latency(&self) {
         let ms = self.faults.extra_latency_ms;
         if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms))
-                .instrument(tracing::info_span!(
-                    "injected_latency",
-                    fault.latency_ms = ms
-                ))
+            let span = ActiveSpan::start(
+                &self.tracer,
+                "injected_latency",
+                SpanKind::Internal,
+                &Context::current(),
+                vec![KeyValue::new("fault.latency_ms", ms as i64)],
+            );
+            span.within(tokio::time::sleep(Duration::from_millis(ms)))
                 .await;
         }
     }
@@ -159,34 +142,38 @@ impl Service {
         let (Some(producer), Some(topic)) = (&self.producer, self.role.output_topic()) else {
             anyhow::bail!("{} publishes nothing", self.role);
         };
-        let span = tracing::info_span!("publish", otel.name = %format!("send {topic}"), otel.kind = "producer");
         let payload = serde_json::to_vec(order)?;
-        for kv in [
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "send"),
-            KeyValue::new("messaging.operation.name", "send"),
-            KeyValue::new("messaging.destination.name", topic),
-            KeyValue::new("messaging.kafka.message.key", order.order_id.clone()),
-            KeyValue::new("messaging.message.body.size", payload.len() as i64),
-        ] {
-            span.set_attribute(kv.key, kv.value);
-        }
-        let headers = kafka_headers(&span.context());
-        match producer
-            .send(topic, &order.order_id, &payload, headers)
-            .instrument(span.clone())
+        let span = ActiveSpan::start(
+            &self.tracer,
+            format!("send {topic}"),
+            SpanKind::Producer,
+            &Context::current(),
+            vec![
+                KeyValue::new("messaging.system", "kafka"),
+                KeyValue::new("messaging.operation.type", "send"),
+                KeyValue::new("messaging.operation.name", "send"),
+                KeyValue::new("messaging.destination.name", topic),
+                KeyValue::new("messaging.kafka.message.key", order.order_id.clone()),
+                KeyValue::new("messaging.message.body.size", payload.len() as i64),
+            ],
+        );
+        let headers = kafka_headers(span.context());
+        match span
+            .within(producer.send(topic, &order.order_id, &payload, headers))
             .await
         {
             Ok(delivered) => {
-                span.set_attribute(
-                    "messaging.destination.partition.id",
-                    delivered.partition.to_string(),
-                );
-                span.set_attribute("messaging.kafka.offset", delivered.offset);
+                span.span().set_attributes([
+                    KeyValue::new(
+                        "messaging.destination.partition.id",
+                        delivered.partition.to_string(),
+                    ),
+                    KeyValue::new("messaging.kafka.offset", delivered.offset),
+                ]);
                 Ok(delivered)
             }
             Err(err) => {
-                record_exception(&span, "KafkaError", &format!("{err:#}"));
+                record_exception(&span.span(), "KafkaError", &format!("{err:#}"));
                 Err(err)
             }
         }

@@ -2,15 +2,15 @@
 //! do the role's steps, record progress in Redis, publish to the next topic; offsets are committed
 //! only after all of that (see `kafka::Consumer`).
 
-use super::{ANALYZED_COUNTER, OrderMessage, Service, now_ms, order_key, record_exception};
+use super::{ANALYZED_COUNTER, OrderMessage, Service, now_ms, order_key};
 use crate::metrics::OutcomeLabel;
 use crate::propagation::extract_kafka;
-use opentelemetry::KeyValue;
+use crate::spans::{ActiveSpan, record_exception};
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
 use rdkafka::message::{Message, OwnedMessage};
 use std::sync::Arc;
-use tracing::Instrument;
 use tracing_lab_config::Role;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Records a stage's progress on the order's hash; with ARGV[4] = 1 also counts the order as
 /// analysed, the first time only (HSETNX), so redelivered messages are not counted twice.
@@ -36,15 +36,11 @@ pub fn steps(role: Role) -> (&'static str, &'static [&'static str]) {
 pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow::Result<()> {
     let role = service.role;
     let (span_name, steps) = steps(role);
-    let span = tracing::info_span!("consume", otel.name = span_name, otel.kind = "consumer");
-    if let Err(err) = span.set_parent(extract_kafka(message.headers())) {
-        tracing::debug!(error = %err, "producer trace context not applied");
-    }
     let queue_wait_ms = message
         .timestamp()
         .to_millis()
         .map(|sent| (now_ms() - sent).max(0));
-    let attributes = [
+    let mut attributes = vec![
         KeyValue::new("messaging.system", "kafka"),
         KeyValue::new("messaging.operation.type", "process"),
         KeyValue::new("messaging.operation.name", "process"),
@@ -60,28 +56,31 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
             message.payload().map_or(0, <[u8]>::len) as i64,
         ),
     ];
-    for kv in attributes {
-        span.set_attribute(kv.key, kv.value);
-    }
     if let Some(wait) = queue_wait_ms {
         // Head-of-line blocking shows here: time between publish and the start of processing.
-        span.set_attribute("messaging.queue_wait_ms", wait);
+        attributes.push(KeyValue::new("messaging.queue_wait_ms", wait));
         service
             .metrics
             .queue_wait_seconds
             .observe(wait as f64 / 1000.0);
     }
     if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-        span.set_attribute("messaging.kafka.message.key", key.to_owned());
+        attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_owned()));
     }
+    // Without (valid) trace headers the span starts a trace of its own.
+    let span = ActiveSpan::start(
+        &service.tracer,
+        span_name,
+        SpanKind::Consumer,
+        &extract_kafka(message.headers()),
+        attributes,
+    );
 
-    let outcome = process(&service, &message, steps)
-        .instrument(span.clone())
-        .await;
+    let outcome = span.within(process(&service, &message, steps)).await;
     let label = match &outcome {
         Ok(label) => *label,
         Err(err) => {
-            record_exception(&span, "DependencyError", &format!("{err:#}"));
+            record_exception(&span.span(), "DependencyError", &format!("{err:#}"));
             "retried"
         }
     };
@@ -98,7 +97,8 @@ async fn process(
     message: &OwnedMessage,
     steps: &[&'static str],
 ) -> anyhow::Result<&'static str> {
-    let span = tracing::Span::current();
+    let cx = Context::current();
+    let span = cx.span();
     let order: OrderMessage = match message.payload().map(serde_json::from_slice) {
         Some(Ok(order)) => order,
         Some(Err(err)) => {
@@ -118,8 +118,10 @@ async fn process(
             return Ok("invalid");
         }
     };
-    span.set_attribute("order.id", order.order_id.clone());
-    span.set_attribute("order.quantity", i64::from(order.quantity));
+    span.set_attributes([
+        KeyValue::new("order.id", order.order_id.clone()),
+        KeyValue::new("order.quantity", i64::from(order.quantity)),
+    ]);
 
     for step in steps {
         service.step(step).await?;
