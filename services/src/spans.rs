@@ -1,8 +1,9 @@
 //! The services' spans, made with the OpenTelemetry API itself rather than through `tracing`:
-//! the SDK decides sampling when a span starts, so the spans of an unsampled order cost next to
-//! nothing, while a bridged `tracing` span does most of its work either way (`make bench`: span
-//! cost). Log lines still carry the trace and span id: `tracing_lab_telemetry` reads them from
-//! the current OpenTelemetry context, which [`ActiveSpan::within`] sets.
+//! cheaper per span (`make bench`: span cost), and the SDK decides sampling when a span starts,
+//! so the spans of an unsampled order are neither recorded nor exported, while a bridged
+//! `tracing` span does most of its work either way. Log lines still carry the trace and span id:
+//! `tracing_lab_telemetry` reads them from the current OpenTelemetry context, which
+//! [`ActiveSpan::within`] sets.
 
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::trace::WithContext;
