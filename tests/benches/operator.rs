@@ -20,6 +20,7 @@ use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::ports::free_port;
 use tracing_lab_tests::process::{ChildProcess, project_command};
+use tracing_lab_tests::procfs;
 
 /// Children of a lab with `spec: {}`: 3 ConfigMaps, 7 Services, 1 StatefulSet, 7 Deployments.
 const CHILDREN_PER_LAB: usize = 18;
@@ -83,21 +84,6 @@ async fn wait(
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .with_context(|| format!("{field} in /proc/{pid}/status"))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let cluster = TestCluster::start().await?;
@@ -124,7 +110,7 @@ async fn main() -> Result<()> {
     let pid = operator.pid().context("operator pid")?;
     println!(
         "operator: pid {pid}, RSS idle {:.1} MiB",
-        rss_kib(pid, "VmRSS:")? as f64 / 1024.0
+        procfs::status_kib(pid, "VmRSS:")? as f64 / 1024.0
     );
 
     // 1. One lab at a time: create -> every child exists.
@@ -213,8 +199,8 @@ async fn main() -> Result<()> {
     println!(
         "operator RSS with {} labs: {:.1} MiB (peak {:.1} MiB; target < 64 MiB)",
         MANY_LABS + SINGLE_RUNS,
-        rss_kib(pid, "VmRSS:")? as f64 / 1024.0,
-        rss_kib(pid, "VmHWM:")? as f64 / 1024.0
+        procfs::status_kib(pid, "VmRSS:")? as f64 / 1024.0,
+        procfs::status_kib(pid, "VmHWM:")? as f64 / 1024.0
     );
     println!(
         "operator open file descriptors (API connections, watches): {}",

@@ -15,6 +15,7 @@ use lab::Lab;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+use tracing_lab_tests::procfs;
 
 const ORDERS: usize = 30_000;
 /// Requests in flight from the benchmark's client.
@@ -68,7 +69,7 @@ async fn pipeline_run(
         .iter()
         .filter_map(|r| lab.services[r].pid())
         .collect();
-    let cpu_before = services_cpu(&pids)?;
+    let cpu_before = procfs::processes_cpu(&pids)?;
     let started = Instant::now();
     let ids: Vec<String> = futures::stream::iter(0..orders)
         .map(|i| {
@@ -96,7 +97,7 @@ async fn pipeline_run(
     lab.wait_analyzed((WARMUP_ORDERS + orders) as i64, Duration::from_secs(300))
         .await?;
     let elapsed = started.elapsed();
-    let service_cpu = services_cpu(&pids)? - cpu_before;
+    let service_cpu = procfs::processes_cpu(&pids)? - cpu_before;
 
     let mut redis = lab.redis().await?;
     let mut latencies = Vec::with_capacity(ids.len());
@@ -153,49 +154,12 @@ async fn pipeline_run(
     })
 }
 
-/// CPU time used so far by all threads of the processes `pids` (scheduler accounting, ns).
-fn services_cpu(pids: &[u32]) -> Result<Duration> {
-    let mut total = Duration::ZERO;
-    for pid in pids {
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-            let schedstat = std::fs::read_to_string(task?.path().join("schedstat"))?;
-            let ns: u64 = schedstat
-                .split_whitespace()
-                .next()
-                .context("schedstat")?
-                .parse()?;
-            total += Duration::from_nanos(ns);
-        }
-    }
-    Ok(total)
-}
-
-/// CPU time of one thread of `pid` named `comm`, from the scheduler's nanosecond accounting.
+/// CPU time used so far by the thread of `pid` named `comm`.
 fn thread_cpu(pid: u32, comm: &str) -> Result<Duration> {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let task = task?.path();
-        if std::fs::read_to_string(task.join("comm"))?.trim() == comm {
-            let schedstat = std::fs::read_to_string(task.join("schedstat"))?;
-            let ns: u64 = schedstat
-                .split_whitespace()
-                .next()
-                .context("schedstat")?
-                .parse()?;
-            return Ok(Duration::from_nanos(ns));
-        }
-    }
-    anyhow::bail!("no thread {comm} in process {pid}")
-}
-
-fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("VmRSS")?
-        .parse()?;
-    Ok(kb / 1024.0)
+    procfs::threads_cpu(Some(pid))?
+        .into_iter()
+        .find_map(|(name, cpu)| (name == comm).then_some(cpu))
+        .with_context(|| format!("no thread {comm} in process {pid}"))
 }
 
 async fn idle_figures() -> Result<()> {
@@ -206,7 +170,7 @@ async fn idle_figures() -> Result<()> {
         println!(
             "idle RSS {:<13} {:6.1} MiB (target < 30)",
             role.name(),
-            rss_mib(pid)?
+            procfs::status_kib(pid, "VmRSS:")? as f64 / 1024.0
         );
     }
     let pid = lab.service(Role::Analytics).pid().context("running")?;

@@ -14,7 +14,7 @@
 //!
 //! `cargo bench -p tracing-lab-tests --bench span_cost`
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
@@ -27,7 +27,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::HashMap;
 use std::time::Duration;
 use tracing_lab_service::spans::{self, ActiveSpan};
-use tracing_lab_tests::OtlpReceiver;
+use tracing_lab_tests::{OtlpReceiver, procfs};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 const ORDERS: usize = 20_000;
@@ -36,20 +36,11 @@ const ROUNDS: usize = 3;
 
 /// CPU time of this process's threads, the receiver's excluded.
 fn cpu_without_receiver() -> Result<Duration> {
-    let mut total = Duration::ZERO;
-    for task in std::fs::read_dir("/proc/self/task")? {
-        let task = task?.path();
-        if std::fs::read_to_string(task.join("comm"))?.trim() == "otlp-receiver" {
-            continue;
-        }
-        let ns: u64 = std::fs::read_to_string(task.join("schedstat"))?
-            .split_whitespace()
-            .next()
-            .context("schedstat")?
-            .parse()?;
-        total += Duration::from_nanos(ns);
-    }
-    Ok(total)
+    Ok(procfs::threads_cpu(None)?
+        .into_iter()
+        .filter(|(name, _)| name != "otlp-receiver")
+        .map(|(_, cpu)| cpu)
+        .sum())
 }
 
 fn consumer_attributes(i: usize) -> Vec<KeyValue> {

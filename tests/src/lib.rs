@@ -8,6 +8,7 @@
 //! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span.
 //! - [`process`]: the project's own binaries (and the servers above) as child processes.
 //! - [`poll::eventually`]: polls a condition until it holds, for what the API server settles on.
+//! - [`procfs`]: CPU time per thread and memory of processes, for benchmarks.
 //!
 //! External programs come from `tests/env/setup.sh` (see [`assets`]).
 
@@ -18,6 +19,7 @@ pub mod otlp;
 pub mod poll;
 pub mod ports;
 pub mod process;
+pub mod procfs;
 pub mod redis;
 
 pub use apiserver::TestCluster;
