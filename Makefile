@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/target
 TESTENV = eval "$$(bash tests/env/setup.sh)"
 
-.PHONY: help test lint build lab prerequisites cluster images clean chart-lint release bench
+.PHONY: help packages test lint build lab prerequisites cluster images clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -19,18 +19,21 @@ CHART := charts/tracing-lab
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-build: ## build every crate and binary
+packages: ## the Debian packages building and testing need (cmake, curl headers, redis-server, ...)
+	bash tests/env/packages.sh
+
+build: packages ## build every crate and binary
 	cargo build --workspace --locked --bins
 
-lint: ## formatting and clippy
+lint: packages ## formatting and clippy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-test: lint build chart-lint ## the whole test suite against real servers (installs them on first run)
+test: packages lint build chart-lint ## the whole test suite against real servers (installs them on first run)
 	$(TESTENV) && cargo nextest run --workspace --locked --no-fail-fast
 
 # helm notes, on every run, that it follows the chart's CRD symlink into crds/: expected, so hidden.
-bench: ## benchmarks against real servers, printing their figures (release build)
+bench: packages ## benchmarks against real servers, printing their figures (release build)
 	cargo build --release --locked --bins
 	$(TESTENV) && cargo bench --locked -p tracing-lab-tests
 

@@ -188,29 +188,18 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         degraded_message(lab.status.as_ref()) != degraded_message(Some(&new_status));
     if lab.status.as_ref().map(status::reconciler_part) != Some(new_status.clone()) {
         let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
-        // The resourceVersion makes the write fail rather than undo a lag update it did not see.
         let patch = json!({
             "apiVersion": TracingLab::api_version(&()),
             "kind": TracingLab::kind(&()),
-            "metadata": { "resourceVersion": lab.resource_version() },
             "status": new_status,
         });
-        match api
-            .patch_status(
-                &lab_ref.name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // The lag monitor wrote in between: read again and retry, nothing to report.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                tracing::debug!("status changed meanwhile; retrying");
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            Err(e) => return Err(Error::Status(e)),
-        }
+        api.patch_status(
+            &lab_ref.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::Status)?;
     }
     if degraded_changed && let Some((reason, message)) = degraded_message(Some(&new_status)) {
         publish(ctx, lab, EventType::Warning, &reason, message).await;

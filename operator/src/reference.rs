@@ -66,7 +66,26 @@ pub fn markdown(crd: &CustomResourceDefinition) -> String {
             }
         }
     }
+    images(&mut out);
     out
+}
+
+/// The default images, with what the tests run for each.
+fn images(out: &mut String) {
+    out.push_str(
+        "\n## Default images\n\nEach component's `image` field overrides its default. The test \
+         suite runs each component as a local program, at the version the last column names.\n\n\
+         | Component | Default image | Tested with |\n|---|---|---|\n",
+    );
+    for image in crate::render::DEFAULT_IMAGES {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} |",
+            image.component,
+            image.image,
+            cell(image.tested_with)
+        );
+    }
 }
 
 /// The columns `kubectl get` shows.

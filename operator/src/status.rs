@@ -94,25 +94,23 @@ pub fn idle_consumers(applied: &Applied, lab: &str, partitions: i32) -> Vec<Stri
         .collect()
 }
 
-/// The part of a status the reconciler writes: the lag monitor owns `kafka`.
+/// Condition types the reconciler owns; the lag monitor owns `KafkaReachable` and `kafka`. Each
+/// writer server-side applies only its own fields under its own field manager, and the API server
+/// merges `conditions` by type (`listType: map`).
+pub const RECONCILER_CONDITIONS: [&str; 3] = [READY, PROGRESSING, DEGRADED];
+
+/// The part of a status the reconciler writes.
 pub fn reconciler_part(status: &TracingLabStatus) -> TracingLabStatus {
     TracingLabStatus {
         kafka: None,
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| RECONCILER_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect(),
         ..status.clone()
     }
-}
-
-/// `conditions` with `condition` in place of the one of its type, or added. Each status writer
-/// applies the whole list, its own conditions fresh and the others' as last read (with the object's
-/// resourceVersion as precondition): API servers before 1.21 merge a status list as one value even
-/// when the schema declares it a map.
-pub fn with_condition(conditions: &[Condition], condition: Condition) -> Vec<Condition> {
-    let mut out = conditions.to_vec();
-    match out.iter_mut().find(|c| c.type_ == condition.type_) {
-        Some(existing) => *existing = condition,
-        None => out.push(condition),
-    }
-    out
 }
 
 pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls {
@@ -222,7 +220,7 @@ pub fn compute(
         .iter()
         .filter(|r| components.get(r.name()).is_some_and(|c| c.available))
         .count();
-    let mut conditions = vec![
+    let conditions = vec![
         condition(READY, ready, ready_reason, ready_message),
         condition(
             PROGRESSING,
@@ -232,14 +230,6 @@ pub fn compute(
         ),
         condition(DEGRADED, degraded, degraded_reason, degraded_message),
     ];
-    // Conditions of the other writer (the lag monitor) stay as last read; see `with_condition`.
-    conditions.extend(
-        previous
-            .conditions
-            .iter()
-            .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
-            .cloned(),
-    );
     TracingLabStatus {
         observed_generation: generation,
         conditions,
@@ -410,32 +400,27 @@ mod tests {
     }
 
     #[test]
-    fn other_writers_conditions_are_carried_and_replaced_only_on_request() {
+    fn the_reconciler_writes_only_its_own_conditions() {
         let (lab, a) = applied(true);
         let r = LabRef::new(&lab).unwrap();
         let mut before = compute(&lab, &r, Outcome::Applied(&a), &[], at(1));
-        let kafka = Condition {
+        before.conditions.push(Condition {
             type_: "KafkaReachable".into(),
             status: "False".into(),
             reason: "BrokerUnreachable".into(),
             message: "down".into(),
             last_transition_time: at(1),
             observed_generation: None,
-        };
-        before.conditions.push(kafka.clone());
+        });
         let mut lab = lab;
-        lab.status = Some(before);
+        lab.status = Some(before.clone());
         let after = compute(&lab, &r, Outcome::Applied(&a), &[], at(2));
-        assert_eq!(after.conditions.len(), 4);
+        let types: Vec<&str> = after.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, RECONCILER_CONDITIONS);
         assert_eq!(
-            after.conditions[3], kafka,
-            "the lag monitor's condition is kept as read"
+            reconciler_part(&before),
+            after,
+            "nothing of its own changed"
         );
-        let up = Condition {
-            status: "True".into(),
-            ..kafka.clone()
-        };
-        let replaced = with_condition(&after.conditions, up.clone());
-        assert_eq!((replaced.len(), &replaced[3]), (4, &up));
     }
 }

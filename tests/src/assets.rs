@@ -1,5 +1,5 @@
-//! Locates the external programs the harness runs (kube-apiserver, etcd, kubectl, helm, tansu,
-//! redis-server), installed by `tests/env/setup.sh`.
+//! Locates the external programs the harness runs (kube-apiserver, etcd, kubectl, helm, Apache
+//! Kafka, the OpenTelemetry Collector, Jaeger, redis-server), installed by `tests/env/setup.sh`.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,22 @@ pub fn find(name: &str) -> Result<PathBuf> {
         "`{name}` not found in $KUBEBUILDER_ASSETS, {} or $PATH: run `bash tests/env/setup.sh` first",
         cache_dir().map_or_else(|| "the asset cache".to_owned(), |d| d.display().to_string())
     )
+}
+
+/// The folder `name` of the asset cache (e.g. `kafka`, with the broker's libraries), searched in
+/// `$KUBEBUILDER_ASSETS`, then [`cache_dir`].
+pub fn find_dir(name: &str) -> Result<PathBuf> {
+    let kubebuilder = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from);
+    kubebuilder
+        .into_iter()
+        .chain(cache_dir())
+        .map(|folder| folder.join(name))
+        .find(|candidate| candidate.is_dir())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{name}` not found in $KUBEBUILDER_ASSETS or the asset cache: run `bash tests/env/setup.sh` first"
+            )
+        })
 }
 
 fn is_executable(path: &Path) -> bool {

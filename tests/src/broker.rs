@@ -1,7 +1,9 @@
-//! A real Kafka-protocol broker (tansu, in-memory storage) and helpers that talk to it through
-//! librdkafka, the client the product uses.
+//! Apache Kafka, started the way the lab's `apache/kafka` image starts itself, from the Kafka
+//! container the operator renders, and helpers that talk to it through librdkafka, the client
+//! the product uses.
 
-use std::process::Command;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -11,39 +13,77 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use tempfile::TempDir;
+use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::{self, Children, LabRef, kafka};
 
-use crate::{assets, ports, process::ChildProcess};
+use crate::kubelet::{Loopback, Prepared};
+use crate::{assets, process::ChildProcess};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// A cold JVM formats the storage and starts the broker and its controller.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where the image's wrapper writes the broker's configuration (`--final-configs-dir`).
+const IMAGE_CONFIG_DIR: &str = "/opt/kafka/config";
+/// The namespace of the lab [`KafkaBroker::start`] renders.
+const NAMESPACE: &str = "tests";
 
-/// A tansu broker listening on 127.0.0.1, killed on drop.
+/// One Apache Kafka node (broker and KRaft controller) on 127.0.0.1, killed on drop.
 ///
-/// Storage is in memory: [`KafkaBroker::stop`] + [`KafkaBroker::restart`] bring the broker back on
-/// the same address but with no topics, messages or committed offsets.
+/// It runs the rendered Kafka container: its environment (in-cluster addresses mapped to
+/// loopback), its user and group, and its emptyDir volumes as folders owned the way the kubelet
+/// makes them (group `fsGroup`, setgid, world-writable). [`KafkaBroker::stop`] and
+/// [`KafkaBroker::restart`] are a container restart: the volumes, and so every topic, message
+/// and committed offset, stay.
 pub struct KafkaBroker {
     process: ChildProcess,
     port: u16,
+    _root: TempDir,
 }
 
 impl KafkaBroker {
-    /// Starts the broker and waits until it serves metadata.
+    /// The Kafka of a lab with the default spec, as the operator renders it.
     pub async fn start() -> Result<Self> {
-        let binary = assets::find("tansu")?;
-        let port = ports::free_port();
-        let listener = format!("tcp://127.0.0.1:{port}");
-        let mut command = Command::new(binary);
-        command
-            .arg("broker")
-            .args(["--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
-            .args(["--storage-engine", "memory://tansu/"])
-            // tansu reads these too; the broker must not export its own telemetry into a test's receiver.
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let lab: TracingLab = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+            "metadata": {"name": "lab", "namespace": NAMESPACE, "uid": "tests"},
+            "spec": {},
+        }))?;
+        let lab_ref = LabRef::new(&lab).context("a lab reference")?;
+        let children = render::render(&lab_ref, &lab.spec);
+        let loopback = Loopback::new(&children, NAMESPACE)?;
+        Self::start_rendered(&children, &loopback).await
+    }
+
+    /// Runs the Kafka StatefulSet of `children` as its first pod would run, on `loopback`'s ports,
+    /// as the pod's user: the image's start script, the rendered environment and volumes.
+    pub async fn start_rendered(children: &Children, loopback: &Loopback) -> Result<Self> {
+        let root = tempfile::Builder::new().prefix("kafka-").tempdir()?;
+        let component = kafka::KAFKA.suffix;
+        let prepared = Prepared::new(
+            children,
+            loopback,
+            component,
+            "kafka",
+            &root.path().join("volumes"),
+        )?;
+        let config_dir = prepared.volume(IMAGE_CONFIG_DIR).with_context(|| {
+            format!("{IMAGE_CONFIG_DIR}, where the image writes its configuration, is not a writable volume")
+        })?;
+        let image = image_files(root.path())?;
+        let leading = [
+            image.join("run.sh"),
+            image.join("libs"),
+            config_dir.to_path_buf(),
+            image.join("cds"),
+        ]
+        .map(|p| p.display().to_string());
+        let command = prepared.command(Path::new("bash"), &leading, true)?;
+        let port = loopback.port(component, kafka::CLIENT_PORT)?;
         let mut broker = Self {
-            process: ChildProcess::spawn("tansu", command)?,
+            process: ChildProcess::spawn("kafka", command)?,
             port,
+            _root: root,
         };
         broker.wait_ready().await?;
         Ok(broker)
@@ -55,10 +95,6 @@ impl KafkaBroker {
     }
 
     /// A librdkafka configuration pointing at this broker, with short timeouts.
-    ///
-    /// tansu 0.6 completes a consumer-group join only after half of `session.timeout.ms`
-    /// (librdkafka's default 45 s means a 22 s wait): group consumers in tests should set
-    /// `session.timeout.ms` to about 6000 and `heartbeat.interval.ms` to about 1000.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
@@ -75,7 +111,7 @@ impl KafkaBroker {
         Ok(())
     }
 
-    /// Starts the broker again on the same port (empty: storage is in memory) and waits until ready.
+    /// Starts the broker again on the same port and volumes and waits until it is ready.
     pub async fn restart(&mut self) -> Result<()> {
         self.process.respawn()?;
         self.wait_ready().await
@@ -89,12 +125,22 @@ impl KafkaBroker {
     async fn wait_ready(&mut self) -> Result<()> {
         let config = self.client_config();
         self.process
-            .wait_until("serving metadata", READY_TIMEOUT, || {
+            .wait_until("serving every partition", READY_TIMEOUT, || {
                 let config = config.clone();
                 blocking(move || {
                     let consumer: BaseConsumer = config.create()?;
                     let metadata = consumer.fetch_metadata(None, Duration::from_secs(2))?;
                     ensure!(!metadata.brokers().is_empty(), "no broker in metadata");
+                    // After a restart each partition serves again once its log is loaded.
+                    for topic in metadata.topics() {
+                        for partition in topic.partitions() {
+                            consumer.fetch_watermarks(
+                                topic.name(),
+                                partition.id(),
+                                Duration::from_secs(2),
+                            )?;
+                        }
+                    }
                     Ok(())
                 })
             })
@@ -114,15 +160,8 @@ impl KafkaBroker {
 
     /// Produces `n` messages (keys `key-I`, payloads `message-I`, I = 0..n) to `topic` and waits
     /// until the broker acknowledged all of them. Keys spread them over the partitions.
-    ///
-    /// Each record goes in its own batch: after a multi-record batch, tansu 0.6 reports a partition's
-    /// end offset as the batch's base offset + 1 (the records themselves get correct offsets), which
-    /// would falsify end offsets and lag.
     pub async fn produce(&self, topic: &str, n: usize) -> Result<()> {
-        let producer: FutureProducer = self
-            .client_config()
-            .set("batch.num.messages", "1")
-            .create()?;
+        let producer: FutureProducer = self.client_config().create()?;
         let sends = (0..n).map(|i| {
             let producer = &producer;
             async move {
@@ -218,4 +257,32 @@ fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32> {
 /// librdkafka's synchronous calls block; run them off the async worker threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await?
+}
+
+/// The image's programs where the container's user can read them: the Kafka libraries and
+/// class-data archives from the asset cache (hard links, or copies across file systems), and the
+/// start script with its default configuration from `tests/env/kafka`.
+fn image_files(root: &Path) -> Result<PathBuf> {
+    let image = root.join("image");
+    let cache = assets::find_dir("kafka")?;
+    for part in ["libs", "cds"] {
+        link_tree(&cache.join(part), &image.join(part))?;
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("env/kafka");
+    link_tree(&scripts.join("config"), &image.join("config"))?;
+    std::fs::copy(scripts.join("run.sh"), image.join("run.sh"))?;
+    Ok(image)
+}
+
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if std::fs::hard_link(entry.path(), &target).is_err() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }

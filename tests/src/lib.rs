@@ -15,6 +15,7 @@
 pub mod apiserver;
 pub mod assets;
 pub mod broker;
+pub mod kubelet;
 pub mod otlp;
 pub mod poll;
 pub mod ports;

@@ -92,8 +92,8 @@ impl Env {
         }
     }
 
-    /// The reconcile count once it has held still for a while: the reconciler's own retries (a
-    /// status write that raced the lag monitor's is retried a second later) are over by then.
+    /// The reconcile count once it has held still for a while: the reconciles that the lab's own
+    /// objects appearing cause are over by then.
     async fn settled_reconciles(&self) -> u64 {
         let quiet = PERIOD * 3;
         let deadline = Instant::now() + TIMEOUT;
@@ -159,8 +159,6 @@ impl Members {
                     .client_config()
                     .set("group.id", group)
                     .set("enable.auto.commit", "false")
-                    .set("session.timeout.ms", "6000")
-                    .set("heartbeat.interval.ms", "1000")
                     .create()
                     .expect("consumer");
                 consumer.subscribe(&[topic]).expect("subscribe");
@@ -296,7 +294,8 @@ async fn lag_is_reported_drains_to_zero_and_idle_consumers_are_named() {
     let _members = Members::join(&broker, "notification", "processed-orders", 2);
     let lab = env
         .wait_for("two notification consumers", |lab| {
-            group(lab, "notification").is_some_and(|g| g.consumers == 2)
+            // Until the group is stable the broker has not assigned the partition.
+            group(lab, "notification").is_some_and(|g| g.consumers == 2 && g.idle_consumers > 0)
         })
         .await;
     let notification = group(&lab, "notification").unwrap();

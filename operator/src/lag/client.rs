@@ -1,16 +1,18 @@
 //! A minimal Kafka admin connection for lag measurement: one TCP connection per lab, speaking
 //! the Kafka protocol directly (librdkafka reads committed offsets only for its own group).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use super::report::GroupMembers;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeGroupsRequest, GroupId, ListOffsetsRequest,
-    MetadataRequest, OffsetFetchRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ConsumerProtocolAssignment, DescribeGroupsRequest, GroupId,
+    ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{
-    Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange,
+    Decodable, Encodable, HeaderVersion, Message, Request, StrBytes, VersionRange,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -39,6 +41,23 @@ pub enum KafkaError {
     Unsupported(ApiKey),
     #[error("Kafka answered {api:?} with error code {code}")]
     Broker { api: ApiKey, code: i16 },
+}
+
+/// A member's partitions by topic, from the consumer protocol's assignment bytes (a version, then
+/// the assignment); empty until the group has assigned it.
+fn assignment(mut bytes: Bytes) -> Result<BTreeMap<String, Vec<i32>>, KafkaError> {
+    if bytes.len() < 2 {
+        return Ok(BTreeMap::new());
+    }
+    let version = bytes.get_i16();
+    // Newer versions only append fields, so the newest one this crate knows reads them.
+    let version = version.min(ConsumerProtocolAssignment::VERSIONS.max);
+    let decoded = ConsumerProtocolAssignment::decode(&mut bytes, version).map_err(protocol)?;
+    Ok(decoded
+        .assigned_partitions
+        .into_iter()
+        .map(|tp| (tp.topic.0.to_string(), tp.partitions))
+        .collect())
 }
 
 fn protocol(e: impl std::fmt::Display) -> KafkaError {
@@ -189,8 +208,11 @@ impl KafkaAdmin {
         Ok(offsets)
     }
 
-    /// Number of members of each group.
-    pub async fn members(&mut self, groups: &[&str]) -> Result<BTreeMap<String, i32>, KafkaError> {
+    /// Each group's state and its members' partition assignments, as the broker describes them.
+    pub async fn members(
+        &mut self,
+        groups: &[&str],
+    ) -> Result<BTreeMap<String, GroupMembers>, KafkaError> {
         let request = DescribeGroupsRequest::default().with_groups(
             groups
                 .iter()
@@ -207,9 +229,17 @@ impl KafkaAdmin {
                     code: described.error_code,
                 });
             }
+            let assignments = described
+                .members
+                .iter()
+                .map(|m| assignment(m.member_assignment.clone()))
+                .collect::<Result<_, _>>()?;
             members.insert(
                 described.group_id.0.to_string(),
-                described.members.len() as i32,
+                GroupMembers {
+                    stable: described.group_state.as_str() == "Stable",
+                    assignments,
+                },
             );
         }
         Ok(members)

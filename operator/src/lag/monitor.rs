@@ -8,7 +8,6 @@ use super::client::{KafkaAdmin, KafkaError};
 use super::report::{self, GroupSample, KafkaStatus};
 use crate::crd::TracingLab;
 use crate::metrics::Shared;
-use crate::status;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -202,7 +201,7 @@ async fn measure(
             topic: (*topic).into(),
             end_offsets,
             committed,
-            consumers: members.remove(*group).unwrap_or(0),
+            members: members.remove(*group).unwrap_or_default(),
         };
         lags.push(report::group_lag(&sample, probe.lags.get(*group).copied()));
     }
@@ -266,16 +265,11 @@ async fn write(
     }
     let api: Api<TracingLab> =
         Api::namespaced(client.clone(), &lab.namespace().unwrap_or_default());
-    let conditions = status::with_condition(
-        status.map(|s| s.conditions.as_slice()).unwrap_or_default(),
-        condition,
-    );
-    // A stale read fails on the resourceVersion and is retried next period.
+    // Only the lag monitor's own fields: the reconciler's conditions stay its own.
     let patch = json!({
         "apiVersion": TracingLab::api_version(&()),
         "kind": TracingLab::kind(&()),
-        "metadata": { "resourceVersion": lab.resource_version() },
-        "status": { "kafka": kafka, "conditions": conditions },
+        "status": { "kafka": kafka, "conditions": [condition] },
     });
     api.patch_status(
         &lab.name_any(),

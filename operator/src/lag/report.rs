@@ -3,6 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Kafka consumer lag of the lab, measured by the operator on a short period.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -38,7 +39,7 @@ pub struct GroupLag {
     pub lag: i64,
     /// Consumers currently in the group.
     pub consumers: i32,
-    /// Consumers beyond the partition count, which get no partition.
+    /// Consumers the group assigned no partition of the topic.
     pub idle_consumers: i32,
     /// Growing, Draining or Steady since the previous measurement.
     pub trend: Trend,
@@ -63,8 +64,30 @@ pub struct GroupSample {
     pub end_offsets: Vec<i64>,
     /// Committed offset per partition (`None`: never committed).
     pub committed: Vec<Option<i64>>,
-    /// Members of the group.
-    pub consumers: i32,
+    /// The group's members and their assignments.
+    pub members: GroupMembers,
+}
+
+/// A consumer group's members as the broker describes them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupMembers {
+    /// Every member has its assignment; otherwise partitions are being reassigned.
+    pub stable: bool,
+    /// Each member's assigned partitions, by topic.
+    pub assignments: Vec<BTreeMap<String, Vec<i32>>>,
+}
+
+impl GroupMembers {
+    /// Members of a stable group that were assigned no partition of `topic`.
+    pub fn idle(&self, topic: &str) -> i32 {
+        if !self.stable {
+            return 0;
+        }
+        self.assignments
+            .iter()
+            .filter(|a| a.get(topic).is_none_or(Vec::is_empty))
+            .count() as i32
+    }
 }
 
 impl GroupSample {
@@ -86,9 +109,8 @@ impl GroupSample {
 pub fn group_lag(sample: &GroupSample, previous_lag: Option<i64>) -> GroupLag {
     let partitions = sample.end_offsets.len() as i32;
     let lag = sample.lag();
-    let consumers = sample.consumers;
-    // Each partition goes to one member, so members beyond the partition count get nothing.
-    let idle = (consumers - partitions).max(0);
+    let consumers = sample.members.assignments.len() as i32;
+    let idle = sample.members.idle(&sample.topic);
     let trend = match previous_lag {
         Some(p) if lag > p => Trend::Growing,
         Some(p) if lag < p => Trend::Draining,
@@ -97,6 +119,10 @@ pub fn group_lag(sample: &GroupSample, previous_lag: Option<i64>) -> GroupLag {
     let (group, topic) = (&sample.group, &sample.topic);
     let advice = if partitions == 0 {
         format!("topic {topic} does not exist yet: it is created when the services start")
+    } else if consumers > 0 && !sample.members.stable {
+        format!(
+            "group {group} is rebalancing: its {consumers} consumers are being given partitions"
+        )
     } else if idle > 0 {
         format!(
             "{idle} of {consumers} consumers idle: {topic} has {partitions} partitions, so at most \
@@ -168,13 +194,23 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// A stable group whose consumers share the partitions round robin, as the broker assigns them.
     fn sample(end: &[i64], committed: &[Option<i64>], consumers: i32) -> GroupSample {
+        let mut assignments = vec![BTreeMap::new(); consumers as usize];
+        let members = assignments.len();
+        for p in (0..end.len()).filter(|_| members > 0) {
+            let member: &mut BTreeMap<String, Vec<i32>> = &mut assignments[p % members];
+            member.entry("orders".into()).or_default().push(p as i32);
+        }
         GroupSample {
             group: "processing".into(),
             topic: "orders".into(),
             end_offsets: end.to_vec(),
             committed: committed.to_vec(),
-            consumers,
+            members: GroupMembers {
+                stable: true,
+                assignments,
+            },
         }
     }
 
@@ -191,6 +227,23 @@ mod tests {
         assert_eq!((g.consumers, g.idle_consumers, g.partitions), (4, 2, 2));
         assert!(g.advice.contains("2 of 4 consumers idle"), "{}", g.advice);
         assert!(g.advice.contains("2 partitions"), "{}", g.advice);
+    }
+
+    #[test]
+    fn idle_comes_from_the_assignments_not_from_counting() {
+        // Three members for three partitions, but the assignor gave one member two of them.
+        let mut s = sample(&[1, 1, 1], &[Some(1); 3], 3);
+        s.members.assignments = vec![
+            BTreeMap::from([("orders".into(), vec![0, 1])]),
+            BTreeMap::from([("orders".into(), vec![2])]),
+            BTreeMap::from([("orders".into(), vec![])]),
+        ];
+        let g = group_lag(&s, Some(0));
+        assert_eq!((g.consumers, g.idle_consumers), (3, 1));
+        s.members.stable = false;
+        let g = group_lag(&s, Some(0));
+        assert_eq!(g.idle_consumers, 0, "nothing is idle while partitions move");
+        assert!(g.advice.contains("rebalancing"), "{}", g.advice);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! enabled, OTLP out to the lab's Jaeger.
 
 use super::common::{
-    LabRef, config_volume, container, container_port, hash, http_probe, pod_spec, resources, tmp,
+    LabRef, RunAs, config_volume, container, container_port, hash, http_probe, pod_spec, resources,
+    tmp,
 };
 use super::jaeger::{OTLP_PORT as JAEGER_OTLP_PORT, OTLP_SUFFIX as JAEGER_OTLP};
 use super::workload::{Component, deployment, port, service};
@@ -12,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-pub const IMAGE: &str = "otel/opentelemetry-collector-contrib:0.149.0";
+pub const IMAGE: &str = "otel/opentelemetry-collector-contrib:0.161.0";
 pub const COLLECTOR: Component = Component {
     suffix: "collector",
     app: "opentelemetry-collector",
@@ -20,7 +21,11 @@ pub const COLLECTOR: Component = Component {
 pub const OTLP_GRPC_PORT: i32 = 4317;
 const OTLP_HTTP_PORT: i32 = 4318;
 const HEALTH_PORT: i32 = 13133;
-const UID: i64 = 10001;
+/// The image's user and group.
+const USER: RunAs = RunAs {
+    uid: 10001,
+    gid: 10001,
+};
 const CONFIG_FILE: &str = "config.yaml";
 const CONFIG_MAP: &str = "collector-config";
 
@@ -124,6 +129,6 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> D
     ));
     c.readiness_probe = Some(http_probe("/", HEALTH_PORT, 10));
     c.liveness_probe = Some(http_probe("/", HEALTH_PORT, 10));
-    let pod = pod_spec(vec![c], vec![config_v, tmp_v], UID);
+    let pod = pod_spec(vec![c], vec![config_v, tmp_v], USER);
     deployment(lab, COLLECTOR, Some(1), pod, Some(hash(&[&config])))
 }

@@ -105,12 +105,19 @@ pub fn hash(parts: &[&str]) -> String {
 
 /// Pod-level hardening; `uid` is the image's non-root user, set numerically so the kubelet can
 /// verify `runAsNonRoot`.
-pub fn pod_security(uid: i64) -> PodSecurityContext {
+/// The user and group an image's process runs as; volumes are group-owned by `gid`.
+#[derive(Debug, Clone, Copy)]
+pub struct RunAs {
+    pub uid: i64,
+    pub gid: i64,
+}
+
+pub fn pod_security(user: RunAs) -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
-        run_as_user: Some(uid),
-        run_as_group: Some(uid),
-        fs_group: Some(uid),
+        run_as_user: Some(user.uid),
+        run_as_group: Some(user.gid),
+        fs_group: Some(user.gid),
         seccomp_profile: Some(runtime_default()),
         ..Default::default()
     }
@@ -226,11 +233,11 @@ pub fn http_probe(path: &str, port: i32, period_seconds: i32) -> Probe {
 /// The pod of a component: its containers and volumes, hardened for the image's user `uid`. No
 /// Service links: the injected `<SERVICE>_PORT=tcp://...` variables can clash with images that read
 /// their settings from the environment, and the lab passes every address explicitly.
-pub fn pod_spec(containers: Vec<Container>, volumes: Vec<Volume>, uid: i64) -> PodSpec {
+pub fn pod_spec(containers: Vec<Container>, volumes: Vec<Volume>, user: RunAs) -> PodSpec {
     PodSpec {
         containers,
         volumes: Some(volumes),
-        security_context: Some(pod_security(uid)),
+        security_context: Some(pod_security(user)),
         enable_service_links: Some(false),
         ..Default::default()
     }

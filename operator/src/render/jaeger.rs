@@ -2,7 +2,8 @@
 //! rendered from the spec.
 
 use super::common::{
-    LabRef, config_volume, container, container_port, hash, http_probe, pod_spec, resources, tmp,
+    LabRef, RunAs, config_volume, container, container_port, hash, http_probe, pod_spec, resources,
+    tmp,
 };
 use super::workload::{Component, deployment, port, service};
 use crate::crd::JaegerSpec;
@@ -19,7 +20,11 @@ pub const JAEGER: Component = Component {
 pub const UI_PORT: i32 = 16686;
 pub const OTLP_PORT: i32 = 4317;
 const HEALTH_PORT: i32 = 13133;
-const UID: i64 = 10001;
+/// The image's user and group.
+const USER: RunAs = RunAs {
+    uid: 10001,
+    gid: 10001,
+};
 const CONFIG_FILE: &str = "config.yaml";
 const CONFIG_MAP: &str = "jaeger-config";
 
@@ -95,6 +100,6 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
     ));
     c.readiness_probe = Some(http_probe("/status", HEALTH_PORT, 10));
     c.liveness_probe = Some(http_probe("/status", HEALTH_PORT, 10));
-    let pod = pod_spec(vec![c], vec![config_v, tmp_v], UID);
+    let pod = pod_spec(vec![c], vec![config_v, tmp_v], USER);
     deployment(lab, JAEGER, Some(1), pod, Some(hash(&[&config])))
 }

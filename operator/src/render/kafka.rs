@@ -1,11 +1,13 @@
 //! Kafka: one Apache Kafka node in KRaft combined mode (broker and controller), no ZooKeeper.
 //! Topics are created by the services; `KAFKA_NUM_PARTITIONS` sets how many partitions they get.
 
-use super::common::{LabRef, container, container_port, env, pod_spec, resources, scratch, tmp};
+use super::common::{
+    LabRef, RunAs, container, container_port, env, pod_spec, resources, scratch, tmp,
+};
 use super::workload::{Component, port, service, template};
 use crate::crd::KafkaSpec;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{PodSpec, Probe, Service, TCPSocketAction, VolumeMount};
+use k8s_openapi::api::core::v1::{Probe, Service, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub const IMAGE: &str = "apache/kafka:4.2.1";
@@ -15,8 +17,11 @@ pub const KAFKA: Component = Component {
 };
 pub const CLIENT_PORT: i32 = 9092;
 const CONTROLLER_PORT: i32 = 9093;
-/// The image's `appuser`.
-const UID: i64 = 1000;
+/// The image's `appuser` and its group.
+const USER: RunAs = RunAs {
+    uid: 1000,
+    gid: 1000,
+};
 /// KRaft cluster id (base64 of 16 bytes); storage is an emptyDir, formatted on every start.
 const CLUSTER_ID: &str = "dHJhY2luZ2xhYi1rYWZrYQ";
 
@@ -54,20 +59,9 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         ..Default::default()
     };
 
-    // The image's start scripts render server.properties into /opt/kafka/config, so that
-    // directory must be writable: seed an emptyDir with the image's own files first.
-    let mut seed = container("seed-config", image, "IfNotPresent");
-    seed.command = Some(vec![
-        "sh".into(),
-        "-c".into(),
-        "cp -a /opt/kafka/config/. /seed/".into(),
-    ]);
-    seed.volume_mounts = Some(vec![VolumeMount {
-        mount_path: "/seed".into(),
-        ..config_m.clone()
-    }]);
-    seed.resources = Some(resources(None, ("50m", "32Mi"), ("200m", "64Mi")));
-
+    // The image's wrapper writes every file the broker reads (server.properties and the log4j2
+    // configurations, from its defaults under /etc/kafka/docker) into /opt/kafka/config, so an
+    // empty writable volume there is all it needs: no seeding from the read-only image.
     let mut broker = container("kafka", image, "IfNotPresent");
     broker.env = Some(vec![
         env("CLUSTER_ID", CLUSTER_ID),
@@ -130,10 +124,7 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         ..Default::default()
     });
 
-    let pod = PodSpec {
-        init_containers: Some(vec![seed]),
-        ..pod_spec(vec![broker], vec![data_v, config_v, logs_v, tmp_v], UID)
-    };
+    let pod = pod_spec(vec![broker], vec![data_v, config_v, logs_v, tmp_v], USER);
     StatefulSet {
         metadata: lab.meta(KAFKA.suffix, KAFKA.app, KAFKA.suffix),
         spec: Some(StatefulSetSpec {

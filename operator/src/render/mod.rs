@@ -25,6 +25,40 @@ pub struct Children {
     pub deployments: Vec<Deployment>,
 }
 
+/// An image a lab runs by default, and what the test suite runs for it.
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultImage {
+    pub component: &'static str,
+    pub image: &'static str,
+    pub tested_with: &'static str,
+}
+
+/// The upstream images of a lab (the services' image is the operator's own).
+pub const DEFAULT_IMAGES: [DefaultImage; 4] = [
+    DefaultImage {
+        component: "kafka",
+        image: kafka::IMAGE,
+        tested_with: "Apache Kafka 4.2.1 (`org.apache.kafka:kafka_2.13` from Maven Central), \
+            configured by the image's own `KafkaDockerWrapper` from the rendered environment",
+    },
+    DefaultImage {
+        component: "collector",
+        image: collector::IMAGE,
+        tested_with: "the OpenTelemetry Collector 0.161.0 core and contrib modules, built with the \
+            components the rendered configuration uses",
+    },
+    DefaultImage {
+        component: "jaeger",
+        image: jaeger::IMAGE,
+        tested_with: "Jaeger v2.13.0 (`cmd/jaeger` of module v1.76.0)",
+    },
+    DefaultImage {
+        component: "redis",
+        image: redis::IMAGE,
+        tested_with: "Debian 12's redis-server 7.0 (the commands the services use are the same)",
+    },
+];
+
 /// Renders the whole lab.
 pub fn render(lab: &LabRef, spec: &TracingLabSpec) -> Children {
     let config = lab_config(spec);

@@ -1,19 +1,22 @@
 //! Redis: the store the services write orders to. Nothing is persisted (a teaching lab).
 
-use super::common::{LabRef, container, container_port, pod_spec, resources, scratch};
+use super::common::{LabRef, RunAs, container, container_port, pod_spec, resources, scratch};
 use super::workload::{Component, deployment, port, service};
 use crate::crd::ComponentSpec;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ExecAction, Probe, Service};
 
-pub const IMAGE: &str = "redis:8.6.0-alpine";
+pub const IMAGE: &str = "redis:8.6.3-alpine";
 pub const REDIS: Component = Component {
     suffix: "redis",
     app: "redis",
 };
 pub const PORT: i32 = 6379;
-/// The image's `redis` user.
-const UID: i64 = 999;
+/// The image's `redis` user (999) and group (1000 in the Alpine image).
+const USER: RunAs = RunAs {
+    uid: 999,
+    gid: 1000,
+};
 
 pub fn service_(lab: &LabRef) -> Service {
     service(lab, REDIS.suffix, REDIS, vec![port("redis", PORT)])
@@ -55,6 +58,6 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec) -> Deployment {
     ));
     c.readiness_probe = Some(ping());
     c.liveness_probe = Some(ping());
-    let pod = pod_spec(vec![c], vec![data_v], UID);
+    let pod = pod_spec(vec![c], vec![data_v], USER);
     deployment(lab, REDIS, Some(1), pod, None)
 }

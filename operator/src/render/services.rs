@@ -3,8 +3,8 @@
 
 use super::collector::{COLLECTOR, OTLP_GRPC_PORT};
 use super::common::{
-    LabRef, config_volume, container, container_port, env, hash, http_probe, pod_spec, resources,
-    tmp,
+    LabRef, RunAs, config_volume, container, container_port, env, hash, http_probe, pod_spec,
+    resources, tmp,
 };
 use super::kafka::{CLIENT_PORT as KAFKA_PORT, KAFKA};
 use super::redis::{PORT as REDIS_PORT, REDIS};
@@ -21,8 +21,11 @@ pub const PORT: i32 = 8080;
 pub const LOADGEN: &str = "loadgen";
 const CONFIG_DIR: &str = "/etc/tracing-lab";
 const CONFIG_MAP: &str = "config";
-/// The non-root user of the `tracing-lab-service` image (its Dockerfile's numeric `USER`).
-const UID: i64 = 65532;
+/// The non-root user and group of the `tracing-lab-service` image (its Dockerfile's numeric `USER`).
+const USER: RunAs = RunAs {
+    uid: 65532,
+    gid: 65532,
+};
 
 pub fn default_image() -> String {
     format!("tracing-lab-service:{}", env!("CARGO_PKG_VERSION"))
@@ -194,5 +197,5 @@ fn pod(
     c.resources = Some(resources);
     c.liveness_probe = Some(http_probe("/health", PORT, 5));
     c.readiness_probe = Some(http_probe(readiness_path, PORT, 5));
-    pod_spec(vec![c], vec![config_v, tmp_v], UID)
+    pod_spec(vec![c], vec![config_v, tmp_v], USER)
 }

@@ -1,0 +1,432 @@
+//! What a kubelet and the cluster's DNS do for a rendered container, so that it can run as a local
+//! process: its environment (field references, `$(VAR)` expansion), its volumes (ConfigMap files
+//! and emptyDirs as local folders) and its addresses. Each container port of each component gets
+//! a free port on 127.0.0.1; [`Loopback::rewrite`] maps the in-cluster host names and listen
+//! addresses in an environment value or a config file to them and leaves everything else as
+//! rendered.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{
+    Container, PodSecurityContext, PodSpec, PodTemplateSpec, Service,
+};
+use regex::{Captures, Regex};
+use tracing_lab_operator::render::Children;
+
+use crate::ports;
+
+/// The label that names a pod's component (and that each Service selects on).
+const COMPONENT: &str = "app.kubernetes.io/component";
+
+/// The pod a container runs in, for field references.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// The container's environment as the kubelet gives it: field references filled in for `pod`,
+/// `$(VAR)` references expanded from the variables before them.
+pub fn container_env(container: &Container, pod: &Pod) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for var in container.env.as_deref().unwrap_or_default() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                let Some(field) = &from.field_ref else {
+                    bail!("{}: only field references are supported", var.name);
+                };
+                match field.field_path.as_str() {
+                    "metadata.name" => pod.name.clone(),
+                    "metadata.namespace" => pod.namespace.clone(),
+                    other => bail!("{}: unsupported field reference {other}", var.name),
+                }
+            }
+            (None, None) => String::new(),
+        };
+        let expanded = out.iter().fold(value, |v, (name, val)| {
+            v.replace(&format!("$({name})"), val)
+        });
+        out.push((var.name.clone(), expanded));
+    }
+    Ok(out)
+}
+
+/// A rendered container made ready to run here: environment and arguments with local addresses
+/// and paths, its volumes as folders under a root folder the caller owns.
+#[derive(Debug)]
+pub struct Prepared {
+    pub pod: Pod,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub security: PodSecurityContext,
+    /// (mount path in the container, local folder)
+    volumes: Vec<(String, PathBuf)>,
+}
+
+impl Prepared {
+    /// Container `container` of the pod of `component` (its first pod, `-0` for a StatefulSet).
+    /// ConfigMap volumes get their files, with addresses rewritten; emptyDirs are empty folders
+    /// owned the way the kubelet makes them (group `fsGroup`, setgid, writable by all).
+    pub fn new(
+        children: &Children,
+        loopback: &Loopback,
+        component: &str,
+        container: &str,
+        root: &Path,
+    ) -> Result<Self> {
+        let (name, namespace, template) = workload(children, component)?;
+        let spec = template.spec.as_ref().context("a template without a pod")?;
+        let found = spec
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .with_context(|| format!("{component} has no container {container}"))?;
+        let pod = Pod { name, namespace };
+        let security = spec.security_context.clone().unwrap_or_default();
+        std::fs::create_dir_all(root)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
+        let mut volumes = Vec::new();
+        for mount in found.volume_mounts.iter().flatten() {
+            let volume = spec
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == mount.name)
+                .with_context(|| format!("{component}: no volume {}", mount.name))?;
+            let local = root.join(&mount.name);
+            std::fs::create_dir_all(&local)?;
+            if let Some(source) = &volume.config_map {
+                let map = children
+                    .config_maps
+                    .iter()
+                    .find(|m| m.metadata.name.as_deref() == Some(source.name.as_str()))
+                    .with_context(|| {
+                        format!("{component}: ConfigMap {} not rendered", source.name)
+                    })?;
+                for (file, text) in map.data.iter().flatten() {
+                    std::fs::write(local.join(file), loopback.rewrite(component, text))?;
+                }
+            } else if volume.empty_dir.is_some() {
+                if let Some(group) = security.fs_group {
+                    std::os::unix::fs::chown(&local, Some(0), Some(u32::try_from(group)?))?;
+                }
+                std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o2777))?;
+            } else {
+                bail!(
+                    "{component}: volume {} is neither a ConfigMap nor an emptyDir",
+                    mount.name
+                );
+            }
+            volumes.push((mount.mount_path.clone(), local));
+        }
+        let mut prepared = Self {
+            pod,
+            env: Vec::new(),
+            args: Vec::new(),
+            security,
+            volumes,
+        };
+        prepared.env = container_env(found, &prepared.pod)?
+            .into_iter()
+            .map(|(k, v)| (k, prepared.map_paths(&loopback.rewrite(component, &v))))
+            .collect();
+        prepared.args = found
+            .command
+            .iter()
+            .flatten()
+            .chain(found.args.iter().flatten())
+            .map(|a| prepared.map_paths(&loopback.rewrite(component, a)))
+            .collect();
+        Ok(prepared)
+    }
+
+    /// The local folder of the volume mounted at `mount_path`.
+    pub fn volume(&self, mount_path: &str) -> Option<&Path> {
+        self.volumes
+            .iter()
+            .find(|(m, _)| m == mount_path)
+            .map(|(_, local)| local.as_path())
+    }
+
+    /// `text` with each volume's mount path (as a whole path component) replaced by its folder.
+    pub fn map_paths(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (mount, local) in &self.volumes {
+            let local = local.display().to_string();
+            let mut mapped = String::new();
+            let mut rest = out.as_str();
+            while let Some(at) = rest.find(mount.as_str()) {
+                let after = &rest[at + mount.len()..];
+                let whole = after.is_empty() || after.starts_with('/') || after.starts_with(',');
+                let before_ok = rest[..at]
+                    .chars()
+                    .last()
+                    .is_none_or(|c| matches!(c, '=' | ' ' | ',' | ':'));
+                mapped.push_str(&rest[..at]);
+                mapped.push_str(if whole && before_ok { &local } else { mount });
+                rest = after;
+            }
+            mapped.push_str(rest);
+            out = mapped;
+        }
+        out
+    }
+
+    /// `program` with `leading` arguments, then the container's; a clean environment holding only
+    /// `PATH` (and `JAVA_HOME` when set) besides the container's. With `as_user`, it runs as the
+    /// pod's `runAsUser`/`runAsGroup`.
+    pub fn command(&self, program: &Path, leading: &[String], as_user: bool) -> Result<Command> {
+        let mut command = Command::new(program);
+        command
+            .args(leading)
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        if let Some(java_home) = std::env::var_os("JAVA_HOME") {
+            command.env("JAVA_HOME", java_home);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if as_user {
+            if let Some(uid) = self.security.run_as_user {
+                command.uid(u32::try_from(uid)?);
+            }
+            if let Some(gid) = self.security.run_as_group {
+                command.gid(u32::try_from(gid)?);
+            }
+        }
+        Ok(command)
+    }
+}
+
+/// The pod name, namespace and template of `component`'s workload.
+fn workload<'a>(
+    children: &'a Children,
+    component: &str,
+) -> Result<(String, String, &'a PodTemplateSpec)> {
+    let of = |t: &PodTemplateSpec| {
+        t.metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref()?.get(COMPONENT))
+            .is_some_and(|c| c == component)
+    };
+    for d in &children.deployments {
+        let Some(spec) = &d.spec else { continue };
+        if of(&spec.template) {
+            let name = format!("{}-0", d.metadata.name.as_deref().unwrap_or_default());
+            let ns = d.metadata.namespace.clone().unwrap_or_default();
+            return Ok((name, ns, &spec.template));
+        }
+    }
+    for s in &children.stateful_sets {
+        let Some(spec) = &s.spec else { continue };
+        if of(&spec.template) {
+            let name = format!("{}-0", s.metadata.name.as_deref().unwrap_or_default());
+            let ns = s.metadata.namespace.clone().unwrap_or_default();
+            return Ok((name, ns, &spec.template));
+        }
+    }
+    bail!("no workload of component {component} rendered")
+}
+
+/// One lab's addresses on 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct Loopback {
+    /// (component, container port) → local port.
+    local: BTreeMap<(String, i32), u16>,
+    /// Service name → (component it selects, service port → target port).
+    services: BTreeMap<String, (String, BTreeMap<i32, i32>)>,
+    namespace: String,
+    pattern: Regex,
+}
+
+impl Loopback {
+    /// Gives every container port of every rendered workload a free local port.
+    pub fn new(children: &Children, namespace: &str) -> Result<Self> {
+        let mut local = BTreeMap::new();
+        let templates = children
+            .deployments
+            .iter()
+            .filter_map(|d| d.spec.as_ref().map(|s| &s.template))
+            .chain(
+                children
+                    .stateful_sets
+                    .iter()
+                    .filter_map(|s| s.spec.as_ref().map(|s| &s.template)),
+            );
+        for template in templates {
+            let component = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.as_ref()?.get(COMPONENT).cloned())
+                .context("a pod template without a component label")?;
+            let pod: &PodSpec = template.spec.as_ref().context("a template without a pod")?;
+            for container in &pod.containers {
+                for port in container.ports.iter().flatten() {
+                    local.insert((component.clone(), port.container_port), ports::free_port());
+                }
+            }
+        }
+        let services = children
+            .services
+            .iter()
+            .map(service_targets)
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            local,
+            services,
+            namespace: namespace.to_owned(),
+            pattern: Regex::new(r"(?P<host>[A-Za-z0-9.-]*):(?P<port>[0-9]+)").expect("valid"),
+        })
+    }
+
+    /// The local port of `component`'s container port `port`.
+    pub fn port(&self, component: &str, port: i32) -> Result<u16> {
+        self.local
+            .get(&(component.to_owned(), port))
+            .copied()
+            .with_context(|| format!("{component} has no container port {port}"))
+    }
+
+    /// `127.0.0.1:PORT` of `component`'s container port `port`.
+    pub fn address(&self, component: &str, port: i32) -> Result<String> {
+        Ok(format!("127.0.0.1:{}", self.port(component, port)?))
+    }
+
+    /// `text` as `component` sees it here: its own listen addresses (`:P`, `0.0.0.0:P`,
+    /// `localhost:P`) and the lab's Service names (short, `.NS.svc` or `.NS.svc.cluster.local`)
+    /// with their ports become local addresses. Anything else stays as it is.
+    pub fn rewrite(&self, component: &str, text: &str) -> String {
+        self.pattern
+            .replace_all(text, |c: &Captures| {
+                let (host, port) = (&c["host"], &c["port"]);
+                let Ok(port) = port.parse::<i32>() else {
+                    return c[0].to_owned();
+                };
+                let target = match host {
+                    "" | "0.0.0.0" | "localhost" | "127.0.0.1" => {
+                        self.local.get(&(component.to_owned(), port))
+                    }
+                    _ => self.service_name(host).and_then(|name| {
+                        let (selected, targets) = self.services.get(name)?;
+                        self.local.get(&(selected.clone(), *targets.get(&port)?))
+                    }),
+                };
+                match target {
+                    Some(local) => format!("127.0.0.1:{local}"),
+                    None => c[0].to_owned(),
+                }
+            })
+            .into_owned()
+    }
+
+    /// The Service a host name resolves to in the lab's namespace, if it is one of the lab's.
+    fn service_name<'a>(&self, host: &'a str) -> Option<&'a str> {
+        let suffixes = [
+            format!(".{}.svc.cluster.local", self.namespace),
+            format!(".{}.svc", self.namespace),
+            String::new(),
+        ];
+        suffixes
+            .iter()
+            .find_map(|s| host.strip_suffix(s.as_str()))
+            .filter(|name| self.services.contains_key(*name))
+    }
+}
+
+fn service_targets(service: &Service) -> Result<(String, (String, BTreeMap<i32, i32>))> {
+    let name = service
+        .metadata
+        .name
+        .clone()
+        .context("a Service without a name")?;
+    let spec = service.spec.as_ref().context("a Service without a spec")?;
+    let component = spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.get(COMPONENT).cloned())
+        .with_context(|| format!("Service {name} selects no component"))?;
+    let mut targets = BTreeMap::new();
+    for port in spec.ports.iter().flatten() {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let target = match &port.target_port {
+            Some(IntOrString::Int(p)) => *p,
+            None => port.port,
+            Some(IntOrString::String(named)) => bail!("Service {name}: named target port {named}"),
+        };
+        targets.insert(port.port, target);
+    }
+    Ok((name, (component, targets)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_lab_operator::TracingLab;
+    use tracing_lab_operator::render::{LabRef, render};
+
+    fn children() -> Children {
+        let lab: TracingLab = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+            "metadata": {"name": "shop", "namespace": "class-1", "uid": "u"},
+            "spec": {},
+        }))
+        .unwrap();
+        render(&LabRef::new(&lab).unwrap(), &lab.spec)
+    }
+
+    #[test]
+    fn lab_host_names_and_listen_addresses_map_to_each_components_local_ports() {
+        let loopback = Loopback::new(&children(), "class-1").unwrap();
+        let kafka = loopback.address("kafka", 9092).unwrap();
+        let controller = loopback.address("kafka", 9093).unwrap();
+        assert_eq!(
+            loopback.rewrite("kafka", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            format!("PLAINTEXT://{kafka},CONTROLLER://{controller}")
+        );
+        assert_eq!(
+            loopback.rewrite("kafka", "1@localhost:9093"),
+            format!("1@{controller}")
+        );
+        assert_eq!(
+            loopback.rewrite("api", "shop-kafka.class-1.svc:9092"),
+            kafka
+        );
+        // Both listen on 4317: the collector's own receiver and Jaeger's, which the collector exports to.
+        let collector = loopback.address("collector", 4317).unwrap();
+        let jaeger = loopback.address("jaeger", 4317).unwrap();
+        assert_ne!(collector, jaeger);
+        assert_eq!(loopback.rewrite("collector", "0.0.0.0:4317"), collector);
+        assert_eq!(
+            loopback.rewrite("collector", "shop-jaeger-otlp:4317"),
+            jaeger
+        );
+        assert_eq!(
+            loopback.rewrite(
+                "api",
+                "http://shop-collector.class-1.svc.cluster.local:4317"
+            ),
+            format!("http://{collector}")
+        );
+    }
+
+    #[test]
+    fn other_hosts_ports_and_text_stay_as_rendered() {
+        let loopback = Loopback::new(&children(), "class-1").unwrap();
+        for text in [
+            "other-kafka.class-1.svc:9092",
+            "shop-kafka.class-2.svc:9092",
+            "shop-kafka:1234",
+            "example.org:443",
+            "-Xms512m -Xmx512m",
+            "dHJhY2luZ2xhYi1rYWZrYQ",
+        ] {
+            assert_eq!(loopback.rewrite("kafka", text), text);
+        }
+    }
+}

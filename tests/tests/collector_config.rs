@@ -1,0 +1,91 @@
+//! Every collector configuration the operator can render is one that the lab's collector release
+//! accepts: `otelcol validate` on the defaults, tail sampling off and on, and each policy alone.
+
+use std::process::Command;
+
+use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::crd::TailSampling;
+use tracing_lab_operator::render::{LabRef, collector};
+use tracing_lab_tests::assets;
+
+fn tail(
+    enabled: bool,
+    keep_errors: bool,
+    latency_threshold_ms: i64,
+    percentage: f64,
+) -> TailSampling {
+    TailSampling {
+        enabled,
+        keep_errors,
+        latency_threshold_ms,
+        percentage,
+        ..TailSampling::default()
+    }
+}
+
+fn lab() -> TracingLab {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": "shop", "namespace": "class-1", "uid": "u"},
+        "spec": {},
+    }))
+    .unwrap()
+}
+
+/// `otelcol validate` on `config`: Err with what the collector said when it refuses it.
+fn validate(config: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(assets::find("otelcol").unwrap())
+        .arg("validate")
+        .arg(format!("--config={}", path.display()))
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn the_collector_accepts_every_config_the_operator_renders() {
+    let lab = lab();
+    let lab_ref = LabRef::new(&lab).unwrap();
+    let cases = [
+        ("defaults", lab.spec.sampling.tail.clone()),
+        ("tail sampling off", tail(false, true, 1000, 10.0)),
+        ("every tail policy", tail(true, true, 1000, 10.0)),
+        ("errors only", tail(true, true, 0, 0.0)),
+        ("latency only", tail(true, false, 2000, 0.0)),
+        ("percentage only", tail(true, false, 0, 25.0)),
+    ];
+    for (name, tail) in cases {
+        let config = collector::config(&lab_ref, &tail);
+        if let Err(refusal) = validate(&config) {
+            panic!("{name}: the collector refuses\n{config}\n{refusal}");
+        }
+        let policies = collector::tail_policies(&tail).len();
+        assert_eq!(
+            config.contains("tail_sampling"),
+            tail.enabled,
+            "{name}: tail sampling in the pipeline exactly when enabled"
+        );
+        assert_eq!(
+            config.matches("type: ").count(),
+            if tail.enabled { policies } else { 0 },
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_collector_refuses_a_policy_it_does_not_know() {
+    let lab = lab();
+    let config = collector::config(&LabRef::new(&lab).unwrap(), &tail(true, true, 1000, 10.0));
+    let broken = config.replace("type: latency", "type: slowness");
+    assert_ne!(broken, config);
+    let refusal = validate(&broken).expect_err("an unknown policy type is refused");
+    assert!(refusal.contains("slowness"), "{refusal}");
+}
