@@ -10,15 +10,17 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{
-    Container, PodSecurityContext, PodSpec, PodTemplateSpec, Service,
+    Container, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service,
 };
 use regex::{Captures, Regex};
 use tracing_lab_operator::render::Children;
 
 use crate::ports;
+use crate::process::ChildProcess;
 
 /// The label that names a pod's component (and that each Service selects on).
 const COMPONENT: &str = "app.kubernetes.io/component";
@@ -65,6 +67,8 @@ pub struct Prepared {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub security: PodSecurityContext,
+    /// What the readiness probe checks, on local addresses.
+    pub readiness: Option<Readiness>,
     /// (mount path in the container, local folder)
     volumes: Vec<(String, PathBuf)>,
 }
@@ -125,11 +129,17 @@ impl Prepared {
             }
             volumes.push((mount.mount_path.clone(), local));
         }
+        let readiness = found
+            .readiness_probe
+            .as_ref()
+            .map(|p| Readiness::of(p, loopback, component))
+            .transpose()?;
         let mut prepared = Self {
             pod,
             env: Vec::new(),
             args: Vec::new(),
             security,
+            readiness,
             volumes,
         };
         prepared.env = container_env(found, &prepared.pod)?
@@ -154,26 +164,34 @@ impl Prepared {
             .map(|(_, local)| local.as_path())
     }
 
-    /// `text` with each volume's mount path (as a whole path component) replaced by its folder.
+    /// `text` with each volume's mount path (as a whole path, at the start of a word or a value)
+    /// replaced by its folder, in one pass so that a replacement is never mapped again.
     pub fn map_paths(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for (mount, local) in &self.volumes {
-            let local = local.display().to_string();
-            let mut mapped = String::new();
-            let mut rest = out.as_str();
-            while let Some(at) = rest.find(mount.as_str()) {
-                let after = &rest[at + mount.len()..];
-                let whole = after.is_empty() || after.starts_with('/') || after.starts_with(',');
-                let before_ok = rest[..at]
-                    .chars()
-                    .last()
-                    .is_none_or(|c| matches!(c, '=' | ' ' | ',' | ':'));
-                mapped.push_str(&rest[..at]);
-                mapped.push_str(if whole && before_ok { &local } else { mount });
-                rest = after;
+        let mut mounts: Vec<(&str, String)> = self
+            .volumes
+            .iter()
+            .map(|(m, local)| (m.as_str(), local.display().to_string()))
+            .collect();
+        mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+        let mut out = String::new();
+        let mut rest = text;
+        let mut at_boundary = true;
+        while let Some(c) = rest.chars().next() {
+            let found = mounts.iter().find(|(m, _)| {
+                at_boundary
+                    && rest.strip_prefix(m).is_some_and(|after| {
+                        after.is_empty() || after.starts_with(['/', ',', ' ', ':'])
+                    })
+            });
+            if let Some((mount, local)) = found {
+                out.push_str(local);
+                rest = &rest[mount.len()..];
+                at_boundary = false;
+                continue;
             }
-            mapped.push_str(rest);
-            out = mapped;
+            out.push(c);
+            at_boundary = matches!(c, '=' | ' ' | ',' | ':');
+            rest = &rest[c.len_utf8()..];
         }
         out
     }
@@ -201,6 +219,58 @@ impl Prepared {
             }
         }
         Ok(command)
+    }
+}
+
+/// A readiness probe's check, on local addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    /// `GET` answering 2xx.
+    Http(String),
+    /// A TCP connection accepted.
+    Tcp(String),
+    /// A command exiting 0 (run as it is, e.g. `redis-cli ping`).
+    Exec(Vec<String>),
+}
+
+impl Readiness {
+    fn of(probe: &Probe, loopback: &Loopback, component: &str) -> Result<Self> {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let port = |port: &IntOrString| match port {
+            IntOrString::Int(p) => loopback.address(component, *p),
+            IntOrString::String(named) => bail!("{component}: named probe port {named}"),
+        };
+        if let Some(get) = &probe.http_get {
+            let path = get.path.as_deref().unwrap_or("/");
+            return Ok(Self::Http(format!("http://{}{path}", port(&get.port)?)));
+        }
+        if let Some(tcp) = &probe.tcp_socket {
+            return Ok(Self::Tcp(port(&tcp.port)?));
+        }
+        if let Some(exec) = &probe.exec {
+            return Ok(Self::Exec(exec.command.clone().unwrap_or_default()));
+        }
+        bail!("{component}: a readiness probe of a kind this harness does not run")
+    }
+
+    /// Waits until the check passes, failing with `process`'s log when it exits or `timeout` passes.
+    pub async fn wait(&self, process: &mut ChildProcess, timeout: Duration) -> Result<()> {
+        match self {
+            Self::Http(url) => process.wait_http_ok(url, timeout).await,
+            Self::Tcp(address) => {
+                process
+                    .wait_until(
+                        &format!("{address} accepting connections"),
+                        timeout,
+                        || async {
+                            tokio::net::TcpStream::connect(address).await?;
+                            Ok(())
+                        },
+                    )
+                    .await
+            }
+            Self::Exec(command) => bail!("exec probes are not run here: {command:?}"),
+        }
     }
 }
 
@@ -413,6 +483,36 @@ mod tests {
             ),
             format!("http://{collector}")
         );
+    }
+
+    #[test]
+    fn mount_paths_map_once_and_only_as_whole_paths() {
+        let prepared = Prepared {
+            pod: Pod {
+                name: "p".into(),
+                namespace: "n".into(),
+            },
+            env: Vec::new(),
+            args: Vec::new(),
+            security: PodSecurityContext::default(),
+            readiness: None,
+            volumes: vec![
+                ("/tmp".into(), PathBuf::from("/tmp/x/tmp")),
+                ("/etc/jaeger".into(), PathBuf::from("/tmp/x/config")),
+            ],
+        };
+        assert_eq!(
+            prepared.map_paths("--config=/etc/jaeger/config.yaml"),
+            "--config=/tmp/x/config/config.yaml"
+        );
+        assert_eq!(prepared.map_paths("/tmp"), "/tmp/x/tmp");
+        assert_eq!(
+            prepared.map_paths("a:/tmp/b,/tmp"),
+            "a:/tmp/x/tmp/b,/tmp/x/tmp"
+        );
+        for unchanged in ["/tmpfoo", "/var/tmp", "x/etc/jaeger", "/etc/jaegers"] {
+            assert_eq!(prepared.map_paths(unchanged), unchanged);
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod apiserver;
 pub mod assets;
 pub mod broker;
+pub mod jaeger;
 pub mod kubelet;
 pub mod otlp;
 pub mod poll;
@@ -25,6 +26,7 @@ pub mod redis;
 
 pub use apiserver::TestCluster;
 pub use broker::KafkaBroker;
+pub use jaeger::TraceBackend;
 pub use otlp::OtlpReceiver;
 pub use process::ChildProcess;
 pub use redis::RedisServer;

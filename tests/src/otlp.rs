@@ -20,6 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 pub use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::Message;
@@ -250,7 +251,7 @@ fn bind() -> Result<TcpListener> {
 }
 
 /// "N spans: service/name xK, ...", for error messages.
-fn summary(spans: &[ReceivedSpan]) -> String {
+pub(crate) fn summary(spans: &[ReceivedSpan]) -> String {
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for span in spans {
         *counts.entry((&span.service_name, &span.name)).or_default() += 1;
@@ -357,8 +358,13 @@ async fn export_http(
 }
 
 fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
+    spans_of(request.resource_spans)
+}
+
+/// The spans of OTLP `resourceSpans`, each with its resource and scope.
+pub(crate) fn spans_of(resource_spans: Vec<ResourceSpans>) -> Vec<ReceivedSpan> {
     let mut out = Vec::new();
-    for resource_spans in request.resource_spans {
+    for resource_spans in resource_spans {
         let resource = attributes(
             resource_spans
                 .resource

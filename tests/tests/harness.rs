@@ -16,8 +16,13 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
-use tracing_lab_tests::otlp::{SpanKind, StatusCode, Value};
-use tracing_lab_tests::{KafkaBroker, OtlpReceiver, RedisServer, TestCluster, assets};
+use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::{self, LabRef};
+use tracing_lab_tests::kubelet::Loopback;
+use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode, Value};
+use tracing_lab_tests::{
+    KafkaBroker, OtlpReceiver, RedisServer, TestCluster, TraceBackend, assets,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -147,12 +152,20 @@ fn export_two_spans(exporter: SpanExporter, service: &str) {
 
 async fn assert_receives_two_spans(receiver: &OtlpReceiver, service: &'static str) {
     let spans = receiver
-        .wait_for(
-            |spans| spans.iter().filter(|s| s.service_name == service).count() == 2,
-            WAIT,
-        )
+        .wait_for(|spans| of(spans, service) == 2, WAIT)
         .await
         .unwrap();
+    let trace_id = assert_two_spans(&spans, service);
+    let traces = receiver.traces();
+    assert_eq!(traces[&trace_id].len(), 2);
+}
+
+fn of(spans: &[ReceivedSpan], service: &str) -> usize {
+    spans.iter().filter(|s| s.service_name == service).count()
+}
+
+/// The two spans of [`export_two_spans`], exactly as exported; returns their trace id.
+fn assert_two_spans(spans: &[ReceivedSpan], service: &str) -> String {
     let find = |name: &str| {
         spans
             .iter()
@@ -190,8 +203,51 @@ async fn assert_receives_two_spans(receiver: &OtlpReceiver, service: &'static st
         child.events[0].attributes.get("attempt"),
         Some(&Value::Int(2))
     );
-    let traces = receiver.traces();
-    assert_eq!(traces[&parent.trace_id].len(), 2);
+    parent.trace_id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_collector_and_jaeger_store_spans_that_the_query_api_returns() {
+    let lab: TracingLab = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": "lab", "namespace": "harness", "uid": "u"},
+        "spec": {},
+    }))
+    .unwrap();
+    let children = render::render(&LabRef::new(&lab).unwrap(), &lab.spec);
+    let loopback = Loopback::new(&children, "harness").unwrap();
+    let backend = TraceBackend::start_rendered(&children, &loopback)
+        .await
+        .unwrap();
+    let exporter = SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(backend.otlp_endpoint())
+        .build()
+        .unwrap();
+    tokio::task::spawn_blocking(move || export_two_spans(exporter, "through-jaeger"))
+        .await
+        .unwrap();
+    let spans = backend
+        .wait_for(|spans| of(spans, "through-jaeger") == 2, WAIT)
+        .await
+        .unwrap();
+    let trace_id = assert_two_spans(&spans, "through-jaeger");
+    assert_eq!(backend.trace(&trace_id).await.unwrap().len(), 2);
+    assert!(
+        backend
+            .trace("0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap()
+            .is_empty(),
+        "an unknown trace is empty"
+    );
+    assert!(
+        backend
+            .services()
+            .await
+            .unwrap()
+            .contains(&"through-jaeger".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -73,6 +73,8 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
             "tls": {"insecure": true},
         }},
         "service": {
+            // Nothing in the lab scrapes the collector's own metrics; off, they hold no port.
+            "telemetry": {"metrics": {"level": "none"}},
             "extensions": ["health_check"],
             "pipelines": {"traces": {
                 "receivers": ["otlp"],
@@ -120,6 +122,7 @@ pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> D
     c.ports = Some(vec![
         container_port("otlp-grpc", OTLP_GRPC_PORT),
         container_port("otlp-http", OTLP_HTTP_PORT),
+        container_port("health", HEALTH_PORT),
     ]);
     c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources(

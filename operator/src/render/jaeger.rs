@@ -19,6 +19,8 @@ pub const JAEGER: Component = Component {
 };
 pub const UI_PORT: i32 = 16686;
 pub const OTLP_PORT: i32 = 4317;
+/// Jaeger's gRPC query API (the UI's HTTP API is on [`UI_PORT`]).
+const QUERY_GRPC_PORT: i32 = 16685;
 const HEALTH_PORT: i32 = 13133;
 /// The image's user and group.
 const USER: RunAs = RunAs {
@@ -40,7 +42,9 @@ pub fn config(spec: &JaegerSpec) -> String {
                 "processors": ["batch"],
                 "exporters": ["jaeger_storage_exporter"],
             }},
-            "telemetry": {"resource": {"service.name": "jaeger"}, "logs": {"level": "info"}},
+            // Nothing in the lab scrapes Jaeger's own metrics; off, they hold no port.
+            "telemetry": {"resource": {"service.name": "jaeger"}, "logs": {"level": "info"},
+                "metrics": {"level": "none"}},
         },
         "extensions": {
             "healthcheckv2": {"use_v2": true, "http": {"endpoint": format!("0.0.0.0:{HEALTH_PORT}")}},
@@ -48,6 +52,7 @@ pub fn config(spec: &JaegerSpec) -> String {
             "jaeger_query": {
                 "storage": {"traces": "memstore"},
                 "http": {"endpoint": format!("0.0.0.0:{UI_PORT}")},
+                "grpc": {"endpoint": format!("0.0.0.0:{QUERY_GRPC_PORT}")},
             },
         },
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": format!("0.0.0.0:{OTLP_PORT}")}}}},
@@ -90,7 +95,9 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
     ]);
     c.ports = Some(vec![
         container_port("ui", UI_PORT),
+        container_port("query-grpc", QUERY_GRPC_PORT),
         container_port("otlp-grpc", OTLP_PORT),
+        container_port("health", HEALTH_PORT),
     ]);
     c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources(

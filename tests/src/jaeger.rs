@@ -1,0 +1,216 @@
+//! The lab's trace backend as the operator renders it: Jaeger v2 (in-memory storage) and the
+//! OpenTelemetry Collector in front of it, both real programs started from their rendered
+//! Deployments and ConfigMaps, and Jaeger's query API read the way a student's tools read it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tempfile::TempDir;
+use tracing_lab_operator::render::{Children, collector, jaeger};
+
+use crate::kubelet::{Loopback, Prepared};
+use crate::otlp::{ReceivedSpan, spans_of, summary};
+use crate::{assets, process::ChildProcess};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(500);
+/// How many traces one search returns at most.
+const SEARCH_LIMIT: usize = 1000;
+
+/// Starts `component`'s `container` with `program` as the image's entrypoint and waits until its
+/// readiness probe passes.
+async fn start(
+    children: &Children,
+    loopback: &Loopback,
+    component: &str,
+    program: &str,
+    root: &Path,
+) -> Result<ChildProcess> {
+    let prepared = Prepared::new(
+        children,
+        loopback,
+        component,
+        component,
+        &root.join(component),
+    )?;
+    let command = prepared.command(&assets::find(program)?, &[], false)?;
+    let mut process = ChildProcess::spawn(component, command)?;
+    let readiness = prepared
+        .readiness
+        .with_context(|| format!("{component} is rendered without a readiness probe"))?;
+    readiness.wait(&mut process, READY_TIMEOUT).await?;
+    Ok(process)
+}
+
+/// Jaeger and the Collector of one rendered lab, killed on drop.
+pub struct TraceBackend {
+    // Processes before folders: fields drop in order.
+    collector: ChildProcess,
+    jaeger: ChildProcess,
+    query: String,
+    otlp: String,
+    http: reqwest::Client,
+    _root: TempDir,
+}
+
+impl TraceBackend {
+    /// Jaeger first, then the Collector that exports to it (a collector that starts first backs
+    /// off its connection for minutes).
+    pub async fn start_rendered(children: &Children, loopback: &Loopback) -> Result<Self> {
+        let root = tempfile::Builder::new().prefix("traces-").tempdir()?;
+        let jaeger = start(
+            children,
+            loopback,
+            jaeger::JAEGER.suffix,
+            "jaeger",
+            root.path(),
+        )
+        .await?;
+        let collector = start(
+            children,
+            loopback,
+            collector::COLLECTOR.suffix,
+            "otelcol",
+            root.path(),
+        )
+        .await?;
+        Ok(Self {
+            collector,
+            jaeger,
+            query: format!(
+                "http://{}",
+                loopback.address(jaeger::JAEGER.suffix, jaeger::UI_PORT)?
+            ),
+            otlp: format!(
+                "http://{}",
+                loopback.address(collector::COLLECTOR.suffix, collector::OTLP_GRPC_PORT)?
+            ),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            _root: root,
+        })
+    }
+
+    /// The Collector's OTLP/gRPC endpoint, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn otlp_endpoint(&self) -> &str {
+        &self.otlp
+    }
+
+    /// Jaeger's UI and query API, e.g. `http://127.0.0.1:PORT`.
+    pub fn query_url(&self) -> &str {
+        &self.query
+    }
+
+    pub fn jaeger_process(&mut self) -> &mut ChildProcess {
+        &mut self.jaeger
+    }
+
+    pub fn collector_process(&mut self) -> &mut ChildProcess {
+        &mut self.collector
+    }
+
+    /// The services Jaeger has traces of (`GET /api/v3/services`).
+    pub async fn services(&self) -> Result<Vec<String>> {
+        let body: serde_json::Value = self.get("/api/v3/services", &[]).await?.unwrap_or_default();
+        Ok(body["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Every span of trace `trace_id` (hex), empty when Jaeger has none (`GET /api/v3/traces/{id}`).
+    pub async fn trace(&self, trace_id: &str) -> Result<Vec<ReceivedSpan>> {
+        let body = self.get(&format!("/api/v3/traces/{trace_id}"), &[]).await?;
+        body.map(result_spans)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// The spans of the traces of `service` that started within the last `lookback`
+    /// (`GET /api/v3/traces` with the service name and time range, as the UI's search).
+    pub async fn find(&self, service: &str, lookback: Duration) -> Result<Vec<ReceivedSpan>> {
+        let now = SystemTime::now();
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_micros(t).to_string();
+        let query = [
+            ("query.service_name", service.to_owned()),
+            ("query.start_time_min", rfc3339(now - lookback)),
+            (
+                "query.start_time_max",
+                rfc3339(now + Duration::from_secs(60)),
+            ),
+            ("query.num_traces", SEARCH_LIMIT.to_string()),
+        ];
+        let body = self.get("/api/v3/traces", &query).await?;
+        body.map(result_spans)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Every span Jaeger holds from the last `lookback`: the traces of each of its services.
+    pub async fn spans(&self, lookback: Duration) -> Result<Vec<ReceivedSpan>> {
+        let mut all: BTreeMap<(String, String), ReceivedSpan> = BTreeMap::new();
+        for service in self.services().await? {
+            for span in self.find(&service, lookback).await? {
+                all.insert((span.trace_id.clone(), span.span_id.clone()), span);
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    /// Polls Jaeger until `predicate` holds for the spans of the last ten minutes, and returns
+    /// them. On timeout the error summarises what Jaeger did have.
+    pub async fn wait_for(
+        &self,
+        mut predicate: impl FnMut(&[ReceivedSpan]) -> bool,
+        timeout: Duration,
+    ) -> Result<Vec<ReceivedSpan>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let spans = self.spans(Duration::from_secs(600)).await?;
+            if predicate(&spans) {
+                return Ok(spans);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "spans awaited for {timeout:?} did not reach Jaeger; it holds {}",
+                    summary(&spans)
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `GET` on the query API: the JSON body, or `None` for 404 (Jaeger's "nothing found").
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Option<serde_json::Value>> {
+        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.query), query)?;
+        let response = self.http.get(url.clone()).send().await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("GET {url}: {status}: {text}");
+        }
+        Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("GET {url}: {text}"))?,
+        ))
+    }
+}
+
+/// The spans in a v3 response's `result` (OTLP JSON `resourceSpans`).
+fn result_spans(body: serde_json::Value) -> Result<Vec<ReceivedSpan>> {
+    let result = body
+        .get("result")
+        .cloned()
+        .context("no `result` in the response")?;
+    let request: ExportTraceServiceRequest =
+        serde_json::from_value(result).context("`result` is not OTLP JSON")?;
+    Ok(spans_of(request.resource_spans))
+}
