@@ -14,8 +14,6 @@ log() { echo "setup: $*" >&2; }
 
 bash "$here/packages.sh"
 
-# Go builds share one module and build cache; GOTOOLCHAIN=local: never fetch another toolchain.
-export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" GOTOOLCHAIN=local GOFLAGS=-mod=mod
 for component in kube otelcol jaeger kafka; do
   bash "$here/$component/build.sh"
 done

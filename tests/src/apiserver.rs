@@ -1,8 +1,8 @@
-//! A real Kubernetes control plane for tests: etcd + kube-apiserver 1.20, serving TLS on
-//! 127.0.0.1 with RBAC, a static admin token and ServiceAccount tokens.
+//! A real Kubernetes control plane for tests: etcd + kube-apiserver (the version
+//! `tests/env/kube/go.mod` pins, inside the range the operator's `k8s-openapi` feature targets),
+//! serving TLS on 127.0.0.1 with RBAC, a static admin token and ServiceAccount tokens.
 //!
-//! Kubernetes 1.20 limits: no CEL validation rules, no ValidatingAdmissionPolicy. No
-//! controller-manager and no kubelet run: pods never start, Deployments get no ReplicaSets, and
+//! No controller-manager and no kubelet run: pods never start, Deployments get no ReplicaSets, and
 //! namespaces get no `default` ServiceAccount (tests patch workload `/status` themselves).
 
 use std::path::{Path, PathBuf};

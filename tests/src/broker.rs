@@ -131,6 +131,12 @@ impl KafkaBroker {
                     let consumer: BaseConsumer = config.create()?;
                     let metadata = consumer.fetch_metadata(None, Duration::from_secs(2))?;
                     ensure!(!metadata.brokers().is_empty(), "no broker in metadata");
+                    // Group requests work once the coordinator has its offsets topic loaded.
+                    let group: BaseConsumer =
+                        config.clone().set("group.id", "harness-ready").create()?;
+                    let mut probe = TopicPartitionList::new();
+                    probe.add_partition("harness-ready", 0);
+                    group.committed_offsets(probe, Duration::from_secs(2))?;
                     // After a restart each partition serves again once its log is loaded.
                     for topic in metadata.topics() {
                         for partition in topic.partitions() {

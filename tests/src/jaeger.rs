@@ -3,7 +3,6 @@
 //! Deployments and ConfigMaps, and Jaeger's query API read the way a student's tools read it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -11,39 +10,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tempfile::TempDir;
 use tracing_lab_operator::render::{Children, collector, jaeger};
 
-use crate::kubelet::{Loopback, Prepared};
+use crate::kubelet::{self, Loopback};
 use crate::otlp::{ReceivedSpan, spans_of, summary};
 use crate::{assets, process::ChildProcess};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
 /// How many traces one search returns at most.
 const SEARCH_LIMIT: usize = 1000;
-
-/// Starts `component`'s `container` with `program` as the image's entrypoint and waits until its
-/// readiness probe passes.
-async fn start(
-    children: &Children,
-    loopback: &Loopback,
-    component: &str,
-    program: &str,
-    root: &Path,
-) -> Result<ChildProcess> {
-    let prepared = Prepared::new(
-        children,
-        loopback,
-        component,
-        component,
-        &root.join(component),
-    )?;
-    let command = prepared.command(&assets::find(program)?, &[], false)?;
-    let mut process = ChildProcess::spawn(component, command)?;
-    let readiness = prepared
-        .readiness
-        .with_context(|| format!("{component} is rendered without a readiness probe"))?;
-    readiness.wait(&mut process, READY_TIMEOUT).await?;
-    Ok(process)
-}
 
 /// Jaeger and the Collector of one rendered lab, killed on drop.
 pub struct TraceBackend {
@@ -61,22 +34,15 @@ impl TraceBackend {
     /// off its connection for minutes).
     pub async fn start_rendered(children: &Children, loopback: &Loopback) -> Result<Self> {
         let root = tempfile::Builder::new().prefix("traces-").tempdir()?;
-        let jaeger = start(
-            children,
-            loopback,
-            jaeger::JAEGER.suffix,
-            "jaeger",
-            root.path(),
-        )
-        .await?;
-        let collector = start(
-            children,
-            loopback,
-            collector::COLLECTOR.suffix,
-            "otelcol",
-            root.path(),
-        )
-        .await?;
+        let start = |component: &'static str, program: &'static str| {
+            let folder = root.path().join(component);
+            async move {
+                let program = assets::find(program)?;
+                kubelet::run(children, loopback, component, component, &program, &folder).await
+            }
+        };
+        let jaeger = start(jaeger::JAEGER.suffix, "jaeger").await?;
+        let collector = start(collector::COLLECTOR.suffix, "otelcol").await?;
         Ok(Self {
             collector,
             jaeger,

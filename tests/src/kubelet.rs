@@ -22,6 +22,9 @@ use tracing_lab_operator::render::Children;
 use crate::ports;
 use crate::process::ChildProcess;
 
+/// How long a program may take to pass its readiness probe.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The label that names a pod's component (and that each Service selects on).
 const COMPONENT: &str = "app.kubernetes.io/component";
 
@@ -220,6 +223,25 @@ impl Prepared {
         }
         Ok(command)
     }
+}
+
+/// Starts `component`'s container `container` with `program` as its image's entrypoint (as root),
+/// its volumes under `root`, and waits until its readiness probe passes.
+pub async fn run(
+    children: &Children,
+    loopback: &Loopback,
+    component: &str,
+    container: &str,
+    program: &Path,
+    root: &Path,
+) -> Result<ChildProcess> {
+    let prepared = Prepared::new(children, loopback, component, container, root)?;
+    let mut process = ChildProcess::spawn(component, prepared.command(program, &[], false)?)?;
+    let readiness = prepared
+        .readiness
+        .with_context(|| format!("{component} is rendered without a readiness probe"))?;
+    readiness.wait(&mut process, READY_TIMEOUT).await?;
+    Ok(process)
 }
 
 /// A readiness probe's check, on local addresses.

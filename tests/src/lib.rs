@@ -2,10 +2,16 @@
 //! free ports, waits until they are truly ready (failing with the tail of the server's log), and
 //! stops them (whole process group, temporary folders removed) on drop.
 //!
-//! - [`apiserver::TestCluster`]: etcd + kube-apiserver 1.20 (TLS, RBAC, ServiceAccount tokens).
-//! - [`broker::KafkaBroker`]: a Kafka-protocol broker (tansu), with topic/produce/commit helpers.
+//! - [`apiserver::TestCluster`]: etcd + a current kube-apiserver (TLS, RBAC, ServiceAccount tokens).
+//! - [`broker::KafkaBroker`]: Apache Kafka started from the rendered Kafka container as the image
+//!   starts it, with topic/produce/commit helpers.
+//! - [`jaeger::TraceBackend`]: the rendered Jaeger v2 and OpenTelemetry Collector, and Jaeger's
+//!   query API.
+//! - [`kubelet`]: what a kubelet does to a rendered container (environment, volumes, probes) and
+//!   the lab's in-cluster addresses mapped to loopback ports.
 //! - [`redis::RedisServer`]: redis-server without persistence.
-//! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span.
+//! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span, for
+//!   tests of what one program exports.
 //! - [`process`]: the project's own binaries (and the servers above) as child processes.
 //! - [`poll::eventually`]: polls a condition until it holds, for what the API server settles on.
 //! - [`procfs`]: CPU time per thread and memory of processes, for benchmarks.
@@ -17,6 +23,7 @@ pub mod assets;
 pub mod broker;
 pub mod jaeger;
 pub mod kubelet;
+pub mod lab;
 pub mod otlp;
 pub mod poll;
 pub mod ports;

@@ -81,11 +81,11 @@ fn the_collector_accepts_every_config_the_operator_renders() {
 }
 
 #[test]
-fn the_collector_refuses_a_policy_it_does_not_know() {
+fn the_collector_refuses_a_policy_setting_it_does_not_know() {
     let lab = lab();
     let config = collector::config(&LabRef::new(&lab).unwrap(), &tail(true, true, 1000, 10.0));
-    let broken = config.replace("type: latency", "type: slowness");
+    let broken = config.replace("threshold_ms:", "threshold_msec:");
     assert_ne!(broken, config);
-    let refusal = validate(&broken).expect_err("an unknown policy type is refused");
-    assert!(refusal.contains("slowness"), "{refusal}");
+    let refusal = validate(&broken).expect_err("an unknown policy setting is refused");
+    assert!(refusal.contains("threshold_msec"), "{refusal}");
 }

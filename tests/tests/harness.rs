@@ -388,7 +388,7 @@ spec:
         ("HELM_CONFIG_HOME", helm_home.path()),
         ("HELM_DATA_HOME", helm_home.path()),
     ];
-    assert!(run("helm", &["version", "--short"], &helm_env).starts_with("v3."));
+    assert!(run("helm", &["version", "--short"], &helm_env).starts_with("v4."));
     let releases = run(
         "helm",
         &["list", "-A", "--kubeconfig", kubeconfig],

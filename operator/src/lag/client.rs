@@ -7,9 +7,9 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ConsumerProtocolAssignment, DescribeGroupsRequest, GroupId,
-    ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsRequest, ConsumerProtocolAssignment, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, Request, StrBytes, VersionRange,
@@ -41,6 +41,19 @@ pub enum KafkaError {
     Unsupported(ApiKey),
     #[error("Kafka answered {api:?} with error code {code}")]
     Broker { api: ApiKey, code: i16 },
+    /// The broker answers, but its consumer offsets are still being created or loaded.
+    #[error("Kafka's group coordinator is not ready yet: its consumer offsets are loading")]
+    CoordinatorNotReady,
+}
+
+/// A group-level error code: none, the coordinator not ready (loading, not available yet, or not
+/// this broker while it moves), or another error.
+fn group_error(api: ApiKey, code: i16) -> Result<(), KafkaError> {
+    match code {
+        0 => Ok(()),
+        14..=16 => Err(KafkaError::CoordinatorNotReady),
+        code => Err(KafkaError::Broker { api, code }),
+    }
 }
 
 /// A member's partitions by topic, from the consumer protocol's assignment bytes (a version, then
@@ -192,12 +205,7 @@ impl KafkaAdmin {
                     .with_partition_indexes((0..partitions).collect()),
             ]));
         let response = self.call(request, Some(OFFSET_FETCH_MAX)).await?;
-        if response.error_code != 0 {
-            return Err(KafkaError::Broker {
-                api: ApiKey::OffsetFetch,
-                code: response.error_code,
-            });
-        }
+        group_error(ApiKey::OffsetFetch, response.error_code)?;
         let mut offsets = vec![None; partitions as usize];
         for partition in response.topics.into_iter().flat_map(|t| t.partitions) {
             if let Some(slot) = offsets.get_mut(partition.partition_index as usize) {
@@ -206,6 +214,24 @@ impl KafkaAdmin {
             }
         }
         Ok(offsets)
+    }
+
+    /// Asks for each group's coordinator. On a new broker this creates the consumer offsets topic,
+    /// so the group requests after it can be answered.
+    pub async fn find_coordinators(&mut self, groups: &[&str]) -> Result<(), KafkaError> {
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(
+                groups
+                    .iter()
+                    .map(|g| StrBytes::from_string((*g).to_owned()))
+                    .collect(),
+            );
+        let response = self.call(request, None).await?;
+        for coordinator in response.coordinators {
+            group_error(ApiKey::FindCoordinator, coordinator.error_code)?;
+        }
+        Ok(())
     }
 
     /// Each group's state and its members' partition assignments, as the broker describes them.
@@ -223,11 +249,8 @@ impl KafkaAdmin {
         let mut members = BTreeMap::new();
         for described in response.groups {
             // GROUP_ID_NOT_FOUND (69) just means nobody has joined yet.
-            if described.error_code != 0 && described.error_code != 69 {
-                return Err(KafkaError::Broker {
-                    api: ApiKey::DescribeGroups,
-                    code: described.error_code,
-                });
+            if described.error_code != 69 {
+                group_error(ApiKey::DescribeGroups, described.error_code)?;
             }
             let assignments = described
                 .members

@@ -149,6 +149,19 @@ async fn sweep(
                 format!("lag measured at {address}"),
             ),
         ),
+        // Reachable, and the lag is measured once the coordinator has loaded; the last one stays.
+        Err(KafkaError::CoordinatorNotReady) => (
+            None,
+            condition(
+                lab,
+                "True",
+                "CoordinatorLoading",
+                format!(
+                    "Kafka at {address} answers; its group coordinator is still loading, so the \
+                     lag is measured again next period"
+                ),
+            ),
+        ),
         Err(e) => {
             metrics.lag_failures.inc();
             probe.admin = None;
@@ -189,6 +202,7 @@ async fn measure(
     let partitions = admin.partitions(&topics).await?;
     let ends = admin.end_offsets(&partitions).await?;
     let groups: Vec<&str> = consumers.iter().map(|(g, _)| *g).collect();
+    admin.find_coordinators(&groups).await?;
     let mut members = admin.members(&groups).await?;
     let mut lags = Vec::new();
     for (group, topic) in &consumers {

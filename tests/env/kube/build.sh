@@ -56,7 +56,8 @@ if ! have kube-apiserver; then
   ver=()
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do # as hack/lib/version.sh
     ver+=("-X $pkg.gitVersion=$kube_version" "-X $pkg.gitMajor=$kube_major" "-X $pkg.gitMinor=$kube_minor"
-          "-X $pkg.gitTreeState=clean" "-X $pkg.buildDate=$build_date")
+          "-X $pkg.gitTreeState=clean" "-X $pkg.buildDate=$build_date"
+          "-X $pkg.gitCommit=") # the proxy has no commit id: empty, not the "$Format:%H$" placeholder
   done
   out="$assets/.kube-apiserver.tmp.$$"; tmp+=("$out")
   # Tags as in upstream's release builds (hack/lib/golang.sh).

@@ -1,0 +1,62 @@
+//! A whole lab as the operator renders it, run here: Apache Kafka, Redis, Jaeger, the Collector
+//! and the four services, each started from its rendered container (environment, arguments,
+//! ConfigMap files, probes) with only the in-cluster addresses mapped to loopback ports.
+
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use tempfile::TempDir;
+use tracing_lab_config::Role;
+use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::{self, Children, LabRef, services};
+
+use crate::kubelet::{self, Loopback};
+use crate::process::{ChildProcess, project_binary};
+use crate::{KafkaBroker, RedisServer, TraceBackend};
+
+/// One rendered lab's programs, stopped on drop (services first).
+pub struct RenderedLab {
+    pub services: BTreeMap<Role, ChildProcess>,
+    pub traces: TraceBackend,
+    pub redis: RedisServer,
+    pub broker: KafkaBroker,
+    pub children: Children,
+    pub loopback: Loopback,
+    _root: TempDir,
+}
+
+impl RenderedLab {
+    /// Renders `lab` and starts everything in it; waits until each program's readiness probe passes.
+    pub async fn start(lab: &TracingLab) -> Result<Self> {
+        let lab_ref = LabRef::new(lab).context("the lab needs a name, namespace and uid")?;
+        let children = render::render(&lab_ref, &lab.spec);
+        let loopback = Loopback::new(&children, &lab_ref.namespace)?;
+        let broker = KafkaBroker::start_rendered(&children, &loopback).await?;
+        let redis = RedisServer::start_rendered(&children, &loopback).await?;
+        let traces = TraceBackend::start_rendered(&children, &loopback).await?;
+        let root = tempfile::Builder::new().prefix("services-").tempdir()?;
+        let mut services = BTreeMap::new();
+        let binary = project_binary("tracing-lab-service")?;
+        for role in Role::ALL {
+            let (name, folder) = (role.name(), root.path().join(role.name()));
+            let process = kubelet::run(&children, &loopback, name, name, &binary, &folder).await?;
+            services.insert(role, process);
+        }
+        Ok(Self {
+            services,
+            traces,
+            redis,
+            broker,
+            children,
+            loopback,
+            _root: root,
+        })
+    }
+
+    /// The api's base URL, e.g. `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> Result<String> {
+        Ok(format!(
+            "http://{}",
+            self.loopback.address(Role::Api.name(), services::PORT)?
+        ))
+    }
+}
