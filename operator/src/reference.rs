@@ -338,6 +338,18 @@ mod tests {
     use kube::CustomResourceExt;
 
     #[test]
+    fn readme_names_every_default_image() {
+        let readme = include_str!("../../README.md");
+        for image in crate::render::DEFAULT_IMAGES {
+            assert!(
+                readme.contains(image.image),
+                "README.md lacks {}",
+                image.image
+            );
+        }
+    }
+
+    #[test]
     fn checked_in_reference_matches_the_crd() {
         let checked_in = include_str!("../../docs/reference.md");
         assert!(

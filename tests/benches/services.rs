@@ -211,7 +211,7 @@ async fn intensity_costs() -> Result<()> {
     lab.wait_analyzed(COST_ORDERS as i64, Duration::from_secs(600))
         .await?;
     let spans = lab
-        .otlp
+        .traces
         .wait_for(
             |spans| {
                 spans

@@ -89,6 +89,12 @@ impl Prepared {
     ) -> Result<Self> {
         let (name, namespace, template) = workload(children, component)?;
         let spec = template.spec.as_ref().context("a template without a pod")?;
+        if let Some(init) = spec.init_containers.as_deref().and_then(<[_]>::first) {
+            bail!(
+                "{component}: init container {} would have to run first",
+                init.name
+            );
+        }
         let found = spec
             .containers
             .iter()
@@ -331,8 +337,8 @@ fn workload<'a>(
 pub struct Loopback {
     /// (component, container port) → local port.
     local: BTreeMap<(String, i32), u16>,
-    /// Service name → (component it selects, service port → target port).
-    services: BTreeMap<String, (String, BTreeMap<i32, i32>)>,
+    /// Service name → what it selects.
+    services: BTreeMap<String, Selected>,
     namespace: String,
     pattern: Regex,
 }
@@ -405,8 +411,9 @@ impl Loopback {
                         self.local.get(&(component.to_owned(), port))
                     }
                     _ => self.service_name(host).and_then(|name| {
-                        let (selected, targets) = self.services.get(name)?;
-                        self.local.get(&(selected.clone(), *targets.get(&port)?))
+                        let selected = self.services.get(name)?;
+                        let target = *selected.target_ports.get(&port)?;
+                        self.local.get(&(selected.component.clone(), target))
                     }),
                 };
                 match target {
@@ -431,7 +438,15 @@ impl Loopback {
     }
 }
 
-fn service_targets(service: &Service) -> Result<(String, (String, BTreeMap<i32, i32>))> {
+/// The pods a Service sends to, and where.
+#[derive(Debug, Clone)]
+struct Selected {
+    component: String,
+    /// Service port → container port.
+    target_ports: BTreeMap<i32, i32>,
+}
+
+fn service_targets(service: &Service) -> Result<(String, Selected)> {
     let name = service
         .metadata
         .name
@@ -453,7 +468,13 @@ fn service_targets(service: &Service) -> Result<(String, (String, BTreeMap<i32, 
         };
         targets.insert(port.port, target);
     }
-    Ok((name, (component, targets)))
+    Ok((
+        name,
+        Selected {
+            component,
+            target_ports: targets,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -188,14 +188,7 @@ impl OtlpReceiver {
 
     /// Spans received so far, grouped by trace id.
     pub fn traces(&self) -> BTreeMap<String, Vec<ReceivedSpan>> {
-        let mut traces: BTreeMap<String, Vec<ReceivedSpan>> = BTreeMap::new();
-        for span in self.store.spans().iter() {
-            traces
-                .entry(span.trace_id.clone())
-                .or_default()
-                .push(span.clone());
-        }
-        traces
+        by_trace(&self.store.spans())
     }
 
     /// Forgets every span received so far.
@@ -241,6 +234,18 @@ impl Drop for OtlpReceiver {
             let _ = thread.join();
         }
     }
+}
+
+/// `spans` grouped by trace id.
+pub fn by_trace(spans: &[ReceivedSpan]) -> BTreeMap<String, Vec<ReceivedSpan>> {
+    let mut traces: BTreeMap<String, Vec<ReceivedSpan>> = BTreeMap::new();
+    for span in spans {
+        traces
+            .entry(span.trace_id.clone())
+            .or_default()
+            .push(span.clone());
+    }
+    traces
 }
 
 fn bind() -> Result<TcpListener> {

@@ -9,9 +9,11 @@ use lab::{Lab, light_config, post_order};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tracing_lab_config::{Intensity, Role, WorkloadMix};
-use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode};
+use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode, by_trace};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How far back Jaeger is searched: longer than any test.
+const LOOKBACK: Duration = Duration::from_secs(600);
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -366,7 +368,7 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
     }
 
     let spans = lab
-        .otlp
+        .traces
         .wait_for(
             |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= N,
             PIPELINE_TIMEOUT,
@@ -375,7 +377,7 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
         .expect("spans arrive");
     // Let the last steps' batches arrive too.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let traces = lab.otlp.traces();
+    let traces = by_trace(&lab.traces.spans(LOOKBACK).await.unwrap());
     let mut seen = BTreeSet::new();
     for spans in traces.values().filter(|spans| {
         spans
@@ -505,8 +507,10 @@ async fn killing_processing_mid_stream_loses_no_order_and_sigterm_stops_cleanly(
     }
     // Every order's trace reached analytics; redelivered messages may add a second processing span.
     let analysed: BTreeMap<String, usize> = lab
-        .otlp
-        .spans()
+        .traces
+        .spans(LOOKBACK)
+        .await
+        .unwrap()
         .iter()
         .filter(|s| s.name == "analyze_order")
         .fold(BTreeMap::new(), |mut m, s| {
@@ -530,7 +534,7 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     let (status, _) = post_order(&http, &lab.api_url, "lamp", 1).await.unwrap();
     assert_eq!(status, 202);
     let spans = lab
-        .otlp
+        .traces
         .wait_for(
             |spans| spans.iter().any(|s| s.name == "notify_order"),
             PIPELINE_TIMEOUT,
@@ -552,7 +556,7 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
         Some("InjectedFault")
     );
     let spans = lab
-        .otlp
+        .traces
         .wait_for(
             |spans| {
                 ["injected_latency", "process_order"]
@@ -573,7 +577,8 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     // The failed order stops at notification.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(lab.analyzed().await.unwrap(), 0);
-    assert!(!lab.otlp.spans().iter().any(|s| s.name == "analyze_order"));
+    let spans = lab.traces.spans(LOOKBACK).await.unwrap();
+    assert!(!spans.iter().any(|s| s.name == "analyze_order"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,7 +610,7 @@ async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
     assert!(status.success(), "loadgen exit: {status}");
     // Every analysed order's trace: its root is the loadgen's client span, answered 202, and the
     // api's server span is that span's child.
-    lab.otlp
+    lab.traces
         .wait_for(
             |spans| {
                 let traces_with = |matches: fn(&ReceivedSpan) -> bool| -> BTreeSet<&str> {
@@ -623,7 +628,7 @@ async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
         )
         .await
         .unwrap();
-    for trace in lab.otlp.traces().values() {
+    for trace in by_trace(&lab.traces.spans(LOOKBACK).await.unwrap()).values() {
         if !trace.iter().any(|s| s.name == "analyze_order") {
             continue;
         }

@@ -1,6 +1,7 @@
-//! A whole lab on 127.0.0.1 for end-to-end tests and benchmarks: a Kafka-protocol broker, Redis,
-//! an OTLP receiver, and the four services as child processes. Included as a module by the
-//! services tests and the services benchmark.
+//! A whole lab on 127.0.0.1 for end-to-end tests and benchmarks: Apache Kafka, Redis, the
+//! Collector and Jaeger as a default lab renders them, and the four services as child processes
+//! with a lab configuration of the test's own. Included as a module by the services tests and the
+//! services benchmark.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -8,8 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::{self, LabRef};
+use tracing_lab_tests::kubelet::Loopback;
 use tracing_lab_tests::process::project_command;
-use tracing_lab_tests::{ChildProcess, KafkaBroker, OtlpReceiver, RedisServer, ports};
+use tracing_lab_tests::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, ports};
 
 pub const BINARY: &str = "tracing-lab-service";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,7 +31,7 @@ pub fn light_config() -> LabConfig {
 pub struct Lab {
     pub broker: KafkaBroker,
     pub redis: RedisServer,
-    pub otlp: OtlpReceiver,
+    pub traces: TraceBackend,
     pub services: BTreeMap<Role, ChildProcess>,
     pub api_url: String,
     ports: BTreeMap<Role, u16>,
@@ -36,12 +40,22 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Starts broker, Redis, receiver and the four services (`extra_env` added to each), and waits
-    /// until every service is ready.
+    /// Starts broker, Redis, Collector and Jaeger and the four services (`extra_env` added to
+    /// each), and waits until every service is ready.
     pub async fn start(config: &LabConfig, extra_env: &[(&str, &str)]) -> Result<Self> {
-        let broker = KafkaBroker::start().await?;
+        let default_lab: TracingLab = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+            "metadata": {"name": "e2e", "namespace": "e2e", "uid": "e2e"},
+            "spec": {},
+        }))?;
+        let children = render::render(
+            &LabRef::new(&default_lab).context("a lab")?,
+            &default_lab.spec,
+        );
+        let loopback = Loopback::new(&children, "e2e")?;
+        let broker = KafkaBroker::start_rendered(&children, &loopback).await?;
         let redis = RedisServer::start().await?;
-        let otlp = OtlpReceiver::start().await?;
+        let traces = TraceBackend::start_rendered(&children, &loopback).await?;
         let config_dir = tempfile::tempdir()?;
         std::fs::write(
             config_dir.path().join(tracing_lab_config::FILE_NAME),
@@ -55,7 +69,7 @@ impl Lab {
         let mut lab = Self {
             broker,
             redis,
-            otlp,
+            traces,
             services: BTreeMap::new(),
             api_url,
             ports,
@@ -98,7 +112,7 @@ impl Lab {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OTEL_SERVICE_NAME", name)
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp.grpc_endpoint())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", self.traces.otlp_endpoint())
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
             .env("OTEL_BSP_SCHEDULE_DELAY", "200")
             .env("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=e2e")

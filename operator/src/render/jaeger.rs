@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-pub const IMAGE: &str = "jaegertracing/jaeger:2.20.0";
+pub const IMAGE: &str = "jaegertracing/jaeger:2.13.0";
 pub const JAEGER: Component = Component {
     suffix: "jaeger",
     app: "jaeger",

@@ -202,6 +202,34 @@ mod tests {
     }
 
     #[test]
+    fn pods_run_as_their_images_user_and_group_with_nothing_to_seed() {
+        let c = render_spec("{}");
+        let security = |name: &str| {
+            let template = c
+                .deployments
+                .iter()
+                .filter_map(|d| Some((d.metadata.name.as_deref()?, &d.spec.as_ref()?.template)))
+                .chain(c.stateful_sets.iter().filter_map(|s| {
+                    Some((s.metadata.name.as_deref()?, &s.spec.as_ref()?.template))
+                }))
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.clone())
+                .unwrap();
+            let pod = template.spec.unwrap();
+            assert_eq!(pod.init_containers, None, "{name}");
+            let s = pod.security_context.unwrap();
+            (
+                s.run_as_user.unwrap(),
+                s.run_as_group.unwrap(),
+                s.fs_group.unwrap(),
+            )
+        };
+        // The Alpine Redis image's `redis` user is 999 in group 1000; Kafka's `appuser` 1000:1000.
+        assert_eq!(security("demo-redis"), (999, 1000, 1000));
+        assert_eq!(security("demo-kafka"), (1000, 1000, 1000));
+    }
+
+    #[test]
     fn every_container_is_hardened_and_bounded() {
         let c = render_spec(r#"{"loadGenerator": {"enabled": true}}"#);
         let pods = c

@@ -1,0 +1,133 @@
+//! The CRD behaves on the API server as on a real cluster: `kubectl explain` shows the field
+//! documentation, and `status.conditions` merges by type, so the reconciler and the lag monitor
+//! each server-side apply only their own conditions under their own field manager.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+use tracing_lab_operator::TracingLab;
+use tracing_lab_tests::poll::eventually;
+use tracing_lab_tests::{TestCluster, assets};
+
+const NS: &str = "crd";
+
+async fn cluster() -> TestCluster {
+    let cluster = TestCluster::start().await.expect("API server starts");
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
+    cluster
+        .install_crd(&std::fs::read_to_string(crd).unwrap())
+        .await
+        .unwrap();
+    cluster.create_namespace(NS).await.unwrap();
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explain_shows_the_field_documentation() {
+    let cluster = cluster().await;
+    // The API server publishes a new CRD's schema to its OpenAPI document shortly after it is
+    // Established, as on any cluster.
+    let text = eventually("kubectl explain", Duration::from_secs(30), || async {
+        let out = Command::new(assets::find("kubectl").unwrap())
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .args(["explain", "tlab.spec.sampling.tail"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    })
+    .await;
+    for expected in [
+        "KIND:       TracingLab",
+        "keepErrors",
+        "Keep every trace holding a span with status ERROR.",
+        "latencyThresholdMs",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}
+
+fn condition(type_: &str, status: &str) -> serde_json::Value {
+    json!({"type": type_, "status": status, "reason": "Test", "message": "m",
+           "lastTransitionTime": "2026-01-01T00:00:00Z"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_field_manager_owns_its_own_conditions() {
+    let cluster = cluster().await;
+    let labs: Api<TracingLab> = Api::namespaced(cluster.client(), NS);
+    let lab: TracingLab = serde_json::from_value(json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": "lab"}, "spec": {},
+    }))
+    .unwrap();
+    labs.create(&PostParams::default(), &lab).await.unwrap();
+    let apply = |manager: &'static str, conditions: Vec<serde_json::Value>| {
+        let labs = labs.clone();
+        async move {
+            let patch = json!({
+                "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+                "status": {"conditions": conditions},
+            });
+            labs.patch_status(
+                "lab",
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    apply(
+        "reconciler",
+        vec![condition("Ready", "False"), condition("Degraded", "False")],
+    )
+    .await;
+    apply("lag", vec![condition("KafkaReachable", "True")]).await;
+    // Each writer applies again with only its own conditions; the other's stay untouched.
+    let lab = apply(
+        "reconciler",
+        vec![condition("Ready", "True"), condition("Degraded", "False")],
+    )
+    .await;
+    let statuses: Vec<(String, String)> = lab
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .map(|c| (c.type_, c.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("Ready", "True"),
+            ("Degraded", "False"),
+            ("KafkaReachable", "True")
+        ]
+        .map(|(t, s)| (t.to_owned(), s.to_owned()))
+    );
+    let lab = apply("lag", vec![condition("KafkaReachable", "False")]).await;
+    let kafka = lab.status.unwrap().conditions;
+    assert_eq!(kafka.len(), 3);
+    assert!(
+        kafka
+            .iter()
+            .any(|c| c.type_ == "KafkaReachable" && c.status == "False")
+    );
+    assert!(
+        kafka
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+}
