@@ -1,4 +1,4 @@
-//! Lag measurement benchmark against a real kube-apiserver + etcd and a real Kafka-protocol broker.
+//! Lag measurement benchmark against a real kube-apiserver + etcd and Apache Kafka.
 //!
 //! Prints: the cost of one lag measurement of one lab, status write included (target < 50 ms),
 //! the Kafka connections kept for it (target: at most one per lab), and the time of one full sweep

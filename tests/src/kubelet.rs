@@ -313,21 +313,17 @@ fn workload<'a>(
             .and_then(|m| m.labels.as_ref()?.get(COMPONENT))
             .is_some_and(|c| c == component)
     };
-    for d in &children.deployments {
-        let Some(spec) = &d.spec else { continue };
-        if of(&spec.template) {
-            let name = format!("{}-0", d.metadata.name.as_deref().unwrap_or_default());
-            let ns = d.metadata.namespace.clone().unwrap_or_default();
-            return Ok((name, ns, &spec.template));
-        }
-    }
-    for s in &children.stateful_sets {
-        let Some(spec) = &s.spec else { continue };
-        if of(&spec.template) {
-            let name = format!("{}-0", s.metadata.name.as_deref().unwrap_or_default());
-            let ns = s.metadata.namespace.clone().unwrap_or_default();
-            return Ok((name, ns, &spec.template));
-        }
+    let deployments = children
+        .deployments
+        .iter()
+        .filter_map(|d| Some((&d.metadata, &d.spec.as_ref()?.template)));
+    let stateful_sets = children
+        .stateful_sets
+        .iter()
+        .filter_map(|s| Some((&s.metadata, &s.spec.as_ref()?.template)));
+    if let Some((meta, template)) = deployments.chain(stateful_sets).find(|(_, t)| of(t)) {
+        let name = format!("{}-0", meta.name.as_deref().unwrap_or_default());
+        return Ok((name, meta.namespace.clone().unwrap_or_default(), template));
     }
     bail!("no workload of component {component} rendered")
 }

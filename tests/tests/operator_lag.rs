@@ -1,4 +1,4 @@
-//! Kafka consumer lag on the TracingLab, against a real kube-apiserver and a real Kafka-protocol
+//! Kafka consumer lag on the TracingLab, against a real kube-apiserver and Apache Kafka
 //! broker: the operator reports a group's backlog within one period, sees it fall to zero when the
 //! group commits, names idle consumers with the numbers, shows the intake rate, turns an
 //! unreachable broker into a condition and recovers, and none of these status writes reconciles.

@@ -1,5 +1,6 @@
-//! End to end: the four services as processes against a real Kafka-protocol broker, Redis and an
-//! OTLP receiver. Needs `cargo build -p tracing-lab-service` and `tests/env/setup.sh`.
+//! End to end: the four services as processes against Apache Kafka, Redis, the Collector and
+//! Jaeger; traces are read through Jaeger's query API. Needs `cargo build -p tracing-lab-service`
+//! and `tests/env/setup.sh`.
 
 #[allow(dead_code)] // Shared with the benchmark, which uses other parts.
 #[path = "services_lab.rs"]
