@@ -11,14 +11,16 @@ const RANGE: std::ops::Range<u16> = 20000..32000;
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 /// A port on 127.0.0.1 that was free a moment ago and that this process has not handed out
-/// before. Parallel test processes start at random points of the range, which keeps them apart.
+/// before. Each process hands out a block from its own starting point: the process id times a
+/// step near the golden ratio of the range, which keeps processes started close together (as
+/// parallel tests are) far apart, so one does not take a port the other has not yet bound.
 pub fn free_port() -> u16 {
     let mut guard = HANDED_OUT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let taken = guard.get_or_insert_with(HashSet::new);
     let span = RANGE.end - RANGE.start;
-    let start = rand::random_range(0..span);
+    let start = (std::process::id() as u64 * 7417 % u64::from(span)) as u16;
     for step in 0..span {
         let port = RANGE.start + (start + step) % span;
         if !taken.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
