@@ -78,6 +78,12 @@ images: prerequisites ## build the operator and service images
 
 lab: cluster images ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs
 	kind load docker-image --name $(CLUSTER) $(OPERATOR_IMAGE) $(SERVICE_IMAGE)
+	@# Each upstream image is pulled once and loaded into the node, so a class behind one address
+	@# does not meet the registry's pull limits; the operator names what the lab runs.
+	@for image in $$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:'); do \
+	  docker image inspect "$$image" >/dev/null 2>&1 || docker pull "$$image"; \
+	  kind load docker-image --name $(CLUSTER) "$$image"; \
+	done
 	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current.
 	kubectl apply --server-side --force-conflicts -f crds/tracinglab.yaml
 	helm upgrade --install $(RELEASE) $(CHART) --namespace $(OPERATOR_NAMESPACE) --create-namespace \

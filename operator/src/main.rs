@@ -1,5 +1,6 @@
-//! `tracing-lab-operator crd` prints the CRD, `tracing-lab-operator reference` its field reference;
-//! `tracing-lab-operator run` runs the controller.
+//! `tracing-lab-operator crd` prints the CRD, `tracing-lab-operator reference` its field reference,
+//! `tracing-lab-operator images` the images a lab runs; `tracing-lab-operator run` runs the
+//! controller.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -24,6 +25,12 @@ enum Command {
     Crd,
     /// Print the TracingLab field reference as Markdown.
     Reference,
+    /// Print every container image a lab runs, one per line (to pull them once for a class).
+    Images {
+        /// The lab's manifest (`-` reads standard input); without it, a lab with the default spec.
+        #[arg(short = 'f', long = "filename", value_name = "LAB.yaml")]
+        file: Option<std::path::PathBuf>,
+    },
     /// Watch TracingLabs and reconcile them into labs.
     Run(RunArgs),
 }
@@ -74,10 +81,41 @@ fn main() -> anyhow::Result<()> {
             print!("{}", reference::markdown(&TracingLab::crd()));
             Ok(())
         }
+        Command::Images { file } => {
+            for image in lab_images(file.as_deref())? {
+                println!("{image}");
+            }
+            Ok(())
+        }
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(serve(args)),
     }
+}
+
+/// The images of the lab in `file` (or of a default lab), as the operator would render it.
+fn lab_images(file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
+    let spec: tracing_lab_operator::TracingLabSpec = match file {
+        None => Default::default(),
+        Some(path) => {
+            let text = if path == std::path::Path::new("-") {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            };
+            let lab: TracingLab = serde_saphyr::from_str(&text)
+                .with_context(|| format!("{} is not a TracingLab", path.display()))?;
+            lab.spec
+        }
+    };
+    // Names do not change images: render under placeholders, with the uid owner references need.
+    let mut lab = TracingLab::new("lab", spec);
+    lab.metadata.namespace = Some("default".into());
+    lab.metadata.uid = Some("images".into());
+    let lab_ref = tracing_lab_operator::render::LabRef::new(&lab).context("a lab reference")?;
+    let children = tracing_lab_operator::render::render(&lab_ref, &lab.spec);
+    Ok(tracing_lab_operator::render::images(&children))
 }
 
 async fn serve(args: RunArgs) -> anyhow::Result<()> {

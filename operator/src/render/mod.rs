@@ -59,6 +59,29 @@ pub const DEFAULT_IMAGES: [DefaultImage; 4] = [
     },
 ];
 
+/// Every container image of `children`, sorted, each once.
+pub fn images(children: &Children) -> Vec<String> {
+    let templates = children
+        .deployments
+        .iter()
+        .filter_map(|d| d.spec.as_ref()?.template.spec.as_ref())
+        .chain(
+            children
+                .stateful_sets
+                .iter()
+                .filter_map(|s| s.spec.as_ref()?.template.spec.as_ref()),
+        );
+    let images: std::collections::BTreeSet<String> = templates
+        .flat_map(|pod| {
+            pod.containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten())
+        })
+        .filter_map(|c| c.image.clone())
+        .collect();
+    images.into_iter().collect()
+}
+
 /// Renders the whole lab.
 pub fn render(lab: &LabRef, spec: &TracingLabSpec) -> Children {
     let config = lab_config(spec);
@@ -199,6 +222,22 @@ mod tests {
         );
         assert_eq!(p.image.as_deref(), Some(services::default_image().as_str()));
         assert_eq!(p.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    }
+
+    #[test]
+    fn images_are_every_pinned_image_once() {
+        let c =
+            render_spec(r#"{"loadGenerator": {"enabled": true}, "redis": {"image": "redis:7"}}"#);
+        assert_eq!(
+            images(&c),
+            [
+                kafka::IMAGE.to_string(),
+                jaeger::IMAGE.to_string(),
+                collector::IMAGE.to_string(),
+                "redis:7".to_string(),
+                services::default_image(),
+            ]
+        );
     }
 
     #[test]
