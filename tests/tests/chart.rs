@@ -443,6 +443,57 @@ fn values_schema_rejects_nonsense_naming_the_value() {
     }
 }
 
+/// The NOTES `helm install` prints, rendered without a cluster.
+fn notes(helm: &Helm, sets: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--dry-run=client",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm.ok(&args);
+    out.split_once("NOTES:")
+        .expect("NOTES in the output")
+        .1
+        .to_owned()
+}
+
+#[test]
+fn notes_give_the_addresses_the_sample_lab_really_has() {
+    let helm = Helm::new();
+    // The sample lab has no node ports by default: port-forwards to ports kind leaves free.
+    let plain = notes(&helm, &["sampleLab.enabled=true", "sampleLab.name=shop"]);
+    for expected in [
+        "port-forward svc/shop-api 18080:8080",
+        "port-forward svc/shop-jaeger 26686:16686",
+        "http://localhost:18080/order",
+    ] {
+        assert!(plain.contains(expected), "{expected:?} missing:\n{plain}");
+    }
+    assert!(!plain.contains("localhost:8080"), "{plain}");
+    let with_node_ports = notes(
+        &helm,
+        &[
+            "sampleLab.enabled=true",
+            "sampleLab.spec.access.nodePorts.api=30080",
+        ],
+    );
+    assert!(
+        with_node_ports.contains("http://localhost:8080/order"),
+        "{with_node_ports}"
+    );
+    for text in [&plain, &with_node_ports, &notes(&helm, &[])] {
+        assert!(
+            !text.contains(" 8080:8080") && !text.contains(" 16686:16686"),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn ships_the_checked_in_crd_not_a_copy() {
     let checked_in = root().join("crds/tracinglab.yaml");
