@@ -224,6 +224,59 @@ mod tests {
         assert_eq!(p.image_pull_policy.as_deref(), Some("IfNotPresent"));
     }
 
+    /// CPU millicores and memory MiB the lab's containers request, in the units the builders use.
+    fn requests(c: &Children) -> (u64, u64) {
+        let templates = c
+            .deployments
+            .iter()
+            .map(|d| d.spec.as_ref().unwrap().template.clone())
+            .chain(
+                c.stateful_sets
+                    .iter()
+                    .map(|s| s.spec.as_ref().unwrap().template.clone()),
+            );
+        let (mut cpu, mut memory) = (0, 0);
+        for t in templates {
+            for container in t.spec.unwrap().containers {
+                let requests = container.resources.unwrap().requests.unwrap();
+                let value = |key: &str| requests[key].0.clone();
+                cpu += match value("cpu").strip_suffix('m') {
+                    Some(milli) => milli.parse::<u64>().unwrap(),
+                    None => value("cpu").parse::<u64>().unwrap() * 1000,
+                };
+                let mem = value("memory");
+                memory += match (mem.strip_suffix("Mi"), mem.strip_suffix("Gi")) {
+                    (Some(mi), _) => mi.parse::<u64>().unwrap(),
+                    (_, Some(gi)) => gi.parse::<u64>().unwrap() * 1024,
+                    _ => panic!("memory request {mem} in an unexpected unit"),
+                };
+            }
+        }
+        (cpu, memory)
+    }
+
+    #[test]
+    fn readme_states_what_one_lab_requests_and_how_many_fit_a_kind_node() {
+        let (cpu, memory) = requests(&render_spec("{}"));
+        let (cpu_loadgen, memory_loadgen) =
+            requests(&render_spec(r#"{"loadGenerator": {"enabled": true}}"#));
+        // kind's own pods (kubeadm's control plane, CoreDNS, kindnet) and the operator's request.
+        let (system_cpu, system_memory) = (950 + 50, 290 + 64);
+        let by_cpu = (4000 - system_cpu) / cpu_loadgen;
+        let by_memory = (8192 - system_memory) / memory_loadgen;
+        let readme = include_str!("../../../README.md");
+        let stated = format!(
+            "One lab requests {cpu}m CPU and {memory} MiB of memory ({cpu_loadgen}m and \
+             {memory_loadgen} MiB with the load generator)"
+        );
+        assert!(readme.contains(&stated), "README.md must say: {stated}");
+        let fits = format!("{} labs", by_cpu.min(by_memory));
+        assert!(
+            readme.contains(&fits),
+            "README.md must say: {fits} ({by_cpu} by CPU, {by_memory} by memory)"
+        );
+    }
+
     #[test]
     fn images_are_every_pinned_image_once() {
         let c =
