@@ -13,11 +13,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
 use tempfile::TempDir;
-use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::render::{self, Children, LabRef, kafka};
+use tracing_lab_operator::render::{Children, kafka};
 
 use crate::kubelet::{Loopback, Prepared};
+use crate::lab;
 use crate::{assets, process::ChildProcess};
 
 /// A cold JVM formats the storage and starts the broker and its controller.
@@ -44,14 +45,7 @@ pub struct KafkaBroker {
 impl KafkaBroker {
     /// The Kafka of a lab with the default spec, as the operator renders it.
     pub async fn start() -> Result<Self> {
-        let lab: TracingLab = serde_json::from_value(serde_json::json!({
-            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-            "metadata": {"name": "lab", "namespace": NAMESPACE, "uid": "tests"},
-            "spec": {},
-        }))?;
-        let lab_ref = LabRef::new(&lab).context("a lab reference")?;
-        let children = render::render(&lab_ref, &lab.spec);
-        let loopback = Loopback::new(&children, NAMESPACE)?;
+        let (children, loopback) = lab::rendered(&lab::stored("lab", NAMESPACE, json!({}))?)?;
         Self::start_rendered(&children, &loopback).await
     }
 

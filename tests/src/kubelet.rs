@@ -313,15 +313,7 @@ fn workload<'a>(
             .and_then(|m| m.labels.as_ref()?.get(COMPONENT))
             .is_some_and(|c| c == component)
     };
-    let deployments = children
-        .deployments
-        .iter()
-        .filter_map(|d| Some((&d.metadata, &d.spec.as_ref()?.template)));
-    let stateful_sets = children
-        .stateful_sets
-        .iter()
-        .filter_map(|s| Some((&s.metadata, &s.spec.as_ref()?.template)));
-    if let Some((meta, template)) = deployments.chain(stateful_sets).find(|(_, t)| of(t)) {
+    if let Some((meta, template)) = children.workloads().find(|(_, t)| of(t)) {
         let name = format!("{}-0", meta.name.as_deref().unwrap_or_default());
         return Ok((name, meta.namespace.clone().unwrap_or_default(), template));
     }
@@ -343,17 +335,7 @@ impl Loopback {
     /// Gives every container port of every rendered workload a free local port.
     pub fn new(children: &Children, namespace: &str) -> Result<Self> {
         let mut local = BTreeMap::new();
-        let templates = children
-            .deployments
-            .iter()
-            .filter_map(|d| d.spec.as_ref().map(|s| &s.template))
-            .chain(
-                children
-                    .stateful_sets
-                    .iter()
-                    .filter_map(|s| s.spec.as_ref().map(|s| &s.template)),
-            );
-        for template in templates {
+        for (_, template) in children.workloads() {
             let component = template
                 .metadata
                 .as_ref()
@@ -476,17 +458,12 @@ fn service_targets(service: &Service) -> Result<(String, Selected)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tracing_lab_operator::TracingLab;
-    use tracing_lab_operator::render::{LabRef, render};
+    use crate::lab::{rendered, stored};
 
     fn children() -> Children {
-        let lab: TracingLab = serde_json::from_value(serde_json::json!({
-            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-            "metadata": {"name": "shop", "namespace": "class-1", "uid": "u"},
-            "spec": {},
-        }))
-        .unwrap();
-        render(&LabRef::new(&lab).unwrap(), &lab.spec)
+        rendered(&stored("shop", "class-1", serde_json::json!({})).unwrap())
+            .unwrap()
+            .0
     }
 
     #[test]

@@ -13,6 +13,24 @@ use crate::kubelet::{self, Loopback};
 use crate::process::{ChildProcess, project_binary};
 use crate::{KafkaBroker, RedisServer, TraceBackend};
 
+/// A lab as the API server holds it: named, in `namespace`, with a uid so its children can name
+/// it as their owner.
+pub fn stored(name: &str, namespace: &str, spec: serde_json::Value) -> Result<TracingLab> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}")},
+        "spec": spec,
+    }))?)
+}
+
+/// Everything the operator renders for `lab`, and the loopback ports of its addresses.
+pub fn rendered(lab: &TracingLab) -> Result<(Children, Loopback)> {
+    let lab_ref = LabRef::new(lab).context("the lab needs a name, namespace and uid")?;
+    let children = render::render(&lab_ref, &lab.spec);
+    let loopback = Loopback::new(&children, &lab_ref.namespace)?;
+    Ok((children, loopback))
+}
+
 /// One rendered lab's programs, stopped on drop (services first).
 pub struct RenderedLab {
     pub services: BTreeMap<Role, ChildProcess>,
@@ -27,9 +45,7 @@ pub struct RenderedLab {
 impl RenderedLab {
     /// Renders `lab` and starts everything in it; waits until each program's readiness probe passes.
     pub async fn start(lab: &TracingLab) -> Result<Self> {
-        let lab_ref = LabRef::new(lab).context("the lab needs a name, namespace and uid")?;
-        let children = render::render(&lab_ref, &lab.spec);
-        let loopback = Loopback::new(&children, &lab_ref.namespace)?;
+        let (children, loopback) = rendered(lab)?;
         let broker = KafkaBroker::start_rendered(&children, &loopback).await?;
         let redis = RedisServer::start_rendered(&children, &loopback).await?;
         let traces = TraceBackend::start_rendered(&children, &loopback).await?;

@@ -7,6 +7,7 @@ use tracing_lab_operator::TracingLab;
 use tracing_lab_operator::crd::TailSampling;
 use tracing_lab_operator::render::{LabRef, collector};
 use tracing_lab_tests::assets;
+use tracing_lab_tests::lab::stored;
 
 fn tail(
     enabled: bool,
@@ -24,12 +25,7 @@ fn tail(
 }
 
 fn lab() -> TracingLab {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-        "metadata": {"name": "shop", "namespace": "class-1", "uid": "u"},
-        "spec": {},
-    }))
-    .unwrap()
+    stored("shop", "class-1", serde_json::json!({})).unwrap()
 }
 
 /// `otelcol validate` on `config`: Err with what the collector said when it refuses it.

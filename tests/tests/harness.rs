@@ -16,9 +16,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
-use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::render::{self, LabRef};
-use tracing_lab_tests::kubelet::Loopback;
+use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode, Value};
 use tracing_lab_tests::{
     KafkaBroker, OtlpReceiver, RedisServer, TestCluster, TraceBackend, assets,
@@ -208,14 +206,8 @@ fn assert_two_spans(spans: &[ReceivedSpan], service: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rendered_collector_and_jaeger_store_spans_that_the_query_api_returns() {
-    let lab: TracingLab = serde_json::from_value(serde_json::json!({
-        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-        "metadata": {"name": "lab", "namespace": "harness", "uid": "u"},
-        "spec": {},
-    }))
-    .unwrap();
-    let children = render::render(&LabRef::new(&lab).unwrap(), &lab.spec);
-    let loopback = Loopback::new(&children, "harness").unwrap();
+    let lab = stored("lab", "harness", serde_json::json!({})).unwrap();
+    let (children, loopback) = rendered(&lab).unwrap();
     let backend = TraceBackend::start_rendered(&children, &loopback)
         .await
         .unwrap();

@@ -8,17 +8,17 @@
 use std::time::Duration;
 use tracing_lab_config::Role;
 use tracing_lab_operator::TracingLab;
-use tracing_lab_tests::lab::RenderedLab;
+use tracing_lab_tests::lab::{RenderedLab, stored};
 
 const LAB: &str = "shop";
 const NAMESPACE: &str = "class-1";
 
 fn lab() -> TracingLab {
     let light = serde_json::json!({"cpuWeight": 1, "ioWeight": 1, "intensities": ["light"]});
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-        "metadata": {"name": LAB, "namespace": NAMESPACE, "uid": "0000-1111"},
-        "spec": {
+    stored(
+        LAB,
+        NAMESPACE,
+        serde_json::json!({
             "kafka": {"partitions": 4},
             "sampling": {
                 "head": {"sampler": "parentbased_traceidratio", "ratio": 1.0},
@@ -30,8 +30,8 @@ fn lab() -> TracingLab {
                 "notification": {"workload": light},
                 "analytics": {"workload": light},
             },
-        },
-    }))
+        }),
+    )
     .expect("a TracingLab")
 }
 

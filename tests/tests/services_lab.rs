@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
-use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::render::{self, LabRef};
-use tracing_lab_tests::kubelet::Loopback;
+use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::process::project_command;
 use tracing_lab_tests::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, ports};
 
@@ -43,16 +41,7 @@ impl Lab {
     /// Starts broker, Redis, Collector and Jaeger and the four services (`extra_env` added to
     /// each), and waits until every service is ready.
     pub async fn start(config: &LabConfig, extra_env: &[(&str, &str)]) -> Result<Self> {
-        let default_lab: TracingLab = serde_json::from_value(serde_json::json!({
-            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-            "metadata": {"name": "e2e", "namespace": "e2e", "uid": "e2e"},
-            "spec": {},
-        }))?;
-        let children = render::render(
-            &LabRef::new(&default_lab).context("a lab")?,
-            &default_lab.spec,
-        );
-        let loopback = Loopback::new(&children, "e2e")?;
+        let (children, loopback) = rendered(&stored("e2e", "e2e", serde_json::json!({}))?)?;
         let broker = KafkaBroker::start_rendered(&children, &loopback).await?;
         let redis = RedisServer::start().await?;
         let traces = TraceBackend::start_rendered(&children, &loopback).await?;

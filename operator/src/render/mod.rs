@@ -13,7 +13,8 @@ pub use common::LabRef;
 use crate::crd::TracingLabSpec;
 use crate::validate::lab_config;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tracing_lab_config::Role;
 
 /// The objects a lab consists of, by kind.
@@ -59,19 +60,26 @@ pub const DEFAULT_IMAGES: [DefaultImage; 4] = [
     },
 ];
 
+impl Children {
+    /// Each workload's metadata and pod template: the Deployments, then the StatefulSets.
+    pub fn workloads(&self) -> impl Iterator<Item = (&ObjectMeta, &PodTemplateSpec)> {
+        let deployments = self
+            .deployments
+            .iter()
+            .filter_map(|d| Some((&d.metadata, &d.spec.as_ref()?.template)));
+        let stateful_sets = self
+            .stateful_sets
+            .iter()
+            .filter_map(|s| Some((&s.metadata, &s.spec.as_ref()?.template)));
+        deployments.chain(stateful_sets)
+    }
+}
+
 /// Every container image of `children`, sorted, each once.
 pub fn images(children: &Children) -> Vec<String> {
-    let templates = children
-        .deployments
-        .iter()
-        .filter_map(|d| d.spec.as_ref()?.template.spec.as_ref())
-        .chain(
-            children
-                .stateful_sets
-                .iter()
-                .filter_map(|s| s.spec.as_ref()?.template.spec.as_ref()),
-        );
-    let images: std::collections::BTreeSet<String> = templates
+    let images: std::collections::BTreeSet<String> = children
+        .workloads()
+        .filter_map(|(_, template)| template.spec.as_ref())
         .flat_map(|pod| {
             pod.containers
                 .iter()
@@ -226,18 +234,9 @@ mod tests {
 
     /// CPU millicores and memory MiB the lab's containers request, in the units the builders use.
     fn requests(c: &Children) -> (u64, u64) {
-        let templates = c
-            .deployments
-            .iter()
-            .map(|d| d.spec.as_ref().unwrap().template.clone())
-            .chain(
-                c.stateful_sets
-                    .iter()
-                    .map(|s| s.spec.as_ref().unwrap().template.clone()),
-            );
         let (mut cpu, mut memory) = (0, 0);
-        for t in templates {
-            for container in t.spec.unwrap().containers {
+        for (_, t) in c.workloads() {
+            for container in t.spec.clone().unwrap().containers {
                 let requests = container.resources.unwrap().requests.unwrap();
                 let value = |key: &str| requests[key].0.clone();
                 cpu += match value("cpu").strip_suffix('m') {
@@ -297,16 +296,11 @@ mod tests {
     fn pods_run_as_their_images_user_and_group_with_nothing_to_seed() {
         let c = render_spec("{}");
         let security = |name: &str| {
-            let template = c
-                .deployments
-                .iter()
-                .filter_map(|d| Some((d.metadata.name.as_deref()?, &d.spec.as_ref()?.template)))
-                .chain(c.stateful_sets.iter().filter_map(|s| {
-                    Some((s.metadata.name.as_deref()?, &s.spec.as_ref()?.template))
-                }))
-                .find(|(n, _)| *n == name)
-                .map(|(_, t)| t.clone())
+            let (_, template) = c
+                .workloads()
+                .find(|(meta, _)| meta.name.as_deref() == Some(name))
                 .unwrap();
+            let template = template.clone();
             let pod = template.spec.unwrap();
             assert_eq!(pod.init_containers, None, "{name}");
             let s = pod.security_context.unwrap();
@@ -324,17 +318,8 @@ mod tests {
     #[test]
     fn every_container_is_hardened_and_bounded() {
         let c = render_spec(r#"{"loadGenerator": {"enabled": true}}"#);
-        let pods = c
-            .deployments
-            .iter()
-            .map(|d| d.spec.as_ref().unwrap().template.clone())
-            .chain(
-                c.stateful_sets
-                    .iter()
-                    .map(|s| s.spec.as_ref().unwrap().template.clone()),
-            );
-        for t in pods {
-            let pod = t.spec.unwrap();
+        for (_, t) in c.workloads() {
+            let pod = t.spec.clone().unwrap();
             let psc = pod.security_context.as_ref().unwrap();
             assert_eq!(psc.run_as_non_root, Some(true));
             assert!(psc.run_as_user.unwrap() > 0);
