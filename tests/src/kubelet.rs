@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::core::v1::{
     Container, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service,
 };
@@ -26,7 +26,7 @@ use crate::process::ChildProcess;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The label that names a pod's component (and that each Service selects on).
-const COMPONENT: &str = "app.kubernetes.io/component";
+pub const COMPONENT: &str = "app.kubernetes.io/component";
 
 /// The pod a container runs in, for field references.
 #[derive(Debug, Clone)]
@@ -72,14 +72,14 @@ pub struct Prepared {
     pub security: PodSecurityContext,
     /// What the readiness probe checks, on local addresses.
     pub readiness: Option<Readiness>,
+    /// The pod's `terminationGracePeriodSeconds`.
+    pub grace: Option<Duration>,
     /// (mount path in the container, local folder)
     volumes: Vec<(String, PathBuf)>,
 }
 
 impl Prepared {
-    /// Container `container` of the pod of `component` (its first pod, `-0` for a StatefulSet).
-    /// ConfigMap volumes get their files, with addresses rewritten; emptyDirs are empty folders
-    /// owned the way the kubelet makes them (group `fsGroup`, setgid, writable by all).
+    /// Container `container` of the first pod of `component` (`-0`, as a StatefulSet names it).
     pub fn new(
         children: &Children,
         loopback: &Loopback,
@@ -87,7 +87,22 @@ impl Prepared {
         container: &str,
         root: &Path,
     ) -> Result<Self> {
-        let (name, namespace, template) = workload(children, component)?;
+        Self::of_replica(children, loopback, component, container, root, 0)
+    }
+
+    /// Container `container` of pod number `replica` of `component`, named `<workload>-<replica>`.
+    /// ConfigMap volumes get their files, with addresses rewritten; emptyDirs are empty folders
+    /// owned the way the kubelet makes them (group `fsGroup`, setgid, writable by all).
+    pub fn of_replica(
+        children: &Children,
+        loopback: &Loopback,
+        component: &str,
+        container: &str,
+        root: &Path,
+        replica: usize,
+    ) -> Result<Self> {
+        let (workload, namespace, template) = workload(children, component)?;
+        let name = format!("{workload}-{replica}");
         let spec = template.spec.as_ref().context("a template without a pod")?;
         if let Some(init) = spec.init_containers.as_deref().and_then(<[_]>::first) {
             bail!(
@@ -149,6 +164,9 @@ impl Prepared {
             args: Vec::new(),
             security,
             readiness,
+            grace: spec
+                .termination_grace_period_seconds
+                .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
             volumes,
         };
         prepared.env = container_env(found, &prepared.pod)?
@@ -283,26 +301,39 @@ impl Readiness {
 
     /// Waits until the check passes, failing with `process`'s log when it exits or `timeout` passes.
     pub async fn wait(&self, process: &mut ChildProcess, timeout: Duration) -> Result<()> {
+        process
+            .wait_until(&format!("readiness ({self:?})"), timeout, || self.check())
+            .await
+    }
+
+    /// One probe, bounded the way the kubelet bounds it (1 s, `timeoutSeconds`' default).
+    pub async fn check(&self) -> Result<()> {
+        const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
         match self {
-            Self::Http(url) => process.wait_http_ok(url, timeout).await,
+            Self::Http(url) => {
+                let answer = reqwest::Client::new()
+                    .get(url)
+                    .timeout(PROBE_TIMEOUT)
+                    .send()
+                    .await?;
+                ensure!(
+                    answer.status().is_success(),
+                    "GET {url}: {}",
+                    answer.status()
+                );
+                Ok(())
+            }
             Self::Tcp(address) => {
-                process
-                    .wait_until(
-                        &format!("{address} accepting connections"),
-                        timeout,
-                        || async {
-                            tokio::net::TcpStream::connect(address).await?;
-                            Ok(())
-                        },
-                    )
-                    .await
+                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address))
+                    .await??;
+                Ok(())
             }
             Self::Exec(command) => bail!("exec probes are not run here: {command:?}"),
         }
     }
 }
 
-/// The pod name, namespace and template of `component`'s workload.
+/// The name, namespace and pod template of `component`'s workload.
 fn workload<'a>(
     children: &'a Children,
     component: &str,
@@ -314,7 +345,7 @@ fn workload<'a>(
             .is_some_and(|c| c == component)
     };
     if let Some((meta, template)) = children.workloads().find(|(_, t)| of(t)) {
-        let name = format!("{}-0", meta.name.as_deref().unwrap_or_default());
+        let name = meta.name.clone().unwrap_or_default();
         return Ok((name, meta.namespace.clone().unwrap_or_default(), template));
     }
     bail!("no workload of component {component} rendered")
@@ -359,6 +390,30 @@ impl Loopback {
             namespace: namespace.to_owned(),
             pattern: Regex::new(r"(?P<host>[A-Za-z0-9.-]*):(?P<port>[0-9]+)").expect("valid"),
         })
+    }
+
+    /// Gives `component`'s container port `port` the local port `local` (one chosen before the
+    /// lab was rendered, e.g. for a program started earlier that dials it).
+    pub fn pin(&mut self, component: &str, port: i32, local: u16) -> Result<()> {
+        let slot = self
+            .local
+            .get_mut(&(component.to_owned(), port))
+            .with_context(|| format!("{component} has no container port {port}"))?;
+        *slot = local;
+        Ok(())
+    }
+
+    /// The addresses as another pod of `component` sees them: its own container ports on fresh
+    /// local ports, every other component's as before. (The lab's Services keep sending to the
+    /// first pod, which is enough for a pod that only dials out.)
+    pub fn another_pod(&self, component: &str) -> Self {
+        let mut other = self.clone();
+        for ((owner, _), local) in &mut other.local {
+            if owner == component {
+                *local = ports::free_port();
+            }
+        }
+        other
     }
 
     /// The local port of `component`'s container port `port`.
@@ -512,6 +567,7 @@ mod tests {
             args: Vec::new(),
             security: PodSecurityContext::default(),
             readiness: None,
+            grace: None,
             volumes: vec![
                 ("/tmp".into(), PathBuf::from("/tmp/x/tmp")),
                 ("/etc/jaeger".into(), PathBuf::from("/tmp/x/config")),

@@ -9,6 +9,8 @@
 //!   query API.
 //! - [`kubelet`]: what a kubelet does to a rendered container (environment, volumes, probes) and
 //!   the lab's in-cluster addresses mapped to loopback ports.
+//! - [`runner::LabRunner`]: a lab applied to a real API server, reconciled by the operator binary,
+//!   its containers run by a kubelet stand-in that follows `kubectl scale`.
 //! - [`redis::RedisServer`]: redis-server without persistence.
 //! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span, for
 //!   tests of what one program exports.
@@ -30,6 +32,7 @@ pub mod ports;
 pub mod process;
 pub mod procfs;
 pub mod redis;
+pub mod runner;
 
 pub use apiserver::TestCluster;
 pub use broker::KafkaBroker;

@@ -1,0 +1,494 @@
+//! One lab run the way a student's cluster runs it: a real kube-apiserver, the operator as its own
+//! binary, and a kubelet stand-in that runs every container the operator applied as a local
+//! process on the real programs (Apache Kafka, Redis, Jaeger, the Collector, the four services
+//! and the load generator).
+//!
+//! The kubelet stand-in reads the lab's objects back from the API server, so it runs exactly what
+//! was applied. It follows each service Deployment: `kubectl scale` starts and stops pods (SIGTERM,
+//! within the pod's grace period), a changed pod template replaces them, and readiness, as the
+//! probes define it, goes back into the Deployment's status, where the operator reads it. Kafka,
+//! Redis, Jaeger and the Collector run once, as the lab first rendered them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tracing_lab_config::Role;
+use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::common::INSTANCE;
+use tracing_lab_operator::render::{Children, kafka, services};
+
+use crate::kubelet::{Loopback, Prepared, Readiness};
+use crate::process::{ChildProcess, project_binary};
+use crate::{KafkaBroker, RedisServer, TestCluster, TraceBackend, assets, ports};
+
+/// How often the kubelet stand-in looks at the Deployments and probes the pods.
+const SYNC_PERIOD: Duration = Duration::from_millis(500);
+/// The operator's lag period: short, so that a test sees the columns move.
+const LAG_INTERVAL: &str = "2s";
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+const OBJECTS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A lab on a real API server, its operator, and its programs; all stopped on drop.
+pub struct LabRunner {
+    kubelet: JoinHandle<()>,
+    pub traces: TraceBackend,
+    pub redis: RedisServer,
+    pub broker: KafkaBroker,
+    operator: ChildProcess,
+    pub cluster: TestCluster,
+    pub namespace: String,
+    pub name: String,
+    loopback: Loopback,
+}
+
+impl Drop for LabRunner {
+    fn drop(&mut self) {
+        self.kubelet.abort();
+    }
+}
+
+impl LabRunner {
+    /// Starts an API server with the CRD, the operator, and applies `manifest` (a TracingLab
+    /// manifest, e.g. one of `examples/`) server-side into `namespace`, as the workshop does. Then
+    /// runs what the operator applied. Returns once every program has started; the lab's own
+    /// status says when it is ready.
+    pub async fn start(namespace: &str, manifest: &Path) -> Result<Self> {
+        let cluster = TestCluster::start().await?;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        cluster
+            .install_crd(&std::fs::read_to_string(root.join("crds/tracinglab.yaml"))?)
+            .await?;
+        cluster.create_namespace(namespace).await?;
+        // The operator measures lag on the lab's Kafka, which runs here on a port chosen now.
+        let kafka_port = ports::free_port();
+        let operator = start_operator(&cluster, kafka_port)?;
+        let name = kubectl_apply(&cluster, namespace, manifest)?;
+        let client = cluster.client();
+        let lab: TracingLab = Api::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await?;
+        let children = applied_children(&client, namespace, &name, &lab).await?;
+        let mut loopback = Loopback::new(&children, namespace)?;
+        loopback.pin(kafka::KAFKA.suffix, kafka::CLIENT_PORT, kafka_port)?;
+        let broker = KafkaBroker::start_rendered(&children, &loopback).await?;
+        let redis = RedisServer::start_rendered(&children, &loopback).await?;
+        let traces = TraceBackend::start_rendered(&children, &loopback).await?;
+        let kubelet = Kubelet {
+            client,
+            namespace: namespace.to_owned(),
+            lab: name.clone(),
+            loopback: loopback.clone(),
+            binary: project_binary("tracing-lab-service")?,
+            pods: BTreeMap::new(),
+        };
+        Ok(Self {
+            kubelet: tokio::spawn(kubelet.run()),
+            traces,
+            redis,
+            broker,
+            operator,
+            cluster,
+            namespace: namespace.to_owned(),
+            name,
+            loopback,
+        })
+    }
+
+    /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        kubectl(&self.cluster, &self.namespace, args)
+    }
+
+    /// `kubectl get tlab`: the lab's row, column name → value, as a student reads it.
+    pub fn row(&self) -> Result<BTreeMap<String, String>> {
+        let text = self.kubectl(&["get", "tlab", &self.name])?;
+        table_row(&text)
+    }
+
+    /// The lab as `kubectl get tlab -o json` shows it.
+    pub fn lab(&self) -> Result<Value> {
+        Ok(serde_json::from_str(
+            &self.kubectl(&["get", "tlab", &self.name, "-o", "json"])?,
+        )?)
+    }
+
+    /// The api's address here, where a student's port-forward would lead.
+    pub fn api_url(&self) -> Result<String> {
+        Ok(format!(
+            "http://{}",
+            self.loopback.address(Role::Api.name(), services::PORT)?
+        ))
+    }
+
+    /// The operator's log so far (for a failing test's message).
+    pub fn operator_log(&self) -> String {
+        self.operator.log_tail(40)
+    }
+}
+
+/// The operator binary, watching every namespace, dialling the lab's Kafka at `kafka_port`.
+fn start_operator(cluster: &TestCluster, kafka_port: u16) -> Result<ChildProcess> {
+    let mut command = Command::new(project_binary("tracing-lab-operator")?);
+    command
+        .args(["run", "--listen-addr"])
+        .arg(format!("127.0.0.1:{}", ports::free_port()))
+        .args(["--kafka-bootstrap", &format!("127.0.0.1:{kafka_port}")])
+        .args(["--lag-interval", LAG_INTERVAL])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("RUST_LOG", "info");
+    ChildProcess::spawn("tracing-lab-operator", command)
+}
+
+/// `kubectl apply --server-side -f manifest`; the applied lab's name.
+fn kubectl_apply(cluster: &TestCluster, namespace: &str, manifest: &Path) -> Result<String> {
+    let path = manifest.to_str().context("a manifest path that is UTF-8")?;
+    let applied = kubectl(
+        cluster,
+        namespace,
+        &["apply", "--server-side", "-f", path, "-o", "name"],
+    )?;
+    let name = applied
+        .trim()
+        .strip_prefix("tracinglab.tracinglab.dev/")
+        .with_context(|| format!("kubectl apply printed {applied:?}"))?;
+    Ok(name.to_owned())
+}
+
+fn kubectl(cluster: &TestCluster, namespace: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(assets::find("kubectl")?)
+        .args(["--namespace", namespace])
+        .args(args)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The one row of a `kubectl get` table, by column name. Columns are found by where their
+/// headers start, so an empty cell reads as an empty string.
+pub fn table_row(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut lines = text.lines();
+    let header = lines.next().context("kubectl printed nothing")?;
+    let row = lines.next().context("kubectl printed no row")?;
+    ensure!(lines.next().is_none(), "more than one row:\n{text}");
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut at = 0;
+    for word in header.split_whitespace() {
+        let start = at + header[at..].find(word).expect("the word is in the header");
+        starts.push((start, word));
+        at = start + word.len();
+    }
+    let cell = |from: usize, to: Option<usize>| {
+        let end = to.unwrap_or(row.len()).min(row.len());
+        row.get(from.min(end)..end)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    Ok(starts
+        .iter()
+        .enumerate()
+        .map(|(i, (start, name))| {
+            let next = starts.get(i + 1).map(|(s, _)| *s);
+            ((*name).to_owned(), cell(*start, next))
+        })
+        .collect())
+}
+
+/// The lab's objects as the operator applied them, once all that the spec renders exist.
+async fn applied_children(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    lab: &TracingLab,
+) -> Result<Children> {
+    let (expected, _) = crate::lab::rendered(lab)?;
+    let wanted = expected.workloads().count();
+    let started = std::time::Instant::now();
+    loop {
+        let children = read_children(client, namespace, name).await?;
+        let services_ready = children.services.len() >= expected.services.len()
+            && children.config_maps.len() >= expected.config_maps.len();
+        if services_ready && children.workloads().count() >= wanted {
+            return Ok(children);
+        }
+        if started.elapsed() > OBJECTS_TIMEOUT {
+            bail!(
+                "the operator applied {} of {wanted} workloads within {OBJECTS_TIMEOUT:?}",
+                children.workloads().count()
+            );
+        }
+        tokio::time::sleep(SYNC_PERIOD).await;
+    }
+}
+
+async fn read_children(client: &Client, namespace: &str, lab: &str) -> Result<Children> {
+    let params = ListParams::default().labels(&format!("{INSTANCE}={lab}"));
+    Ok(Children {
+        config_maps: Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?
+            .items,
+        services: Api::<Service>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?
+            .items,
+        stateful_sets: Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?
+            .items,
+        deployments: Api::<Deployment>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?
+            .items,
+    })
+}
+
+/// One running pod of a service Deployment.
+struct Pod {
+    /// The pod template it was started from (JSON), to notice a new one.
+    template: String,
+    process: ChildProcess,
+    readiness: Option<Readiness>,
+    ready: bool,
+    grace: Duration,
+    _root: TempDir,
+}
+
+struct Kubelet {
+    client: Client,
+    namespace: String,
+    lab: String,
+    loopback: Loopback,
+    binary: PathBuf,
+    /// Deployment name → its pods by index.
+    pods: BTreeMap<String, BTreeMap<usize, Pod>>,
+}
+
+impl Kubelet {
+    async fn run(mut self) {
+        loop {
+            if let Err(err) = self.sync().await {
+                eprintln!("kubelet stand-in: {err:#}");
+            }
+            tokio::time::sleep(SYNC_PERIOD).await;
+        }
+    }
+
+    async fn sync(&mut self) -> Result<()> {
+        let children = read_children(&self.client, &self.namespace, &self.lab).await?;
+        let mut pods = std::mem::take(&mut self.pods);
+        for deployment in &children.deployments {
+            let Some(component) = component_of(deployment) else {
+                continue;
+            };
+            if is_infrastructure(&component) {
+                self.report_infrastructure(deployment).await?;
+                continue;
+            }
+            let name = deployment.metadata.name.clone().unwrap_or_default();
+            let spec = deployment
+                .spec
+                .as_ref()
+                .context("a Deployment without spec")?;
+            let wanted = usize::try_from(spec.replicas.unwrap_or(1))?;
+            let template = serde_json::to_string(&spec.template)?;
+            let running = pods.entry(name.clone()).or_default();
+            // Pods beyond the replicas, or of an old template, stop (the Recreate way).
+            let leaving: Vec<usize> = running
+                .iter()
+                .filter(|(index, pod)| **index >= wanted || pod.template != template)
+                .map(|(index, _)| *index)
+                .collect();
+            for index in leaving {
+                if let Some(pod) = running.remove(&index) {
+                    tokio::spawn(pod.stop());
+                }
+            }
+            for index in 0..wanted {
+                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(index) {
+                    slot.insert(self.start_pod(&children, &component, index, &template)?);
+                }
+            }
+            for pod in running.values_mut() {
+                pod.probe().await;
+            }
+            let ready = running.values().filter(|p| p.ready).count();
+            self.report(deployment, running.len(), ready).await?;
+        }
+        self.pods = pods;
+        for set in &children.stateful_sets {
+            self.report_infrastructure_set(set).await?;
+        }
+        Ok(())
+    }
+
+    fn start_pod(
+        &self,
+        children: &Children,
+        component: &str,
+        index: usize,
+        template: &str,
+    ) -> Result<Pod> {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("{component}-"))
+            .tempdir()?;
+        let loopback = if index == 0 {
+            self.loopback.clone()
+        } else {
+            self.loopback.another_pod(component)
+        };
+        let prepared = Prepared::of_replica(
+            children,
+            &loopback,
+            component,
+            component,
+            root.path(),
+            index,
+        )?;
+        let process = ChildProcess::spawn(
+            &prepared.pod.name,
+            prepared.command(&self.binary, &[], false)?,
+        )?;
+        Ok(Pod {
+            template: template.to_owned(),
+            process,
+            readiness: prepared.readiness.clone(),
+            ready: false,
+            grace: prepared.grace.unwrap_or(DEFAULT_GRACE),
+            _root: root,
+        })
+    }
+
+    /// Writes what the pods are into the Deployment's status, as the Deployment controller does.
+    async fn report(&self, deployment: &Deployment, pods: usize, ready: usize) -> Result<()> {
+        let name = deployment.metadata.name.as_deref().unwrap_or_default();
+        let status = json!({
+            "observedGeneration": deployment.metadata.generation,
+            "replicas": pods,
+            "updatedReplicas": pods,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": pods - ready,
+        });
+        let current = deployment
+            .status
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()?;
+        if current.as_ref().is_some_and(|c| same_counts(c, &status)) {
+            return Ok(());
+        }
+        Api::<Deployment>::namespaced(self.client.clone(), &self.namespace)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Kafka, Redis, Jaeger and the Collector run from the start, ready (the harness waited).
+    async fn report_infrastructure(&self, deployment: &Deployment) -> Result<()> {
+        self.report(deployment, 1, 1).await
+    }
+
+    async fn report_infrastructure_set(&self, set: &StatefulSet) -> Result<()> {
+        let name = set.metadata.name.as_deref().unwrap_or_default();
+        let status = json!({
+            "observedGeneration": set.metadata.generation,
+            "replicas": 1, "readyReplicas": 1, "currentReplicas": 1, "updatedReplicas": 1,
+            "availableReplicas": 1,
+        });
+        let current = set.status.as_ref().map(serde_json::to_value).transpose()?;
+        if current.as_ref().is_some_and(|c| same_counts(c, &status)) {
+            return Ok(());
+        }
+        Api::<StatefulSet>::namespaced(self.client.clone(), &self.namespace)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Pod {
+    async fn probe(&mut self) {
+        let alive = matches!(self.process.exit_status(), Ok(None));
+        self.ready = alive
+            && match &self.readiness {
+                Some(check) => check.check().await.is_ok(),
+                None => true,
+            };
+    }
+
+    /// SIGTERM, then SIGKILL after the grace period, as the kubelet stops a pod.
+    async fn stop(mut self) {
+        if let Err(err) = self.process.terminate(self.grace).await {
+            eprintln!("kubelet stand-in: {err:#}");
+        }
+    }
+}
+
+/// Whether every field of `wanted` has that value in `current`.
+fn same_counts(current: &Value, wanted: &Value) -> bool {
+    wanted
+        .as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| current.get(k) == Some(v)))
+}
+
+fn component_of(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(crate::kubelet::COMPONENT)
+        .cloned()
+}
+
+/// Components the harness starts once, with their own programs, before the services.
+fn is_infrastructure(component: &str) -> bool {
+    Role::ALL.iter().all(|r| r.name() != component) && component != services::LOADGEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_row_reads_by_column_even_with_empty_cells() {
+        let text = "NAME   READY   SERVICES   LAG   WORST        API   AGE\n\
+                    lab    False   2/4              processing         5s\n";
+        let row = table_row(text).unwrap();
+        assert_eq!(row["NAME"], "lab");
+        assert_eq!(row["SERVICES"], "2/4");
+        assert_eq!(row["LAG"], "");
+        assert_eq!(row["WORST"], "processing");
+        assert_eq!(row["API"], "");
+        assert_eq!(row["AGE"], "5s");
+    }
+}
