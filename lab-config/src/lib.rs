@@ -9,7 +9,9 @@ mod role;
 mod workload;
 
 pub use role::{Role, RoleOverrides, RoleSettings};
-pub use workload::{Faults, Intensity, WorkloadKind, WorkloadMix};
+pub use workload::{
+    Faults, Intensity, TARGET_SPREAD, Target, WorkloadKind, WorkloadMix, targets_markdown,
+};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

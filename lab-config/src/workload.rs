@@ -26,6 +26,77 @@ impl Intensity {
     }
 }
 
+/// What one call of a kind at an intensity costs: the figure the services size their work to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    /// CPU time, summed over the threads that do the work.
+    pub cpu_ms: u32,
+    /// Threads the CPU work is spread over.
+    pub threads: u32,
+    /// Wall time of file and Redis work.
+    pub io_ms: u32,
+    /// Memory allocated, written and held for the whole call.
+    pub held_mib: u32,
+}
+
+impl Target {
+    /// Expected wall time of one call on an otherwise idle machine with `threads` free cores.
+    pub fn wall_ms(self) -> f64 {
+        f64::from(self.cpu_ms) / f64::from(self.threads) + f64::from(self.io_ms)
+    }
+}
+
+/// Calls are sized uniformly within ±20 % of their target (median on target), as the original lab
+/// drew its item counts from a range.
+pub const TARGET_SPREAD: f64 = 0.2;
+
+impl Intensity {
+    /// The cost of one call. Heavy and severe are on the original lab's scale (seconds; severe on
+    /// two cores with 256 MiB held); light and medium stay in milliseconds.
+    pub const fn target(self, kind: WorkloadKind) -> Target {
+        let (cpu_ms, threads, io_ms, held_mib) = match (kind, self) {
+            (WorkloadKind::CpuHeavy, Self::Light) => (1, 1, 0, 0),
+            (WorkloadKind::CpuHeavy, Self::Medium) => (20, 1, 0, 0),
+            (WorkloadKind::CpuHeavy, Self::Heavy) => (2_000, 1, 0, 64),
+            (WorkloadKind::CpuHeavy, Self::Severe) => (6_000, 2, 0, 256),
+            (WorkloadKind::IoHeavy, Self::Light) => (0, 1, 2, 0),
+            (WorkloadKind::IoHeavy, Self::Medium) => (0, 1, 20, 0),
+            (WorkloadKind::IoHeavy, Self::Heavy) => (0, 1, 1_000, 64),
+            (WorkloadKind::IoHeavy, Self::Severe) => (0, 1, 3_000, 256),
+        };
+        Target {
+            cpu_ms,
+            threads,
+            io_ms,
+            held_mib,
+        }
+    }
+}
+
+/// The target table in Markdown, for `docs/reference.md`.
+pub fn targets_markdown() -> String {
+    let mut out = String::from(
+        "| intensity | kind | CPU ms | threads | IO ms | MiB held | wall ms |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for intensity in Intensity::ALL {
+        for kind in WorkloadKind::ALL {
+            let t = intensity.target(kind);
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                intensity.name(),
+                kind.name(),
+                t.cpu_ms,
+                t.threads,
+                t.io_ms,
+                t.held_mib,
+                t.wall_ms()
+            ));
+        }
+    }
+    out
+}
+
 /// Whether a piece of work burns CPU or waits on IO (files and Redis).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +106,8 @@ pub enum WorkloadKind {
 }
 
 impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 2] = [Self::CpuHeavy, Self::IoHeavy];
+
     /// The `workload.type` span attribute value, as in the original lab.
     pub fn name(self) -> &'static str {
         match self {
@@ -79,6 +152,25 @@ impl WorkloadMix {
             io_weight,
             intensities: intensities.to_vec(),
         }
+    }
+
+    /// Expected wall time of one call drawn from this mix, from the targets (0 when disabled).
+    pub fn expected_wall_ms(&self) -> f64 {
+        let total = f64::from(self.cpu_weight + self.io_weight);
+        if !self.enabled || total == 0.0 || self.intensities.is_empty() {
+            return 0.0;
+        }
+        let per_kind = |kind: WorkloadKind| {
+            let sum: f64 = self
+                .intensities
+                .iter()
+                .map(|i| i.target(kind).wall_ms())
+                .sum();
+            sum / self.intensities.len() as f64
+        };
+        (f64::from(self.cpu_weight) * per_kind(WorkloadKind::CpuHeavy)
+            + f64::from(self.io_weight) * per_kind(WorkloadKind::IoHeavy))
+            / total
     }
 
     /// Picks the kind for a uniform draw `u` in `[0, 1)`.
@@ -153,6 +245,36 @@ mod tests {
         let half: WorkloadMix = serde_json::from_str(r#"{"cpuWeight": 10}"#).unwrap();
         let problems = half.problems().join("; ");
         assert!(problems.contains("intensities"), "{problems}");
+    }
+
+    #[test]
+    fn targets_hold_the_original_scale_within_a_pod() {
+        use WorkloadKind::*;
+        // Heavy takes seconds; severe uses two cores and holds at least 256 MiB.
+        assert!(Intensity::Heavy.target(CpuHeavy).cpu_ms >= 1_000);
+        let severe = Intensity::Severe.target(CpuHeavy);
+        assert!(severe.threads >= 2 && severe.held_mib >= 256);
+        // One severe call at a time fits the services' default 512Mi limit with room for the
+        // process itself (about 20 MiB).
+        for kind in WorkloadKind::ALL {
+            assert!(Intensity::Severe.target(kind).held_mib + 64 <= 512);
+            assert!(Intensity::Light.target(kind).wall_ms() <= 5.0);
+            assert!(Intensity::Medium.target(kind).wall_ms() <= 50.0);
+        }
+    }
+
+    #[test]
+    fn expected_wall_time_weighs_kinds_and_averages_intensities() {
+        let mix = WorkloadMix::new(30, 70, &[Intensity::Heavy]);
+        assert_eq!(mix.expected_wall_ms(), 0.3 * 2_000.0 + 0.7 * 1_000.0);
+        let mix = WorkloadMix::new(1, 0, &[Intensity::Heavy, Intensity::Severe]);
+        assert_eq!(mix.expected_wall_ms(), (2_000.0 + 3_000.0) / 2.0);
+        let off = WorkloadMix {
+            enabled: false,
+            ..mix
+        };
+        assert_eq!(off.expected_wall_ms(), 0.0);
+        assert!(targets_markdown().contains("| severe | cpu_heavy | 6000 | 2 | 0 | 256 | 3000 |"));
     }
 
     #[test]

@@ -1,33 +1,36 @@
-//! CPU-heavy operations. Each returns how many items it processed and a checksum (kept so the
-//! optimiser cannot remove the work). Sizes are per call; the caller picks them per intensity.
+//! CPU-heavy operations. Each returns a checksum (kept so the optimiser cannot remove the work).
+//! Sizes are per call, from the calibration and the intensity's target.
 
 use crate::resources::measure;
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// Light: builds `items` JSON records, serialises, parses back and aggregates them, `rounds` times.
-pub fn json_processing(items: u64, rounds: u32) -> u64 {
-    let mut checksum = 0u64;
-    for round in 0..rounds {
-        let records: Vec<serde_json::Value> = (0..items)
-            .map(|i| serde_json::json!({"id": i, "round": round, "price": i as f64 * 1.25, "tags": ["a", "b", i.to_string()]}))
-            .collect();
-        let text = serde_json::to_string(&records).unwrap_or_default();
-        let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
-        checksum = parsed
+/// First number tested by the prime computations: large enough that trial division costs.
+pub const PRIME_BASE: u64 = 1_000_000_000;
+/// Chained SHA-256 rounds of one hash item.
+const HASH_ROUNDS: u32 = 16;
+
+/// Light: builds `records` JSON records, serialises, parses back and aggregates them.
+pub fn json_processing(records: u64) -> u64 {
+    let records: Vec<serde_json::Value> = (0..records)
+        .map(|i| serde_json::json!({"id": i, "price": i as f64 * 1.25, "tags": ["a", "b", i.to_string()]}))
+        .collect();
+    let text = serde_json::to_string(&records).unwrap_or_default();
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    black_box(
+        parsed
             .iter()
             .filter_map(|r| r["id"].as_u64())
-            .fold(checksum, u64::wrapping_add);
-    }
-    black_box(checksum)
+            .fold(0, u64::wrapping_add),
+    )
 }
 
-/// Medium: SHA-256 of each item, chained `rounds` times.
-pub fn hash_computation(items: u64, rounds: u32) -> u64 {
+/// Medium: for each of `items` values, SHA-256 chained 16 times.
+pub fn hash_computation(items: u64) -> u64 {
     black_box(
         (0..items)
-            .map(|i| chained_hash(i, rounds))
+            .map(|i| chained_hash(i, HASH_ROUNDS))
             .fold(0, u64::wrapping_add),
     )
 }
@@ -57,19 +60,12 @@ pub fn intensive_prime_computation(start: u64, items: u64) -> u64 {
     black_box(checksum)
 }
 
-/// Severe: the heavy computation over `items` numbers split across `threads` threads, plus
-/// `memory_mb` of memory written and read back (memory stress). Returns the checksum and the CPU
-/// time the helper threads used (the caller's own thread is measured by the caller).
-pub fn extreme_cpu_computation(
-    start: u64,
-    items: u64,
-    threads: usize,
-    memory_mb: usize,
-) -> (u64, Duration) {
-    let threads = threads.max(1) as u64;
+/// Severe: the heavy computation over `items` numbers from `start`, split across `threads`
+/// threads. Returns the checksum and the CPU time the threads used (the caller only waits).
+pub fn extreme_cpu_computation(start: u64, items: u64, threads: u32) -> (u64, Duration) {
+    let threads = u64::from(threads.max(1));
     let share = items.div_ceil(threads);
-    let stress = memory_stress(memory_mb);
-    let (sum, helper_cpu) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let from = (start + t * share).min(start + items);
@@ -85,16 +81,13 @@ pub fn extreme_cpu_computation(
                     Err(_) => (sum, cpu),
                 }
             })
-    });
-    (black_box(sum.wrapping_add(stress)), helper_cpu)
+    })
 }
 
-fn memory_stress(memory_mb: usize) -> u64 {
-    let mut block = vec![0u8; memory_mb * 1024 * 1024];
-    for (i, byte) in block.iter_mut().enumerate().step_by(4096) {
-        *byte = i as u8;
-    }
-    black_box(block.iter().step_by(4096).map(|&b| u64::from(b)).sum())
+/// `mib` MiB allocated and written, so that resident memory shows it while the caller holds it.
+pub fn held_memory(mib: u32) -> Vec<u8> {
+    // A non-zero fill: zeroed allocations map pages lazily and would not count as resident.
+    black_box(vec![0xA5u8; mib as usize * 1024 * 1024])
 }
 
 fn is_prime(n: u64) -> bool {
@@ -131,13 +124,20 @@ mod tests {
 
     #[test]
     fn operations_are_deterministic() {
-        assert_eq!(json_processing(10, 2), json_processing(10, 2));
-        assert_eq!(hash_computation(5, 3), hash_computation(5, 3));
-        assert_ne!(hash_computation(5, 3), hash_computation(5, 4));
+        assert_eq!(json_processing(10), json_processing(10));
+        assert_eq!(hash_computation(5), hash_computation(5));
+        assert_ne!(hash_computation(5), hash_computation(6));
         // Splitting over threads computes the same sum as one thread does.
-        let one = intensive_prime_computation(1_000, 2_000);
-        let (split, helper_cpu) = extreme_cpu_computation(1_000, 2_000, 3, 1);
-        assert_eq!(split, one.wrapping_add(memory_stress(1)));
-        assert!(helper_cpu > Duration::ZERO);
+        let one = intensive_prime_computation(1_000, 2_001);
+        let (split, cpu) = extreme_cpu_computation(1_000, 2_001, 3);
+        assert_eq!(split, one);
+        assert!(cpu > Duration::ZERO);
+    }
+
+    #[test]
+    fn held_memory_is_written() {
+        let block = held_memory(2);
+        assert_eq!(block.len(), 2 * 1024 * 1024);
+        assert!(block.iter().step_by(4096).all(|&b| b == 0xA5));
     }
 }

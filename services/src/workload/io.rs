@@ -1,15 +1,20 @@
-//! IO-heavy operations: Redis round trips and file writes/reads under `TMPDIR`. Each returns the
-//! number of items (Redis operations + file lines) it processed and the CPU time of its blocking
-//! file work.
+//! IO-heavy operations: Redis round trips and file writes/reads under `TMPDIR`, run until the
+//! call's IO budget is spent, so their wall time holds on any disk. Each returns the number of
+//! items (Redis operations + file lines) it processed and the CPU time of its blocking file work.
 
 use crate::resources::measure;
 use redis::aio::ConnectionManager;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Keys written by workloads expire quickly: they are load, not data.
 const KEY_TTL_SECONDS: u64 = 60;
+/// Length of one file round. A round's real work takes a few milliseconds; the rest of the round
+/// is waited out, as a service waits on a slower disk or backend. So IO spans show IO-bound CPU
+/// figures, and the disk and Redis see bounded load however long the budget.
+pub const ROUND: Duration = Duration::from_millis(50);
 
 pub struct IoTarget {
     pub redis: ConnectionManager,
@@ -18,13 +23,14 @@ pub struct IoTarget {
     pub prefix: String,
 }
 
-/// Light: `ops` SET+GET pairs.
-pub async fn redis_basic(target: &mut IoTarget, ops: u64) -> anyhow::Result<u64> {
-    for i in 0..ops {
-        let key = format!("workload:{}:{i}", target.prefix);
+/// Light: SET+GET pairs until `deadline` (at least one pair).
+pub async fn redis_basic(target: &mut IoTarget, deadline: Instant) -> anyhow::Result<u64> {
+    let mut ops = 0;
+    loop {
+        let key = format!("workload:{}:{ops}", target.prefix);
         let _: () = redis::cmd("SET")
             .arg(&key)
-            .arg(i)
+            .arg(ops)
             .arg("EX")
             .arg(KEY_TTL_SECONDS)
             .query_async(&mut target.redis)
@@ -33,23 +39,28 @@ pub async fn redis_basic(target: &mut IoTarget, ops: u64) -> anyhow::Result<u64>
             .arg(&key)
             .query_async(&mut target.redis)
             .await?;
+        ops += 2;
+        if Instant::now() >= deadline {
+            return Ok(ops);
+        }
     }
-    Ok(ops * 2)
 }
 
-/// Medium to severe: `passes` times, write `lines` lines to a file, read them back, and store a
-/// digest of every hundredth line in a Redis hash through one pipeline; then delete the file.
+/// Medium to severe: rounds of [`ROUND`] until `deadline` (at least one): write `lines` lines to
+/// a file, sync, read them back, store every hundredth line in a Redis hash through one pipeline,
+/// delete the file, wait for the round's end.
 pub async fn file_and_redis(
     target: &mut IoTarget,
     lines: u64,
-    passes: u32,
+    deadline: Instant,
 ) -> anyhow::Result<(u64, Duration)> {
     let mut items = 0;
     let mut cpu = Duration::ZERO;
-    for pass in 0..passes {
+    for round in 0u64.. {
+        let round_end = Instant::now() + ROUND;
         let path = target
             .dir
-            .join(format!("tracing-lab-{}-{pass}.txt", target.prefix));
+            .join(format!("tracing-lab-{}-{round}.txt", target.prefix));
         let (read, usage) =
             tokio::task::spawn_blocking(move || measure(|| write_and_read(&path, lines))).await?;
         cpu += usage.cpu_time;
@@ -63,6 +74,10 @@ pub async fn file_and_redis(
         pipe.hlen(&hash);
         let (stored,): (u64,) = pipe.query_async(&mut target.redis).await?;
         items += lines + stored;
+        tokio::time::sleep_until(round_end.min(deadline)).await;
+        if Instant::now() >= deadline {
+            break;
+        }
     }
     Ok((items, cpu))
 }

@@ -1,5 +1,6 @@
 //! Workload simulation: per call, a kind (CPU or IO, by the role's weights) and an intensity
-//! (uniformly among the allowed ones) are drawn, and the matching operation runs:
+//! (uniformly among the allowed ones) are drawn, and the matching operation runs, sized to the
+//! intensity's target cost (`Intensity::target`, in `docs/reference.md`) within ±20 %:
 //!
 //! | intensity | CPU operation                 | IO operation              |
 //! |-----------|-------------------------------|---------------------------|
@@ -8,19 +9,24 @@
 //! | heavy     | `intensive_prime_computation` | `intensive_io_operations` |
 //! | severe    | `extreme_cpu_computation`     | `extreme_io_operations`   |
 //!
-//! CPU work runs on the blocking thread pool (never on the async workers); severe CPU work spreads
-//! over every core the process may use. Measured costs are in `services/README.md`.
+//! CPU work is sized from a calibration measured once at start-up, runs on the blocking thread
+//! pool (never on the async workers), severe work on two threads of its own. IO work runs until
+//! its budget is spent. Heavy and severe calls hold their memory for the whole call. Measured
+//! costs are in `services/README.md`.
 
+mod calibration;
 mod cpu;
 mod io;
+
+pub use calibration::{Calibration, Kernel};
 
 use crate::resources::{WorkUsage, measure};
 use io::IoTarget;
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use std::path::PathBuf;
-use std::time::Instant;
-use tracing_lab_config::{Intensity, WorkloadKind, WorkloadMix};
+use std::time::Duration;
+use tracing_lab_config::{Intensity, TARGET_SPREAD, Target, WorkloadKind, WorkloadMix};
 
 /// What one call did, for the span attributes.
 #[derive(Clone, Debug)]
@@ -45,24 +51,29 @@ pub fn operation(kind: WorkloadKind, intensity: Intensity) -> &'static str {
     }
 }
 
-/// Item counts per call (ranges as in the original lab), drawn uniformly.
-fn items_range(kind: WorkloadKind, intensity: Intensity) -> (u64, u64) {
-    match (kind, intensity) {
-        (WorkloadKind::CpuHeavy, Intensity::Light) => (100, 100),
-        (WorkloadKind::CpuHeavy, Intensity::Medium) => (1_000, 5_000),
-        (WorkloadKind::CpuHeavy, Intensity::Heavy) => (50_000, 100_000),
-        (WorkloadKind::CpuHeavy, Intensity::Severe) => (100_000, 200_000),
-        (WorkloadKind::IoHeavy, Intensity::Light) => (5, 15),
-        (WorkloadKind::IoHeavy, Intensity::Medium) => (100, 500),
-        (WorkloadKind::IoHeavy, Intensity::Heavy) => (5_000, 15_000),
-        (WorkloadKind::IoHeavy, Intensity::Severe) => (30_000, 60_000),
+fn kernel(intensity: Intensity) -> Kernel {
+    match intensity {
+        Intensity::Light => Kernel::Json,
+        Intensity::Medium => Kernel::Hash,
+        Intensity::Heavy | Intensity::Severe => Kernel::Prime,
     }
 }
 
-/// First number tested by the prime computations: large enough that trial division costs.
-const PRIME_BASE: u64 = 1_000_000_000;
-/// Memory written by a severe CPU call (memory stress), MiB.
-const SEVERE_MEMORY_MB: usize = 64;
+/// Lines per file round of the IO operations (the original lab's files grew with intensity).
+fn lines_per_round(intensity: Intensity) -> u64 {
+    match intensity {
+        Intensity::Light => 0,
+        Intensity::Medium => 200,
+        Intensity::Heavy => 500,
+        Intensity::Severe => 1_000,
+    }
+}
+
+/// `cost` scaled by a uniform draw `u` in `[0, 1]` to within ±[`TARGET_SPREAD`]; `u = 0.5` gives
+/// `cost` itself, so the median call costs its target.
+fn spread(cost: Duration, u: f64) -> Duration {
+    cost.mul_f64(1.0 - TARGET_SPREAD + 2.0 * TARGET_SPREAD * u)
+}
 
 /// Runs simulated work for one role.
 #[derive(Clone)]
@@ -71,20 +82,36 @@ pub struct Simulator {
     redis: ConnectionManager,
     dir: PathBuf,
     role: &'static str,
+    /// Measured at start when the mix has CPU work.
+    calibration: Option<Calibration>,
 }
 
 impl Simulator {
+    /// Calibrates the CPU kernels first when the mix runs CPU work (a fraction of a second).
     pub fn new(
         mix: WorkloadMix,
         redis: ConnectionManager,
         dir: PathBuf,
         role: &'static str,
     ) -> Self {
+        let calibration =
+            (mix.enabled && mix.cpu_weight > 0 && !mix.intensities.is_empty()).then(|| {
+                let c = Calibration::measure();
+                tracing::info!(
+                    json_ns_per_record = c.ns_per_unit(Kernel::Json).round(),
+                    hash_ns_per_item = c.ns_per_unit(Kernel::Hash).round(),
+                    prime_ns_per_number = c.ns_per_unit(Kernel::Prime).round(),
+                    took_ms = c.took.as_millis() as u64,
+                    "workload CPU calibrated"
+                );
+                c
+            });
         Self {
             mix,
             redis,
             dir,
             role,
+            calibration,
         }
     }
 
@@ -104,32 +131,46 @@ impl Simulator {
     }
 
     pub async fn run(&self, kind: WorkloadKind, intensity: Intensity) -> anyhow::Result<Outcome> {
-        let (low, high) = items_range(kind, intensity);
-        let size = rand::rng().random_range(low..=high);
-        let started = Instant::now();
+        let target = intensity.target(kind);
+        let u = rand::rng().random_range(0.0..=1.0);
+        let started = tokio::time::Instant::now();
         let (items, cpu_time) = match kind {
             WorkloadKind::CpuHeavy => {
-                let (items, usage) =
-                    tokio::task::spawn_blocking(move || measure(|| run_cpu(intensity, size)))
-                        .await?;
-                (items.0, usage.cpu_time + items.1)
+                let calibration = self
+                    .calibration
+                    .ok_or_else(|| anyhow::anyhow!("CPU work drawn from a mix without CPU work"))?;
+                let cpu = spread(Duration::from_millis(target.cpu_ms.into()), u);
+                let units = calibration.units(kernel(intensity), cpu);
+                let ((checksum_items, helpers), usage) = tokio::task::spawn_blocking(move || {
+                    measure(|| run_cpu(kernel(intensity), units, target))
+                })
+                .await?;
+                (checksum_items, usage.cpu_time + helpers)
             }
             WorkloadKind::IoHeavy => {
-                let mut target = IoTarget {
+                let deadline = started + spread(Duration::from_millis(target.io_ms.into()), u);
+                let held_mib = target.held_mib;
+                let held =
+                    tokio::task::spawn_blocking(move || measure(|| cpu::held_memory(held_mib)))
+                        .await?;
+                let mut io_target = IoTarget {
                     redis: self.redis.clone(),
                     dir: self.dir.clone(),
                     prefix: format!("{}:{}", self.role, uuid::Uuid::new_v4().simple()),
                 };
-                match intensity {
+                let (items, file_cpu) = match intensity {
                     Intensity::Light => (
-                        io::redis_basic(&mut target, size).await?,
-                        std::time::Duration::ZERO,
+                        io::redis_basic(&mut io_target, deadline).await?,
+                        Duration::ZERO,
                     ),
-                    Intensity::Medium => io::file_and_redis(&mut target, size, 1).await?,
-                    Intensity::Heavy => io::file_and_redis(&mut target, size, 2).await?,
-                    // "Massive": four passes over twice the lines.
-                    Intensity::Severe => io::file_and_redis(&mut target, size * 2, 4).await?,
-                }
+                    _ => {
+                        io::file_and_redis(&mut io_target, lines_per_round(intensity), deadline)
+                            .await?
+                    }
+                };
+                let (memory, allocation) = held;
+                drop(std::hint::black_box(memory));
+                (items, file_cpu + allocation.cpu_time)
             }
         };
         Ok(Outcome {
@@ -145,32 +186,18 @@ impl Simulator {
     }
 }
 
-/// Items processed and the CPU time of helper threads (severe only).
-fn run_cpu(intensity: Intensity, size: u64) -> (u64, std::time::Duration) {
-    let none = std::time::Duration::ZERO;
-    match intensity {
-        Intensity::Light => {
-            cpu::json_processing(size, 4);
-            (size, none)
-        }
-        Intensity::Medium => {
-            cpu::hash_computation(size, 16);
-            (size, none)
-        }
-        Intensity::Heavy => {
-            cpu::intensive_prime_computation(PRIME_BASE, size);
-            (size, none)
-        }
-        Intensity::Severe => {
-            let threads = std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(2);
-            // "Double heavy": twice the numbers, spread over the cores.
-            let (_, helpers) =
-                cpu::extreme_cpu_computation(PRIME_BASE, size * 2, threads, SEVERE_MEMORY_MB);
-            (size * 2, helpers)
-        }
-    }
+/// Runs `units` of `kernel` over the target's threads while holding its memory. Returns the units
+/// and the CPU time of helper threads (severe only; the caller measures its own thread).
+fn run_cpu(kernel: Kernel, units: u64, target: Target) -> (u64, Duration) {
+    let held = cpu::held_memory(target.held_mib);
+    let helpers = if target.threads > 1 {
+        cpu::extreme_cpu_computation(cpu::PRIME_BASE, units, target.threads).1
+    } else {
+        kernel.run(units);
+        Duration::ZERO
+    };
+    drop(std::hint::black_box(held));
+    (units, helpers)
 }
 
 #[cfg(test)]
@@ -179,7 +206,7 @@ mod tests {
 
     #[test]
     fn every_kind_and_intensity_has_its_operation() {
-        let mut names: Vec<&str> = [WorkloadKind::CpuHeavy, WorkloadKind::IoHeavy]
+        let mut names: Vec<&str> = WorkloadKind::ALL
             .into_iter()
             .flat_map(|k| Intensity::ALL.into_iter().map(move |i| operation(k, i)))
             .collect();
@@ -189,10 +216,29 @@ mod tests {
     }
 
     #[test]
+    fn calls_spread_evenly_around_their_target() {
+        let target = Duration::from_millis(2_000);
+        assert_eq!(spread(target, 0.5), target);
+        assert_eq!(spread(target, 0.0), Duration::from_millis(1_600));
+        assert_eq!(spread(target, 1.0), Duration::from_millis(2_400));
+        // The median of evenly spread draws is the target.
+        let mut draws: Vec<Duration> = (0..=100)
+            .map(|i| spread(target, i as f64 / 100.0))
+            .collect();
+        draws.sort();
+        assert_eq!(draws[50], target);
+    }
+
+    #[test]
     fn severe_cpu_spreads_over_helper_threads() {
-        let ((items, helpers), usage) = measure(|| run_cpu(Intensity::Severe, 20_000));
-        assert_eq!(items, 40_000);
-        // The calling thread only allocates; the prime work runs on two or more helper threads.
+        let target = Intensity::Severe.target(WorkloadKind::CpuHeavy);
+        let small = Target {
+            held_mib: 1,
+            ..target
+        };
+        let ((units, helpers), usage) = measure(|| run_cpu(Kernel::Prime, 20_000, small));
+        assert_eq!(units, 20_000);
+        // The calling thread only allocates; the prime work runs on the helper threads.
         assert!(
             helpers > usage.cpu_time,
             "helpers {helpers:?} caller {:?}",
