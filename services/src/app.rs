@@ -1,5 +1,5 @@
 //! Wiring of one role: dependencies, the HTTP server, the work loop, and the shutdown order
-//! (stop taking work → finish in flight → commit → flush).
+//! (stop taking work → finish in flight, cancelled at `SHUTDOWN_DRAIN_SECONDS` → commit → flush).
 
 use crate::http::{self, Readiness};
 use crate::kafka::{self, Consumer, Producer};
@@ -44,6 +44,7 @@ pub async fn run_role(
         redis: redis.clone(),
         producer: producer.clone(),
         tracer: crate::spans::tracer(),
+        permanent_errors: Default::default(),
     });
 
     // Topics first: a consumer subscribing to a missing topic would only log errors.
@@ -73,6 +74,7 @@ pub async fn run_role(
                 ready,
                 metrics,
                 stop.clone(),
+                settings.drain_timeout,
             )
             .await
         }
@@ -81,10 +83,13 @@ pub async fn run_role(
                 .consumer_group()
                 .context("consumer roles have a group")?;
             let consumer = Arc::new(Consumer::new(&settings.kafka_bootstrap, group, topic)?);
-            let probe = consumer.clone();
+            let (probe, permanent) = (consumer.clone(), service.permanent_errors.clone());
             let ready = readiness(redis.clone(), move || {
-                let probe = probe.clone();
-                async move { probe.check().await }
+                let (probe, permanent) = (probe.clone(), permanent.clone());
+                async move {
+                    permanent.check()?;
+                    probe.check().await
+                }
             });
             let server = tokio::spawn(http::serve(
                 settings.listen_addr,
@@ -92,14 +97,18 @@ pub async fn run_role(
                 ready,
                 metrics,
                 stop.clone(),
+                settings.drain_timeout,
             ));
             let concurrency = role_settings.concurrency as usize;
             tracing::info!(topic, group, concurrency, "consuming");
             let worker = service.clone();
             let consumed = consumer
-                .run(concurrency, stop.clone(), move |message| {
-                    roles::stage::handle(worker.clone(), message)
-                })
+                .run(
+                    concurrency,
+                    stop.clone(),
+                    settings.drain_timeout,
+                    move |message| roles::stage::handle(worker.clone(), message),
+                )
                 .await;
             // The HTTP server stops with `stop`; a consumer failure must stop it too.
             stop.cancel();
@@ -125,6 +134,7 @@ pub async fn run_loadgen(settings: Settings, stop: CancellationToken) -> anyhow:
         ready,
         metrics.clone(),
         stop.clone(),
+        settings.drain_timeout,
     ));
     let sent = roles::loadgen::run(
         &settings.loadgen_target,

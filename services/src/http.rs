@@ -8,8 +8,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::future::BoxFuture;
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Checks the dependencies a role needs before it can take work.
@@ -21,13 +23,15 @@ struct Probes {
     metrics: Arc<Metrics>,
 }
 
-/// Serves `routes` plus the probes until `stop` is cancelled; requests in flight then finish.
+/// Serves `routes` plus the probes until `stop` is cancelled; requests in flight then have `drain`
+/// to finish, after which they are cancelled (their connections closed).
 pub async fn serve(
     addr: SocketAddr,
     routes: Router,
     ready: Readiness,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    drain: Duration,
 ) -> anyhow::Result<()> {
     let probes = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -38,10 +42,24 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("LISTEN_ADDR={addr}: cannot listen: {e}"))?;
     tracing::info!(%addr, "listening");
-    axum::serve(listener, routes.merge(probes))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await?;
-    Ok(())
+    let served = axum::serve(listener, routes.merge(probes))
+        .with_graceful_shutdown(stop.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(served);
+    tokio::select! {
+        result = &mut served => return Ok(result?),
+        _ = stop.cancelled() => {}
+    }
+    match tokio::time::timeout(drain, served).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            tracing::warn!(
+                drain_ms = drain.as_millis() as u64,
+                "drain deadline passed; cancelling the requests still in flight"
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn readiness(State(probes): State<Probes>) -> Response {

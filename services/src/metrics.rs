@@ -30,7 +30,8 @@ pub struct Metrics {
     registry: Registry,
     /// HTTP answers of `POST /order` (api) or of the orders sent (loadgen), by status.
     pub http_responses: Family<StatusLabel, Counter>,
-    /// Kafka messages handled, by outcome (`ok`, `failed` = injected fault, `invalid`).
+    /// Kafka messages handled, by outcome: `ok`, `failed` (injected fault), `invalid` (malformed,
+    /// skipped), `skipped` (permanent error), `retried` (temporary error).
     pub messages: Family<OutcomeLabel, Counter>,
     pub queue_wait_seconds: Histogram,
     pub workload_seconds: Family<WorkloadLabels, Histogram>,

@@ -3,10 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use tracing_lab_config::{LabConfig, Role};
 
 /// Default number of partitions of a topic the services create (when it does not exist yet).
 const DEFAULT_TOPIC_PARTITIONS: i32 = 3;
+/// How long a stopping service lets its work in flight finish before cancelling it. Shorter than
+/// the pod's `terminationGracePeriodSeconds` (30 s, set by the operator), so the final commit and
+/// the last spans get out before the kubelet's SIGKILL.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Everything a role needs besides the `OTEL_*` variables (those belong to telemetry).
 #[derive(Clone, Debug)]
@@ -25,6 +30,9 @@ pub struct Settings {
     pub lab: LabConfig,
     /// `LOADGEN_TARGET_URL` (loadgen only), default `http://localhost:8080`.
     pub loadgen_target: String,
+    /// `SHUTDOWN_DRAIN_MS`: how long work in flight may finish after SIGTERM, default
+    /// [`DEFAULT_DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -130,8 +138,28 @@ impl Settings {
             }
         }
 
+        let drain_timeout = match get("SHUTDOWN_DRAIN_MS") {
+            None => DEFAULT_DRAIN_TIMEOUT,
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if ms <= DEFAULT_DRAIN_TIMEOUT.as_millis() as u64 => {
+                    Duration::from_millis(ms)
+                }
+                _ => {
+                    return Err(invalid(
+                        "SHUTDOWN_DRAIN_MS",
+                        &v,
+                        format!(
+                            "expected milliseconds in 0..={} (the pod's grace period is longer)",
+                            DEFAULT_DRAIN_TIMEOUT.as_millis()
+                        ),
+                    ));
+                }
+            },
+        };
+
         Ok(Self {
             kafka_bootstrap,
+            drain_timeout,
             topic_partitions,
             redis_url,
             listen_addr,
@@ -180,6 +208,13 @@ mod tests {
         assert_eq!(s.topic_partitions, 3);
         assert_eq!(s.lab, LabConfig::default());
         assert_eq!(s.tmp_dir, PathBuf::from("/tmp"));
+        assert_eq!(s.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+        assert_eq!(
+            settings(&[("SHUTDOWN_DRAIN_MS", "250")])
+                .unwrap()
+                .drain_timeout,
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
@@ -192,6 +227,7 @@ mod tests {
             ("LISTEN_ADDR", "8080"),
             ("TMPDIR", "relative/dir"),
             ("LOADGEN_TARGET_URL", "ftp://api"),
+            ("SHUTDOWN_DRAIN_MS", "60000"),
             ("LAB_CONFIG", "/no/such/lab-config.json"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err().to_string();

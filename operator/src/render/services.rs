@@ -59,6 +59,11 @@ pub fn api_service(lab: &LabRef, node_port: Option<i32>) -> Service {
     )
 }
 
+/// How long the kubelet waits after SIGTERM before SIGKILL. A service drains its work in flight
+/// for at most 20 s (`SHUTDOWN_DRAIN_MS`), then commits, flushes (5 s at most) and sends its
+/// last spans within what is left.
+pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+
 /// The Deployment of one of the four services.
 pub fn deployment_(
     lab: &LabRef,
@@ -197,5 +202,8 @@ fn pod(
     c.resources = Some(resources);
     c.liveness_probe = Some(http_probe("/health", PORT, 5));
     c.readiness_probe = Some(http_probe(readiness_path, PORT, 5));
-    pod_spec(vec![c], vec![config_v, tmp_v], USER)
+    PodSpec {
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        ..pod_spec(vec![c], vec![config_v, tmp_v], USER)
+    }
 }

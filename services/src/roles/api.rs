@@ -1,7 +1,10 @@
 //! The api role: `POST /order` validates, stores the order in Redis and publishes it to `orders`,
-//! answering 202 with the order id once Kafka acknowledged it.
+//! answering 202 with the order id once Kafka acknowledged it, 503 when the record surely did not
+//! reach Kafka (the order is removed), and 504 with the order id when Kafka may have it but did
+//! not confirm in time (the order is kept: the stages will process it if it was written).
 
 use super::{OrderMessage, Service, now_ms, order_key};
+use crate::kafka::{NotAcknowledged, Written};
 use crate::metrics::StatusLabel;
 use crate::propagation::extract_http;
 use crate::spans::{ActiveSpan, record_exception};
@@ -234,7 +237,23 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
 
     if let Err(err) = service.publish(&order).await {
         tracing::error!(error = format!("{err:#}"), order_id = %order.order_id, "publishing the order failed");
-        // The order was not accepted: leave no trace of it in the store.
+        let written = err
+            .downcast_ref::<NotAcknowledged>()
+            .map_or(Written::Maybe, |e| e.written);
+        if written == Written::Maybe {
+            // The broker may have the record, and then the stages process it: keep its hash and
+            // tell the client the order id instead of inviting a resend that would duplicate it.
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                axum::Json(json!({
+                    "order_id": order.order_id,
+                    "status": "unconfirmed",
+                    "error": "Kafka did not confirm the order in time; it may still be processed, do not resend",
+                })),
+            )
+                .into_response();
+        }
+        // The record never reached Kafka: the order was not accepted, leave no trace of it.
         let removed: redis::RedisResult<()> =
             redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
         if let Err(err) = removed {

@@ -5,7 +5,7 @@ pub mod api;
 pub mod loadgen;
 pub mod stage;
 
-use crate::kafka::{Delivered, Producer};
+use crate::kafka::{self, Delivered, NotAcknowledged, Producer};
 use crate::metrics::{Metrics, WorkloadLabels};
 use crate::propagation::kafka_headers;
 use crate::resources::ResourceMonitor;
@@ -17,7 +17,7 @@ use opentelemetry::{Context, KeyValue};
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing_lab_config::{Faults, Role};
 
@@ -54,6 +54,52 @@ pub struct Service {
     pub redis: ConnectionManager,
     pub producer: Option<Producer>,
     pub tracer: BoxedTracer,
+    pub permanent_errors: Arc<PermanentErrors>,
+}
+
+/// How long `/ready` reports a permanent error after it happened.
+const REPORT_PERMANENT_FOR: Duration = Duration::from_secs(60);
+
+/// The last error that retrying cannot fix (a rejected Redis command or Kafka record). `/ready`
+/// fails for a minute after one, so it shows in `kubectl get pods` while the messages move on.
+#[derive(Default)]
+pub struct PermanentErrors(Mutex<Option<(Instant, String)>>);
+
+impl PermanentErrors {
+    pub fn record(&self, what: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), what));
+    }
+
+    /// `Err` naming the last permanent error while it is recent.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, what)) if at.elapsed() < REPORT_PERMANENT_FOR => anyhow::bail!(
+                "permanent error {} s ago, message skipped: {what}",
+                at.elapsed().as_secs()
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether retrying cannot help: Redis rejected the command itself (`WRONGTYPE`, a script
+/// error) or the broker rejected the record. Connection trouble and timeouts are temporary.
+pub fn is_permanent(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        if let Some(redis) = cause.downcast_ref::<redis::RedisError>() {
+            matches!(
+                redis.kind(),
+                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+            ) && matches!(redis.retry_method(), redis::RetryMethod::NoRetry)
+        } else if let Some(kafka) = cause.downcast_ref::<NotAcknowledged>() {
+            kafka
+                .error
+                .rdkafka_error_code()
+                .is_some_and(kafka::is_permanent)
+        } else {
+            false
+        }
+    })
 }
 
 /// A fault injected on purpose (`faults.errorRate`).
@@ -113,7 +159,8 @@ impl Service {
         Ok(())
     }
 
-    /// `faults.extraLatencyMs` as its own span, so it is visible as such in the trace.
+    /// `faults.extraLatencyMs` as its own span, so it is visible as such in the trace. Dropping
+    /// the future (drain deadline, revoked partition) cancels it.
     pub async fn injected_latency(&self) {
         let ms = self.faults.extra_latency_ms;
         if ms > 0 {
@@ -137,7 +184,8 @@ impl Service {
     }
 
     /// Publishes `order` to this role's output topic in a producer span whose context travels in
-    /// the message headers; returns once the broker acknowledged it.
+    /// the message headers; returns once the broker acknowledged it. A failure carries
+    /// [`NotAcknowledged`], which says whether the record may be in the topic anyway.
     pub async fn publish(&self, order: &OrderMessage) -> anyhow::Result<Delivered> {
         let (Some(producer), Some(topic)) = (&self.producer, self.role.output_topic()) else {
             anyhow::bail!("{} publishes nothing", self.role);
@@ -173,8 +221,8 @@ impl Service {
                 Ok(delivered)
             }
             Err(err) => {
-                record_exception(&span.span(), "KafkaError", &format!("{err:#}"));
-                Err(err)
+                record_exception(&span.span(), "KafkaError", &err.to_string());
+                Err(err.into())
             }
         }
     }

@@ -2,7 +2,8 @@
 //! do the role's steps, record progress in Redis, publish to the next topic; offsets are committed
 //! only after all of that (see `kafka::Consumer`).
 
-use super::{ANALYZED_COUNTER, OrderMessage, Service, now_ms, order_key};
+use super::{ANALYZED_COUNTER, OrderMessage, Service, is_permanent, now_ms, order_key};
+use crate::kafka::check_headers;
 use crate::metrics::OutcomeLabel;
 use crate::propagation::extract_kafka;
 use crate::spans::{ActiveSpan, record_exception};
@@ -14,11 +15,17 @@ use tracing_lab_config::Role;
 
 /// Records a stage's progress on the order's hash; with ARGV[4] = 1 also counts the order as
 /// analysed, the first time only (HSETNX), so redelivered messages are not counted twice.
+/// Only the api creates the hash: when it is gone (expired, Redis lost its data) the script
+/// writes nothing and returns 0.
 const RECORD_PROGRESS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'status', ARGV[3])
 if ARGV[4] == '1' and redis.call('HSETNX', KEYS[1], 'analyzed', 1) == 1 then
   redis.call('INCR', KEYS[2])
 end
+return 1
 ";
 
 /// The span name and steps of a consumer role, as in the original lab.
@@ -31,11 +38,33 @@ pub fn steps(role: Role) -> (&'static str, &'static [&'static str]) {
     }
 }
 
-/// Handles one message. `Err` means "retry" (a dependency failed); a malformed message or an
-/// injected failure is handled (`Ok`): recorded on the span, not retried forever.
+/// Why a message was not handled.
+enum Failure {
+    /// The message itself is malformed: skipped.
+    Invalid(String),
+    /// Retrying cannot help: skipped, and `/ready` reports it.
+    Permanent(anyhow::Error),
+    /// A dependency is away: retried.
+    Temporary(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        if is_permanent(&err) {
+            Self::Permanent(err)
+        } else {
+            Self::Temporary(err)
+        }
+    }
+}
+
+/// Handles one message. `Err` means "retry" (a dependency failed). A malformed message, a
+/// permanent error or an injected failure is handled (`Ok`): recorded on the span and in the log
+/// with the message's topic, partition and offset, and not retried.
 pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow::Result<()> {
     let role = service.role;
     let (span_name, steps) = steps(role);
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
     let queue_wait_ms = message
         .timestamp()
         .to_millis()
@@ -44,13 +73,10 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
         KeyValue::new("messaging.system", "kafka"),
         KeyValue::new("messaging.operation.type", "process"),
         KeyValue::new("messaging.operation.name", "process"),
-        KeyValue::new("messaging.destination.name", message.topic().to_owned()),
+        KeyValue::new("messaging.destination.name", topic.to_owned()),
         KeyValue::new("messaging.consumer.group.name", role.name()),
-        KeyValue::new(
-            "messaging.destination.partition.id",
-            message.partition().to_string(),
-        ),
-        KeyValue::new("messaging.kafka.offset", message.offset()),
+        KeyValue::new("messaging.destination.partition.id", partition.to_string()),
+        KeyValue::new("messaging.kafka.offset", offset),
         KeyValue::new(
             "messaging.message.body.size",
             message.payload().map_or(0, <[u8]>::len) as i64,
@@ -68,20 +94,54 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
         attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_owned()));
     }
     // Without (valid) trace headers the span starts a trace of its own.
+    let headers = check_headers(message.headers());
+    let parent = match &headers {
+        Ok(headers) => extract_kafka(Some(headers)),
+        Err(_) => Context::new(),
+    };
     let span = ActiveSpan::start(
         &service.tracer,
         span_name,
         SpanKind::Consumer,
-        &extract_kafka(message.headers()),
+        &parent,
         attributes,
     );
 
-    let outcome = span.within(process(&service, &message, steps)).await;
-    let label = match &outcome {
-        Ok(label) => *label,
-        Err(err) => {
+    let outcome = match headers {
+        Ok(_) => span.within(process(&service, &message, steps)).await,
+        Err(invalid) => Err(Failure::Invalid(invalid.to_string())),
+    };
+    let (label, result) = match outcome {
+        Ok(label) => (label, Ok(())),
+        Err(Failure::Invalid(reason)) => {
+            record_exception(&span.span(), "InvalidMessage", &reason);
+            tracing::error!(
+                topic,
+                partition,
+                offset,
+                reason,
+                "skipping a malformed message"
+            );
+            ("invalid", Ok(()))
+        }
+        Err(Failure::Permanent(err)) => {
+            let error = format!("{err:#}");
+            record_exception(&span.span(), "PermanentError", &error);
+            tracing::error!(
+                topic,
+                partition,
+                offset,
+                error,
+                "skipping a message: retrying cannot fix this error"
+            );
+            service
+                .permanent_errors
+                .record(format!("{topic}/{partition}@{offset}: {error}"));
+            ("skipped", Ok(()))
+        }
+        Err(Failure::Temporary(err)) => {
             record_exception(&span.span(), "DependencyError", &format!("{err:#}"));
-            "retried"
+            ("retried", Err(err))
         }
     };
     service
@@ -89,34 +149,22 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
         .messages
         .get_or_create(&OutcomeLabel { outcome: label })
         .inc();
-    outcome.map(|_| ())
+    result
 }
 
 async fn process(
     service: &Service,
     message: &OwnedMessage,
     steps: &[&'static str],
-) -> anyhow::Result<&'static str> {
+) -> Result<&'static str, Failure> {
     let cx = Context::current();
     let span = cx.span();
     let order: OrderMessage = match message.payload().map(serde_json::from_slice) {
         Some(Ok(order)) => order,
         Some(Err(err)) => {
-            record_exception(
-                &span,
-                "InvalidMessage",
-                &format!("payload is not an order: {err}"),
-            );
-            tracing::error!(
-                offset = message.offset(),
-                "skipping a message that is not an order"
-            );
-            return Ok("invalid");
+            return Err(Failure::Invalid(format!("payload is not an order: {err}")));
         }
-        None => {
-            record_exception(&span, "InvalidMessage", "empty payload");
-            return Ok("invalid");
-        }
+        None => return Err(Failure::Invalid("empty payload".into())),
     };
     span.set_attributes([
         KeyValue::new("order.id", order.order_id.clone()),
@@ -133,17 +181,21 @@ async fn process(
     if let Some(fault) = service.injected_error() {
         record_exception(&span, "InjectedFault", &fault.to_string());
         tracing::warn!(order_id = %order.order_id, "injected failure: the order stops here");
-        let _: () = redis::pipe()
-            .hset(&key, "status", format!("failed_in_{role}"))
-            .ignore()
-            .query_async(&mut redis)
-            .await?;
+        // HSET only on the api's hash (XX-like): a missing one stays missing.
+        let _: () = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]) end",
+        )
+        .key(&key)
+        .arg(format!("failed_in_{role}"))
+        .invoke_async(&mut redis)
+        .await
+        .map_err(anyhow::Error::from)?;
         return Ok("failed");
     }
 
     // One script, so progress and the once-per-order analysed count change together.
     let count_once = i32::from(service.role == Role::Analytics);
-    let _: () = redis::Script::new(RECORD_PROGRESS)
+    let recorded: i32 = redis::Script::new(RECORD_PROGRESS)
         .key(&key)
         .key(ANALYZED_COUNTER)
         .arg(format!("{role}_at_ms"))
@@ -151,11 +203,30 @@ async fn process(
         .arg(role)
         .arg(count_once)
         .invoke_async(&mut redis)
-        .await?;
+        .await
+        .map_err(anyhow::Error::from)?;
+    if recorded == 0 {
+        span.add_event(
+            "order record missing",
+            vec![KeyValue::new("order.key", key.clone())],
+        );
+        tracing::warn!(
+            order_id = %order.order_id,
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            "the order's record is gone from Redis; progress not recorded"
+        );
+    }
 
     if service.producer.is_some() {
         service.publish(&order).await?;
     }
-    tracing::info!(order_id = %order.order_id, "order handled");
+    tracing::info!(
+        order_id = %order.order_id,
+        partition = message.partition(),
+        offset = message.offset(),
+        "order handled"
+    );
     Ok("ok")
 }
