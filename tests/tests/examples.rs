@@ -1,7 +1,9 @@
 //! The labs in `examples/`: complete, known fields only (a typo would be silently dropped), free of
-//! the problems the operator reports, consistent with `kind-config.yaml` and the workshop guide; and
-//! against a real API server, accepted by the CRD schema (server-side dry run) and reconciled by the
-//! operator into the objects each exercise needs, applied one after another like the workshop does.
+//! the problems the operator reports, consistent with `kind-config.yaml` and the workshop guide,
+//! setting everything their exercise depends on, and loaded as their comments state (utilisation
+//! from the workload targets) and as their exercise needs; and against a real API server, accepted
+//! by the CRD schema (server-side dry run) and reconciled by the operator into the objects each
+//! exercise needs, applied one after another like the workshop does.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -11,7 +13,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing_lab_config::{LabConfig, Role};
-use tracing_lab_operator::{TracingLab, validate};
+use tracing_lab_operator::{TracingLab, TracingLabSpec, validate};
+use tracing_lab_service::roles::stage;
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::{ChildProcess, ports, process};
@@ -24,14 +27,18 @@ fn root() -> PathBuf {
 }
 
 /// The workshop's order: the baseline first, then the exercises.
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "baseline",
     "head-of-line-blocking",
     "scaled-consumers",
     "severe-workloads",
     "tail-sampling",
+    "head-sampling",
     "fault-injection",
 ];
+
+/// Examples whose exercise docs/workshop.md does not describe yet.
+const NOT_YET_IN_THE_GUIDE: [&str; 1] = ["head-sampling"];
 
 fn example_path(name: &str) -> PathBuf {
     root().join("examples").join(format!("{name}.yaml"))
@@ -170,7 +177,10 @@ fn examples_use_the_node_ports_kind_config_maps() {
 #[test]
 fn workshop_guide_uses_every_example_and_only_existing_ones() {
     let guide = std::fs::read_to_string(root().join("docs/workshop.md")).expect("docs/workshop.md");
-    for name in EXAMPLES {
+    for name in EXAMPLES
+        .iter()
+        .filter(|n| !NOT_YET_IN_THE_GUIDE.contains(n))
+    {
         assert!(
             guide.contains(&format!("{name}.yaml")),
             "docs/workshop.md never uses examples/{name}.yaml"
@@ -190,6 +200,219 @@ fn workshop_guide_uses_every_example_and_only_existing_ones() {
             );
         }
     }
+}
+
+fn typed(name: &str) -> TracingLab {
+    serde_json::from_value(raw(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn every_example_sets_what_its_exercise_depends_on() {
+    for name in EXAMPLES {
+        let spec = &raw(name)["spec"];
+        let generator = &spec["loadGenerator"];
+        assert!(
+            generator["enabled"].is_boolean(),
+            "{name}: loadGenerator.enabled, so the example does not inherit the last one's"
+        );
+        if generator["enabled"] == true {
+            assert!(
+                generator["ordersPerSecond"].is_number(),
+                "{name}: ordersPerSecond"
+            );
+        }
+        for role in Role::ALL {
+            let replicas = &spec["services"][role.name()]["replicas"];
+            if (name, role) == ("head-of-line-blocking", Role::Processing) {
+                // Left to `kubectl scale`, which the operator only respects while it is unset.
+                assert!(
+                    replicas.is_null(),
+                    "{name}: {role} replicas must stay unset"
+                );
+            } else {
+                assert!(replicas.is_i64(), "{name}: {role} replicas");
+            }
+        }
+    }
+    // The reset: nothing of an exercise survives it.
+    let baseline = typed("baseline").spec;
+    assert!(!baseline.load_generator.enabled);
+    assert_eq!(baseline.sampling, Default::default());
+    for role in Role::ALL {
+        let service = baseline.services.get(role);
+        assert_eq!(service.replicas, Some(1), "baseline: {role}");
+        assert!(service.resources.is_none(), "baseline: {role}");
+        let settings = service.overrides.resolve(role);
+        assert_eq!(settings.faults, Default::default(), "baseline: {role}");
+        assert_eq!(settings.concurrency, 1, "baseline: {role}");
+    }
+}
+
+/// Orders per second a student posts by hand while the load generator is off.
+const BY_HAND: f64 = 1.0;
+
+/// How busy one consumer service's consumers are: orders/s reaching it × cost per order ÷
+/// consumers.
+#[derive(Debug, PartialEq)]
+struct Utilisation {
+    rate: f64,
+    /// Seconds of work per order: the steps' expected wall time (from the workload targets) plus
+    /// injected latency.
+    cost: f64,
+    consumers: u32,
+}
+
+impl Utilisation {
+    fn percent(&self) -> f64 {
+        self.rate * self.cost / f64::from(self.consumers) * 100.0
+    }
+}
+
+/// `role`'s utilisation in `spec`, with `replicas` pods (else the spec's, else 1). Orders failed
+/// on purpose upstream never reach it; consumers beyond the partitions get no messages.
+fn utilisation(spec: &TracingLabSpec, role: Role, replicas: Option<i32>) -> Utilisation {
+    let config = validate::lab_config(spec);
+    let offered = if spec.load_generator.enabled {
+        spec.load_generator.orders_per_second
+    } else {
+        BY_HAND
+    };
+    let upstream = Role::ALL.iter().take_while(|r| **r != role);
+    let rate = upstream.fold(offered, |rate, r| {
+        rate * (1.0 - config.role(*r).faults.error_rate)
+    });
+    let settings = config.role(role);
+    let steps = stage::steps(role).1.len() as f64;
+    let cost = (steps * settings.workload.expected_wall_ms()
+        + settings.faults.extra_latency_ms as f64)
+        / 1000.0;
+    let pods = replicas
+        .or(spec.services.get(role).replicas)
+        .unwrap_or(1)
+        .min(spec.kafka.partitions);
+    Utilisation {
+        rate,
+        cost,
+        consumers: u32::try_from(pods).unwrap_or(0) * settings.concurrency,
+    }
+}
+
+/// The example's `# utilisation[ after scaling to N replicas]: <service> R orders/s × C s ÷ N
+/// consumers = P %` comment lines: (service, replicas, figures, percent).
+fn stated_utilisations(name: &str) -> Vec<(Role, Option<i32>, Utilisation, f64)> {
+    let text = std::fs::read_to_string(example_path(name)).expect("example");
+    let line = regex::Regex::new(
+        r"^# utilisation(?: after scaling to (\d+) replicas)?: (\w+) ([\d.]+) orders?/s × ([\d.]+) s ÷ (\d+) consumers? = (\d+) %$",
+    )
+    .expect("regex");
+    text.lines()
+        .filter(|l| l.starts_with("# utilisation"))
+        .map(|l| {
+            let c = line
+                .captures(l)
+                .unwrap_or_else(|| panic!("{name}: malformed utilisation comment {l:?}"));
+            let number = |i: usize| c[i].parse::<f64>().expect("a number");
+            (
+                c[2].parse::<Role>()
+                    .unwrap_or_else(|e| panic!("{name}: {e}")),
+                c.get(1).map(|r| r.as_str().parse().expect("replicas")),
+                Utilisation {
+                    rate: number(3),
+                    cost: number(4),
+                    consumers: c[5].parse().expect("consumers"),
+                },
+                number(6),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_states_the_utilisation_its_exercise_needs() {
+    for name in EXAMPLES {
+        let spec = typed(name).spec;
+        let stated = stated_utilisations(name);
+        for role in Role::CONSUMERS {
+            assert!(
+                stated
+                    .iter()
+                    .any(|(r, scaled, ..)| *r == role && scaled.is_none()),
+                "{name}: no `# utilisation: {role} ...` comment"
+            );
+        }
+        for (role, replicas, said, percent) in &stated {
+            let real = utilisation(&spec, *role, *replicas);
+            let close = (said.rate - real.rate).abs() < 0.005
+                && (said.cost - real.cost).abs() <= (real.cost * 0.005).max(0.0006)
+                && said.consumers == real.consumers
+                && (percent - real.percent()).abs() <= 1.0;
+            assert!(
+                close,
+                "{name}: the comment says {role} {said:?} = {percent} %, the spec and the \
+                 workload targets give {real:?} = {:.1} %",
+                real.percent()
+            );
+        }
+
+        let busiest = Role::CONSUMERS
+            .iter()
+            .map(|r| utilisation(&spec, *r, None).percent())
+            .fold(0.0, f64::max);
+        match name {
+            // Nothing queues, so the waiting in the next exercise stands out.
+            "baseline" => assert!(busiest < 10.0, "{name}: {busiest:.0} %"),
+            "head-of-line-blocking" => {
+                // One pod: lag grows steadily. Three: it drains within a minute.
+                let one = utilisation(&spec, Role::Processing, None).percent();
+                let three = utilisation(&spec, Role::Processing, Some(3)).percent();
+                assert!(one > 130.0, "{name}: processing {one:.0} % with one pod");
+                assert!(
+                    three < 70.0,
+                    "{name}: processing {three:.0} % with three pods"
+                );
+                for role in [Role::Notification, Role::Analytics] {
+                    let u = utilisation(&spec, role, None).percent();
+                    assert!(
+                        u < 10.0,
+                        "{name}: only processing may block, {role} {u:.0} %"
+                    );
+                }
+            }
+            // Queues must not grow, or every trace turns slow and is kept.
+            "tail-sampling" => assert!(busiest < 50.0, "{name}: {busiest:.0} %"),
+            "severe-workloads" => assert!(busiest < 80.0, "{name}: {busiest:.0} %"),
+            _ => assert!(busiest < 70.0, "{name}: {busiest:.0} %"),
+        }
+    }
+}
+
+#[test]
+fn utilisation_follows_rate_cost_errors_and_consumers() {
+    let spec: TracingLabSpec = serde_json::from_value(serde_json::json!({
+        "kafka": {"partitions": 2},
+        "loadGenerator": {"enabled": true, "ordersPerSecond": 2.0},
+        "services": {
+            "processing": {"replicas": 4, "concurrency": 3, "workload": {"cpuWeight": 1, "ioWeight": 0, "intensities": ["heavy"]}},
+            "notification": {"faults": {"errorRate": 0.5}, "workload": {"cpuWeight": 0, "ioWeight": 1, "intensities": ["heavy"]}},
+            "analytics": {"faults": {"extraLatencyMs": 500}, "workload": {"enabled": false}},
+        },
+    }))
+    .expect("a spec");
+    // Two steps of 2 s; four pods but two partitions: two pods × three messages.
+    let processing = utilisation(&spec, Role::Processing, None);
+    assert_eq!(
+        processing,
+        Utilisation {
+            rate: 2.0,
+            cost: 4.0,
+            consumers: 6
+        }
+    );
+    assert!((processing.percent() - 133.3).abs() < 0.1);
+    assert_eq!(utilisation(&spec, Role::Processing, Some(1)).consumers, 3);
+    // Half the orders fail in notification and never reach analytics.
+    let analytics = utilisation(&spec, Role::Analytics, None);
+    assert_eq!((analytics.rate, analytics.cost), (1.0, 0.5));
 }
 
 #[test]

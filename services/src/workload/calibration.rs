@@ -36,11 +36,13 @@ impl Kernel {
         }
     }
 
-    /// Units of one calibration run: a few milliseconds of CPU on a current laptop core. Primes
-    /// get more, because the share of primes (the costly numbers) varies along the range.
+    /// Units of one calibration run: a few milliseconds of CPU on a current laptop core. JSON
+    /// gets the size of a light call (its cost per record grows with the batch, as caches
+    /// fill); primes get more, because the share of primes (the costly numbers) varies along
+    /// the range.
     fn sample_units(self) -> u64 {
         match self {
-            Self::Json => 4_000,
+            Self::Json => 800,
             Self::Hash => 5_000,
             Self::Prime => 20_000,
         }
@@ -48,7 +50,7 @@ impl Kernel {
 }
 
 /// Runs per kernel; the median is kept, so one preempted or cold run does not count.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 /// CPU nanoseconds per unit of each kernel, in the order of [`Kernel::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq)]

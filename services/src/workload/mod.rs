@@ -115,6 +115,11 @@ impl Simulator {
         }
     }
 
+    /// The start-up calibration; `None` when the mix runs no CPU work.
+    pub fn calibration(&self) -> Option<Calibration> {
+        self.calibration
+    }
+
     pub fn enabled(&self) -> bool {
         self.mix.enabled && !self.mix.intensities.is_empty()
     }
@@ -130,9 +135,20 @@ impl Simulator {
         Some((kind, intensity))
     }
 
+    /// One call, sized at random within the target's spread.
     pub async fn run(&self, kind: WorkloadKind, intensity: Intensity) -> anyhow::Result<Outcome> {
-        let target = intensity.target(kind);
         let u = rand::rng().random_range(0.0..=1.0);
+        self.run_at(kind, intensity, u).await
+    }
+
+    /// One call sized at `u` in `[0, 1]` along the target's spread (0.5: on target).
+    pub async fn run_at(
+        &self,
+        kind: WorkloadKind,
+        intensity: Intensity,
+        u: f64,
+    ) -> anyhow::Result<Outcome> {
+        let target = intensity.target(kind);
         let started = tokio::time::Instant::now();
         let (items, cpu_time) = match kind {
             WorkloadKind::CpuHeavy => {
