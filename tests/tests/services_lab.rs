@@ -183,3 +183,19 @@ pub async fn post_order(
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     Ok((status, body))
 }
+
+/// The JSON log lines of `process` whose message is `message`.
+pub fn log_lines(process: &ChildProcess, message: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(process.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == message)
+        .collect()
+}
+
+/// Partition and offset of a log line that names them.
+pub fn position(line: &serde_json::Value) -> Option<(i32, i64)> {
+    let partition = line["partition"].as_i64()?;
+    Some((i32::try_from(partition).ok()?, line["offset"].as_i64()?))
+}

@@ -159,7 +159,9 @@ async fn process(
 ) -> Result<&'static str, Failure> {
     let cx = Context::current();
     let span = cx.span();
-    let order: OrderMessage = match message.payload().map(serde_json::from_slice) {
+    // librdkafka gives an empty value as `Some(&[])` or `None`, depending on the producer.
+    let payload = message.payload().filter(|p| !p.is_empty());
+    let order: OrderMessage = match payload.map(serde_json::from_slice) {
         Some(Ok(order)) => order,
         Some(Err(err)) => {
             return Err(Failure::Invalid(format!("payload is not an order: {err}")));

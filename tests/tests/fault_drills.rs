@@ -1,0 +1,295 @@
+//! Fault drills on the real programs: Apache Kafka, Redis, the Collector and Jaeger, and the four
+//! services as processes. Each drill prints its counts. Needs `cargo build -p tracing-lab-service`
+//! and `tests/env/setup.sh`.
+
+#[allow(dead_code)] // Shared with the other services tests.
+#[path = "services_lab.rs"]
+mod lab;
+
+use lab::{Lab, light_config, log_lines, position, post_order};
+use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_t};
+use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Processing with eight slots and a per-message latency of 0, 1 or 2 s (two IO steps, each light
+/// or heavy at random): messages of one partition finish out of order.
+fn jittery_processing() -> LabConfig {
+    let mut config = light_config();
+    config.processing.concurrency = 8;
+    config.processing.workload = WorkloadMix::new(0, 100, &[Intensity::Light, Intensity::Heavy]);
+    config
+}
+
+async fn post_orders(lab: &Lab, n: usize) {
+    let http = http();
+    for i in 0..n {
+        let (status, body) = post_order(&http, &lab.api_url, "book", i as i64 % 7 + 1)
+            .await
+            .expect("post");
+        assert_eq!(status, 202, "{body}");
+    }
+}
+
+/// Per partition, the offset below which processing handled every message (its log says which).
+fn contiguous(handled: &BTreeSet<(i32, i64)>, partitions: usize) -> Vec<i64> {
+    (0..partitions as i32)
+        .map(|p| {
+            let mut next = 0;
+            while handled.contains(&(p, next)) {
+                next += 1;
+            }
+            next
+        })
+        .collect()
+}
+
+fn handled(lab: &Lab, role: Role) -> BTreeSet<(i32, i64)> {
+    log_lines(&lab.services[&role], "order handled")
+        .iter()
+        .filter_map(position)
+        .collect()
+}
+
+async fn wait_handled(lab: &Lab, role: Role, n: usize) {
+    let started = tokio::time::Instant::now();
+    while handled(lab, role).len() < n {
+        assert!(
+            started.elapsed() < PIPELINE_TIMEOUT,
+            "{role} handled {} of {n}",
+            handled(lab, role).len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_messages_in_flight_commits_the_last_contiguous_offset() {
+    // A drain shorter than the slowest messages: some finish after SIGTERM, others are cancelled.
+    let mut lab = Lab::start(&jittery_processing(), &[("SHUTDOWN_DRAIN_MS", "800")])
+        .await
+        .expect("lab starts");
+    const N: usize = 60;
+    post_orders(&lab, N).await;
+    wait_handled(&lab, Role::Processing, 12).await;
+
+    let status = lab
+        .service(Role::Processing)
+        .terminate(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(status.success(), "processing exit: {status}");
+
+    let log = std::fs::read_to_string(lab.services[&Role::Processing].log_path()).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sigterm = lines
+        .iter()
+        .position(|l| l["message"] == "SIGTERM: shutting down")
+        .expect("SIGTERM logged");
+    let drained = lines[sigterm..]
+        .iter()
+        .filter(|l| l["message"] == "order handled")
+        .count();
+    let cancelled = lines[sigterm..]
+        .iter()
+        .find(|l| l["message"] == "drain deadline passed; cancelling the messages still in flight")
+        .and_then(|l| l["cancelled"].as_i64())
+        .unwrap_or(0);
+    let handled = handled(&lab, Role::Processing);
+    let ends = lab.broker.end_offsets("orders").await.unwrap();
+    let expected = contiguous(&handled, ends.len());
+    let committed: Vec<i64> = lab
+        .broker
+        .committed_offsets("processing", "orders")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.unwrap_or(0))
+        .collect();
+    let gaps = handled
+        .iter()
+        .filter(|&&(p, o)| o >= expected[p as usize])
+        .count();
+    println!(
+        "SIGTERM drill: {N} orders, {} handled, {drained} finished during the drain, {cancelled} \
+         cancelled at the deadline, {gaps} handled beyond a gap; committed {committed:?}, last \
+         contiguous + 1 {expected:?}, end offsets {ends:?}",
+        handled.len()
+    );
+    assert!(drained > 0, "the drain let no message in flight finish");
+    assert_eq!(
+        committed, expected,
+        "the final commit is the last contiguous handled offset of each partition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_processing_with_uncommitted_work_loses_no_order() {
+    let mut lab = Lab::start(&jittery_processing(), &[])
+        .await
+        .expect("lab starts");
+    const N: usize = 60;
+    post_orders(&lab, N).await;
+    wait_handled(&lab, Role::Processing, 10).await;
+    lab.service(Role::Processing).kill().unwrap();
+    let handled_before = handled(&lab, Role::Processing);
+    let committed: i64 = lab
+        .broker
+        .committed_offsets("processing", "orders")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.unwrap_or(0))
+        .sum();
+    // Mid-stream for processing itself: orders left to read, and handled work above the commit.
+    assert!(
+        committed < N as i64,
+        "the crash must leave orders unread ({committed} committed)"
+    );
+    println!(
+        "kill drill: {} handled before the crash, {committed} committed",
+        handled_before.len()
+    );
+    lab.service(Role::Processing).respawn().unwrap();
+    lab.wait_ready(Role::Processing).await.unwrap();
+    lab.wait_analyzed(N as i64, PIPELINE_TIMEOUT)
+        .await
+        .expect("no order lost");
+    let redone = log_lines(&lab.services[&Role::Processing], "order handled").len() - N;
+    println!("kill drill: every order analysed once; {redone} messages handled twice");
+    assert_eq!(lab.analyzed().await.unwrap(), N as i64);
+}
+
+/// Produces `payload` to `topic` with a header whose name is not UTF-8 (a non-Java client can).
+async fn produce_with_raw_header(lab: &Lab, topic: &str, payload: &[u8]) {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "traceparent",
+        value: Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..]),
+    });
+    let name = b"bad\xff\xfe";
+    let native = std::ptr::from_ref::<BorrowedHeaders>(headers.as_borrowed())
+        .cast::<rd_kafka_headers_t>()
+        .cast_mut();
+    // SAFETY: the list is owned by `headers`; librdkafka copies name and value.
+    unsafe {
+        rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            b"x".as_ptr().cast(),
+            1,
+        );
+    }
+    let producer: FutureProducer = lab.broker.client_config().create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key("poison")
+                .payload(payload)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(err, _)| err)
+        .unwrap();
+}
+
+async fn produce(lab: &Lab, topic: &str, payload: &[u8]) {
+    let producer: FutureProducer = lab.broker.client_config().create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(topic).key("poison").payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(err, _)| err)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_skipped_and_logged_and_the_next_order_is_analysed() {
+    let mut lab = Lab::start(&light_config(), &[]).await.expect("lab starts");
+    let valid = serde_json::json!({
+        "order_id": "poison-header", "item": "x", "quantity": 1, "created_at_ms": 0
+    })
+    .to_string();
+    let consumers = [
+        (Role::Processing, "orders"),
+        (Role::Notification, "processed-orders"),
+        (Role::Analytics, "notified-orders"),
+    ];
+    for (_, topic) in consumers {
+        produce_with_raw_header(&lab, topic, valid.as_bytes()).await;
+        produce(&lab, topic, b"{not json").await;
+        produce(&lab, topic, b"").await;
+    }
+    post_orders(&lab, 1).await;
+    lab.wait_analyzed(1, PIPELINE_TIMEOUT)
+        .await
+        .expect("the next valid order is analysed");
+    for (role, topic) in consumers {
+        let skipped = log_lines(&lab.services[&role], "skipping a malformed message");
+        let reasons: BTreeMap<String, (i32, i64)> = skipped
+            .iter()
+            .map(|l| {
+                assert_eq!(l["topic"], topic, "{l}");
+                let reason = l["reason"].as_str().unwrap_or_default();
+                let kind = if reason.contains("not UTF-8") {
+                    "header"
+                } else if reason.contains("empty") {
+                    "empty"
+                } else {
+                    "json"
+                };
+                (
+                    kind.to_owned(),
+                    position(l).unwrap_or_else(|| panic!("{l}")),
+                )
+            })
+            .collect();
+        println!(
+            "poison drill: {role} skipped {} on {topic}: {reasons:?}",
+            skipped.len()
+        );
+        assert_eq!(skipped.len(), 3, "{role}: {skipped:?}");
+        assert_eq!(reasons.len(), 3, "{role}: {reasons:?}");
+        assert!(
+            lab.service(role).exit_status().unwrap().is_none(),
+            "{role} died"
+        );
+    }
+    // Every poison message is behind the committed offsets: none will come back.
+    lab.wait_analyzed(1, PIPELINE_TIMEOUT).await.unwrap();
+    for (role, topic) in consumers {
+        let status = lab
+            .service(role)
+            .terminate(Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(status.success(), "{role} exit: {status}");
+        let ends = lab.broker.end_offsets(topic).await.unwrap();
+        let committed: Vec<i64> = lab
+            .broker
+            .committed_offsets(role.name(), topic)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        assert_eq!(committed, ends, "{role} committed past its poison");
+    }
+}
