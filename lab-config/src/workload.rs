@@ -73,11 +73,23 @@ impl Intensity {
     }
 }
 
-/// The target table in Markdown, for `docs/reference.md`.
+/// The target table in Markdown with what it means, a section of `docs/reference.md`.
 pub fn targets_markdown() -> String {
-    let mut out = String::from(
-        "| intensity | kind | CPU ms | threads | IO ms | MiB held | wall ms |\n\
+    let mut out = format!(
+        "## Workload targets\n\n\
+         What one workload call costs, by intensity and kind (`Intensity::target` in `lab-config`). \
+         Each service measures its CPU kernels once at start-up (thread CPU time, so a busy machine \
+         skews it little) and sizes every CPU call to its target; IO calls write, sync and read \
+         files and talk to Redis in 50 ms rounds, waiting out the rest of each round, until their \
+         budget is spent. Calls are spread uniformly within ±{spread:.0} % of the target, the \
+         median on it. Heavy and severe calls write and hold their memory for the whole call: a \
+         service running n calls at once (`concurrency`) holds up to n times as much, so severe \
+         work at concurrency 2 or more needs a memory limit above the default 512Mi. Wall ms is \
+         CPU ms ÷ threads + IO ms, with that many cores free. Measured figures: \
+         `services/README.md`.\n\n\
+         | intensity | kind | CPU ms | threads | IO ms | MiB held | wall ms |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
+        spread = TARGET_SPREAD * 100.0
     );
     for intensity in Intensity::ALL {
         for kind in WorkloadKind::ALL {

@@ -67,6 +67,8 @@ pub fn markdown(crd: &CustomResourceDefinition) -> String {
         }
     }
     images(&mut out);
+    out.push('\n');
+    out.push_str(&tracing_lab_config::targets_markdown());
     out
 }
 

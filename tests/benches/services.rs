@@ -1,7 +1,7 @@
 //! Services benchmark (prints figures): end-to-end orders per second through all four services
 //! with workloads off, order latency p50/p99, the throughput cost of tracing, the resource
-//! sampler's own CPU cost, each service's idle resident memory, and the cost of every workload
-//! operation (as the spans of the processing service report it).
+//! sampler's own CPU cost and each service's idle resident memory. Workload costs: the `workload`
+//! bench.
 //!
 //! `cargo build --release -p tracing-lab-service && cargo bench -p tracing-lab-tests --bench services`
 
@@ -12,9 +12,8 @@ mod lab;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use lab::Lab;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+use tracing_lab_config::{LabConfig, Role};
 use tracing_lab_tests::procfs;
 
 const ORDERS: usize = 30_000;
@@ -187,87 +186,7 @@ async fn idle_figures() -> Result<()> {
     Ok(())
 }
 
-/// Wall ms, CPU ms, peak CPU %, peak RSS MiB of one workload span.
-type Cost = (f64, f64, f64, f64);
-
-/// Orders sent through a processing service that draws every kind and intensity.
-const COST_ORDERS: usize = 48;
-
-/// Runs every operation through the processing service and prints its median wall time, CPU time
-/// and peak CPU from the spans.
-async fn intensity_costs() -> Result<()> {
-    let mut config = LabConfig::default();
-    for role in Role::ALL {
-        config.role_mut(role).workload.enabled = false;
-    }
-    config.processing.workload = WorkloadMix::new(50, 50, &Intensity::ALL);
-    let lab = Lab::start(&config, &[("RUST_LOG", "warn")]).await?;
-    let http = reqwest::Client::new();
-    for i in 0..COST_ORDERS {
-        let (status, body) =
-            lab::post_order(&http, &lab.api_url, "cost", (i % 5 + 1) as i64).await?;
-        anyhow::ensure!(status == 202, "status {status}: {body}");
-    }
-    lab.wait_analyzed(COST_ORDERS as i64, Duration::from_secs(600))
-        .await?;
-    let spans = lab
-        .traces
-        .wait_for(
-            |spans| {
-                spans
-                    .iter()
-                    .filter(|s| s.attr("workload.operation").is_some())
-                    .count()
-                    >= 2 * COST_ORDERS
-            },
-            Duration::from_secs(30),
-        )
-        .await?;
-    let mut by_operation: BTreeMap<(String, String), Vec<Cost>> = BTreeMap::new();
-    for span in spans.iter().filter(|s| s.service_name == "processing") {
-        let text = |key: &str| span.attr(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let number = |key: &str| span.attr(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let (Some(intensity), Some(operation)) =
-            (text("workload.intensity"), text("workload.operation"))
-        else {
-            continue;
-        };
-        by_operation
-            .entry((intensity, operation))
-            .or_default()
-            .push((
-                number("workload.duration_ms"),
-                number("resource.span.cpu_time_ms"),
-                number("resource.cpu.max"),
-                number("resource.memory.max_mb"),
-            ));
-    }
-    println!(
-        "workload costs ({COST_ORDERS} orders x 2 steps in processing, release build, medians):"
-    );
-    println!(
-        "  {:<8} {:<28} {:>4} {:>10} {:>10} {:>9} {:>9}",
-        "", "operation", "n", "wall ms", "cpu ms", "cpu max%", "rss MiB"
-    );
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    for ((intensity, operation), rows) in by_operation {
-        let n = rows.len();
-        println!(
-            "  {intensity:<8} {operation:<28} {n:>4} {:>10.1} {:>10.1} {:>9.0} {:>9.1}",
-            median(rows.iter().map(|r| r.0).collect()),
-            median(rows.iter().map(|r| r.1).collect()),
-            rows.iter().map(|r| r.2).fold(0.0, f64::max),
-            rows.iter().map(|r| r.3).fold(0.0, f64::max),
-        );
-    }
-    Ok(())
-}
-
-/// Sections to run: the names given on the command line (`idle`, `costs`, `throughput`,
-/// `latency`), or all.
+/// Sections to run: the names given on the command line (`idle`, `throughput`, `latency`), or all.
 fn wanted(section: &str) -> bool {
     let named: Vec<String> = std::env::args()
         .skip(1)
@@ -284,9 +203,6 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         if wanted("idle") {
             idle_figures().await?;
-        }
-        if wanted("costs") {
-            intensity_costs().await?;
         }
         if wanted("throughput") {
             throughput().await?;
