@@ -84,6 +84,7 @@ async fn run(label: &str) -> Result<()> {
     let simulator = Simulator::new(mix, redis, dir.path().to_owned(), "bench");
     let calibration = simulator
         .calibration()
+        .await
         .context("a mix with CPU work calibrates")?;
     println!(
         "{label}: calibration {} ms (ns per unit: {}); load average {}",

@@ -43,7 +43,7 @@ impl Kernel {
     fn sample_units(self) -> u64 {
         match self {
             Self::Json => 800,
-            Self::Hash => 5_000,
+            Self::Hash => 2_000,
             Self::Prime => 20_000,
         }
     }

@@ -25,7 +25,9 @@ use io::IoTarget;
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 use tracing_lab_config::{Intensity, TARGET_SPREAD, Target, WorkloadKind, WorkloadMix};
 
 /// What one call did, for the span attributes.
@@ -69,6 +71,21 @@ fn lines_per_round(intensity: Intensity) -> u64 {
     }
 }
 
+/// Measures the kernels on a blocking thread and logs the result.
+async fn calibrate() -> Calibration {
+    let c = tokio::task::spawn_blocking(Calibration::measure)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    tracing::info!(
+        json_ns_per_record = c.ns_per_unit(Kernel::Json).round(),
+        hash_ns_per_item = c.ns_per_unit(Kernel::Hash).round(),
+        prime_ns_per_number = c.ns_per_unit(Kernel::Prime).round(),
+        took_ms = c.took.as_millis() as u64,
+        "workload CPU calibrated"
+    );
+    c
+}
+
 /// `cost` scaled by a uniform draw `u` in `[0, 1]` to within ±[`TARGET_SPREAD`]; `u = 0.5` gives
 /// `cost` itself, so the median call costs its target.
 fn spread(cost: Duration, u: f64) -> Duration {
@@ -82,12 +99,13 @@ pub struct Simulator {
     redis: ConnectionManager,
     dir: PathBuf,
     role: &'static str,
-    /// Measured at start when the mix has CPU work.
-    calibration: Option<Calibration>,
+    /// Measured in the background from start when the mix has CPU work; a CPU call waits for it.
+    calibration: Option<Arc<OnceCell<Calibration>>>,
 }
 
 impl Simulator {
-    /// Calibrates the CPU kernels first when the mix runs CPU work (a fraction of a second).
+    /// Starts calibrating the CPU kernels (a fraction of a second, on a blocking thread) when the
+    /// mix runs CPU work, so the service's start-up does not wait for it. Needs a Tokio runtime.
     pub fn new(
         mix: WorkloadMix,
         redis: ConnectionManager,
@@ -96,15 +114,12 @@ impl Simulator {
     ) -> Self {
         let calibration =
             (mix.enabled && mix.cpu_weight > 0 && !mix.intensities.is_empty()).then(|| {
-                let c = Calibration::measure();
-                tracing::info!(
-                    json_ns_per_record = c.ns_per_unit(Kernel::Json).round(),
-                    hash_ns_per_item = c.ns_per_unit(Kernel::Hash).round(),
-                    prime_ns_per_number = c.ns_per_unit(Kernel::Prime).round(),
-                    took_ms = c.took.as_millis() as u64,
-                    "workload CPU calibrated"
-                );
-                c
+                let cell = Arc::new(OnceCell::new());
+                let started = cell.clone();
+                tokio::spawn(async move {
+                    started.get_or_init(calibrate).await;
+                });
+                cell
             });
         Self {
             mix,
@@ -115,9 +130,12 @@ impl Simulator {
         }
     }
 
-    /// The start-up calibration; `None` when the mix runs no CPU work.
-    pub fn calibration(&self) -> Option<Calibration> {
-        self.calibration
+    /// The start-up calibration, once measured; `None` when the mix runs no CPU work.
+    pub async fn calibration(&self) -> Option<Calibration> {
+        match &self.calibration {
+            Some(cell) => Some(*cell.get_or_init(calibrate).await),
+            None => None,
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -153,7 +171,8 @@ impl Simulator {
         let (items, cpu_time) = match kind {
             WorkloadKind::CpuHeavy => {
                 let calibration = self
-                    .calibration
+                    .calibration()
+                    .await
                     .ok_or_else(|| anyhow::anyhow!("CPU work drawn from a mix without CPU work"))?;
                 let cpu = spread(Duration::from_millis(target.cpu_ms.into()), u);
                 let units = calibration.units(kernel(intensity), cpu);
