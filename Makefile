@@ -90,8 +90,9 @@ lab: cluster images ## the whole workshop on kind: cluster, images, operator, a 
 	  --set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) \
 	  --set image.tag=$(lastword $(subst :, ,$(OPERATOR_IMAGE))) --wait --timeout 5m
 	kubectl get namespace $(LAB_NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(LAB_NAMESPACE)
-	kubectl apply --namespace $(LAB_NAMESPACE) -f $(LAB)
-	kubectl wait --namespace $(LAB_NAMESPACE) --for=condition=Ready tlab --all --timeout=15m
+	kubectl apply --server-side --namespace $(LAB_NAMESPACE) -f $(LAB)
+	@# Component by component, from the lab's status, until it is Ready.
+	bash scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
 	@kubectl get tlab --namespace $(LAB_NAMESPACE)
 	@echo
 	@echo "Jaeger UI:   http://localhost:16686"

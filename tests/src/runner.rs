@@ -58,51 +58,82 @@ impl Drop for LabRunner {
     }
 }
 
-impl LabRunner {
+/// A lab applied to a fresh API server that the operator reconciles, before anything runs.
+pub struct AppliedLab {
+    operator: ChildProcess,
+    pub cluster: TestCluster,
+    pub namespace: String,
+    pub name: String,
+    kafka_port: u16,
+}
+
+impl AppliedLab {
     /// Starts an API server with the CRD, the operator, and applies `manifest` (a TracingLab
-    /// manifest, e.g. one of `examples/`) server-side into `namespace`, as the workshop does. Then
-    /// runs what the operator applied. Returns once every program has started; the lab's own
-    /// status says when it is ready.
-    pub async fn start(namespace: &str, manifest: &Path) -> Result<Self> {
+    /// manifest, e.g. one of `examples/`) server-side into `namespace`, as the workshop does.
+    pub async fn apply(namespace: &str, manifest: &Path) -> Result<Self> {
         let cluster = TestCluster::start().await?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         cluster
             .install_crd(&std::fs::read_to_string(root.join("crds/tracinglab.yaml"))?)
             .await?;
         cluster.create_namespace(namespace).await?;
-        // The operator measures lag on the lab's Kafka, which runs here on a port chosen now.
+        // The operator measures lag on the lab's Kafka, which will run here on a port chosen now.
         let kafka_port = ports::free_port();
         let operator = start_operator(&cluster, kafka_port)?;
         let name = kubectl_apply(&cluster, namespace, manifest)?;
-        let client = cluster.client();
-        let lab: TracingLab = Api::namespaced(client.clone(), namespace)
-            .get(&name)
+        Ok(Self {
+            operator,
+            cluster,
+            namespace: namespace.to_owned(),
+            name,
+            kafka_port,
+        })
+    }
+
+    /// Runs what the operator applied. Returns once every program has started; the lab's own
+    /// status says when it is ready.
+    pub async fn run(self) -> Result<LabRunner> {
+        let client = self.cluster.client();
+        let lab: TracingLab = Api::namespaced(client.clone(), &self.namespace)
+            .get(&self.name)
             .await?;
-        let children = applied_children(&client, namespace, &name, &lab).await?;
-        let mut loopback = Loopback::new(&children, namespace)?;
-        loopback.pin(kafka::KAFKA.suffix, kafka::CLIENT_PORT, kafka_port)?;
+        let children = applied_children(&client, &self.namespace, &self.name, &lab).await?;
+        let mut loopback = Loopback::new(&children, &self.namespace)?;
+        loopback.pin(kafka::KAFKA.suffix, kafka::CLIENT_PORT, self.kafka_port)?;
         let broker = KafkaBroker::start_rendered(&children, &loopback).await?;
         let redis = RedisServer::start_rendered(&children, &loopback).await?;
         let traces = TraceBackend::start_rendered(&children, &loopback).await?;
         let kubelet = Kubelet {
             client,
-            namespace: namespace.to_owned(),
-            lab: name.clone(),
+            namespace: self.namespace.clone(),
+            lab: self.name.clone(),
             loopback: loopback.clone(),
             binary: project_binary("tracing-lab-service")?,
             pods: BTreeMap::new(),
         };
-        Ok(Self {
+        Ok(LabRunner {
             kubelet: tokio::spawn(kubelet.run()),
             traces,
             redis,
             broker,
-            operator,
-            cluster,
-            namespace: namespace.to_owned(),
-            name,
+            operator: self.operator,
+            cluster: self.cluster,
+            namespace: self.namespace,
+            name: self.name,
             loopback,
         })
+    }
+
+    /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        kubectl(&self.cluster, &self.namespace, args)
+    }
+}
+
+impl LabRunner {
+    /// [`AppliedLab::apply`], then [`AppliedLab::run`].
+    pub async fn start(namespace: &str, manifest: &Path) -> Result<Self> {
+        AppliedLab::apply(namespace, manifest).await?.run().await
     }
 
     /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.

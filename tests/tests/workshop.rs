@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tracing_lab_tests::assets;
 use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
 use tracing_lab_tests::poll::eventually;
-use tracing_lab_tests::runner::LabRunner;
+use tracing_lab_tests::runner::{AppliedLab, LabRunner};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -113,8 +114,61 @@ async fn order_trace(
 /// draws, and at the baseline's pace no message waits in Kafka.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workshop_baseline_one_order_is_one_trace_and_nothing_waits() {
-    let lab = ready_lab("baseline", "baseline").await;
+    // `make lab`'s wait, watching from the apply on.
+    let applied = AppliedLab::apply("baseline", &example("baseline"))
+        .await
+        .unwrap();
+    let kubectl = assets::find("kubectl").unwrap();
+    let path = format!(
+        "{}:{}",
+        kubectl.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let wait = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/wait-for-lab.sh"))
+        .args(["baseline", "180"])
+        .env("KUBECONFIG", applied.cluster.kubeconfig())
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lab = applied.run().await.unwrap();
+    let waited = tokio::task::spawn_blocking(move || wait.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let progress = String::from_utf8_lossy(&waited.stdout);
+    eprintln!(
+        "scripts/wait-for-lab.sh:\n{progress}{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    assert!(waited.status.success());
+    let lines: Vec<&str> = progress.lines().collect();
+    assert!(lines.len() >= 2, "progress shown while waiting: {progress}");
+    assert!(
+        lines[0].contains("0/1") || lines[0].contains("no status yet"),
+        "{progress}"
+    );
+    let done = lines.last().unwrap();
+    for component in [
+        "api",
+        "processing",
+        "notification",
+        "analytics",
+        "kafka",
+        "redis",
+        "jaeger",
+        "collector",
+    ] {
+        assert!(
+            done.contains(&format!(" {component} 1/1")),
+            "{component} in {done}"
+        );
+    }
+    assert!(done.contains("| Ready=True"), "{done}");
     let row = lab.row().unwrap();
+    assert_eq!(row["READY"], "True", "{row:?}");
     assert_eq!(row["SERVICES"], "4/4", "{row:?}");
 
     let posted = Instant::now();
@@ -210,4 +264,369 @@ async fn workshop_baseline_one_order_is_one_trace_and_nothing_waits() {
             "{hop}: median queue wait {m} ms at one order a second"
         );
     }
+}
+
+/// One `kubectl get tlab` sample: seconds since the first, LAG, WORST.
+#[derive(Debug)]
+struct LagSample {
+    at: f64,
+    lag: i64,
+    worst: String,
+}
+
+fn lag_sample(lab: &LabRunner, since: Instant) -> LagSample {
+    let row = lab.row().unwrap();
+    LagSample {
+        at: since.elapsed().as_secs_f64(),
+        lag: row["LAG"].parse().unwrap_or(0),
+        worst: row["WORST"].clone(),
+    }
+}
+
+/// The lab's status entry for consumer group `group`.
+fn group_status(lab: &LabRunner, group: &str) -> Value {
+    let status = lab.lab().unwrap()["status"]["kafka"]["groups"].clone();
+    status
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["group"] == group)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// `messaging.queue_wait_ms` of `span`s started in `[from, to)` (Unix ms).
+fn queue_waits(spans: &[ReceivedSpan], name: &str, from: u64, to: u64) -> Vec<f64> {
+    spans
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| (from..to).contains(&(s.start_unix_nanos / 1_000_000)))
+        .filter_map(|s| num_attr(s, "messaging.queue_wait_ms"))
+        .collect()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Exercise 3: behind one single-threaded processing pod the lag grows for a minute, the lab
+/// names processing and says to scale; `kubectl scale --replicas=3` drains it within a minute and
+/// the queue wait on `process_order` falls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_head_of_line_blocking_lag_grows_then_drains_after_scaling() {
+    let lab = ready_lab("blocking", "head-of-line-blocking").await;
+    let started = Instant::now();
+    let blocking_from = unix_ms();
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        samples.push(lag_sample(&lab, started));
+    }
+    eprintln!("kubectl get tlab -w, one processing pod:");
+    for s in &samples {
+        eprintln!("  {:>4.0} s  LAG {:>3}  WORST {}", s.at, s.lag, s.worst);
+    }
+    // Steady growth: every 15 s the lag is higher than 15 s before.
+    let by_window: Vec<i64> = samples
+        .chunks(3)
+        .map(|w| w.iter().map(|s| s.lag).max().unwrap_or(0))
+        .collect();
+    assert!(
+        by_window.windows(2).all(|w| w[1] > w[0]),
+        "LAG by 15 s window {by_window:?}"
+    );
+    let last = samples.last().unwrap();
+    assert_eq!(last.worst, "processing", "{samples:?}");
+    let processing = group_status(&lab, "processing");
+    let advice = processing["advice"].as_str().unwrap_or_default().to_owned();
+    eprintln!("advice: {advice}");
+    assert!(advice.contains("scal"), "{processing}");
+    let blocking_to = unix_ms();
+
+    lab.kubectl(&["scale", "deployment/lab-processing", "--replicas=3"])
+        .unwrap();
+    let scaled = Instant::now();
+    let mut after = Vec::new();
+    let drained = loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let s = lag_sample(&lab, started);
+        let zero = s.lag == 0;
+        after.push(s);
+        if zero {
+            break scaled.elapsed();
+        }
+        assert!(
+            scaled.elapsed() < Duration::from_secs(60),
+            "the lag did not drain within 60 s of kubectl scale: {after:?}"
+        );
+    };
+    eprintln!("after kubectl scale --replicas=3:");
+    for s in &after {
+        eprintln!("  {:>4.0} s  LAG {:>3}  WORST {}", s.at, s.lag, s.worst);
+    }
+    eprintln!("drained {:.0} s after the scale", drained.as_secs_f64());
+    let ready = lab
+        .kubectl(&[
+            "get",
+            "deployment/lab-processing",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])
+        .unwrap();
+    assert_eq!(ready, "3");
+
+    // Orders that arrive once the backlog is gone wait far less than those behind it.
+    let drained_from = unix_ms();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let spans = lab
+        .traces
+        .find("processing", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let before = median(queue_waits(
+        &spans,
+        "process_order",
+        blocking_to - 15_000,
+        blocking_to,
+    ));
+    let now = median(queue_waits(
+        &spans,
+        "process_order",
+        drained_from,
+        unix_ms(),
+    ));
+    eprintln!(
+        "process_order median messaging.queue_wait_ms: {before} blocked, {now} after scaling (from {blocking_from})"
+    );
+    assert!(
+        now * 4.0 < before,
+        "queue wait {before} ms blocked, {now} ms scaled"
+    );
+}
+
+/// Exercise 6, past the partitions: eight processing pods for six partitions; the lab reports
+/// the two idle ones, counted from the group's real assignments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_more_replicas_than_partitions_reports_idle_consumers() {
+    let lab = ready_lab("scaling", "scaled-consumers").await;
+    // The exercise edits the example (processing replicas 8) and applies it again.
+    let text = std::fs::read_to_string(example("scaled-consumers")).unwrap();
+    let mut manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    manifest["spec"]["services"]["processing"]["replicas"] = json!(8);
+    let edited = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(edited.path(), serde_json::to_string(&manifest).unwrap()).unwrap();
+    lab.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        edited.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    let partitions = manifest["spec"]["kafka"]["partitions"].as_i64().unwrap();
+    let group = eventually(
+        "8 processing consumers in the lab's status",
+        Duration::from_secs(120),
+        || async {
+            let g = group_status(&lab, "processing");
+            if g["consumers"] == 8 && g["idleConsumers"] == 8 - partitions {
+                Ok(g)
+            } else {
+                Err(g.to_string())
+            }
+        },
+    )
+    .await;
+    let advice = group["advice"].as_str().unwrap();
+    eprintln!("processing: {group}");
+    assert!(
+        advice.contains(&format!("{} of 8 consumers idle", 8 - partitions)),
+        "{advice}"
+    );
+    let degraded = lab.lab().unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .cloned()
+        .unwrap();
+    eprintln!("Degraded: {degraded}");
+    assert_eq!(degraded["status"], "True", "{degraded}");
+    assert_eq!(degraded["reason"], "IdleConsumers", "{degraded}");
+}
+
+/// Extra: faults. Notification fails about one order in five with an exception on its span;
+/// analytics adds an `injected_latency` span of the configured length to every order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_fault_injection_shows_errors_and_injected_latency() {
+    let lab = ready_lab("faults", "fault-injection").await;
+    let text = std::fs::read_to_string(example("fault-injection")).unwrap();
+    let manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let rate = manifest["spec"]["services"]["notification"]["faults"]["errorRate"]
+        .as_f64()
+        .unwrap();
+    let latency = manifest["spec"]["services"]["analytics"]["faults"]["extraLatencyMs"]
+        .as_f64()
+        .unwrap();
+    let spans = lab
+        .traces
+        .wait_for(
+            |spans| spans.iter().filter(|s| s.name == "notify_order").count() >= 100,
+            Duration::from_secs(180),
+        )
+        .await
+        .unwrap();
+    let notify: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "notify_order").collect();
+    let errors: Vec<&&ReceivedSpan> = notify.iter().filter(|s| s.is_error()).collect();
+    let share = errors.len() as f64 / notify.len() as f64;
+    eprintln!(
+        "notify_order: {} of {} spans are errors ({:.0} %)",
+        errors.len(),
+        notify.len(),
+        share * 100.0
+    );
+    // Binomial: four standard deviations either side.
+    let sd = (rate * (1.0 - rate) / notify.len() as f64).sqrt();
+    assert!(
+        (share - rate).abs() < 4.0 * sd,
+        "error share {share} for errorRate {rate}"
+    );
+    for span in &errors {
+        let exception = span.events.iter().find(|e| e.name == "exception");
+        let kind = exception
+            .and_then(|e| e.attributes.get("exception.type"))
+            .and_then(|v| v.as_str());
+        assert_eq!(kind, Some("InjectedFault"), "{span:?}");
+    }
+    let injected: Vec<f64> = spans
+        .iter()
+        .filter(|s| s.name == "injected_latency" && s.service_name == "analytics")
+        .map(|s| s.duration().as_secs_f64() * 1000.0)
+        .collect();
+    let analysed = spans.iter().filter(|s| s.name == "analyze_order").count();
+    eprintln!(
+        "injected_latency: {} spans for {analysed} analyze_order, median {:.0} ms",
+        injected.len(),
+        median(injected.clone())
+    );
+    assert_eq!(injected.len(), analysed);
+    assert!(
+        injected
+            .iter()
+            .all(|ms| *ms >= latency && *ms < latency + 100.0),
+        "{injected:?}"
+    );
+}
+
+/// An order as Redis holds it: how it ended and how long it took end to end.
+#[derive(Debug)]
+struct StoredOrder {
+    id: String,
+    failed: bool,
+    /// From the api's acceptance to analytics' record, when analysed.
+    took_ms: Option<u64>,
+}
+
+/// Every order the api accepted after `since_ms` that has finished (analysed or failed) by
+/// `until_ms`, read from the lab's Redis.
+async fn stored_orders(lab: &LabRunner, since_ms: u64, until_ms: u64) -> Vec<StoredOrder> {
+    let client = redis::Client::open(lab.redis.url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("order:*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut orders = Vec::new();
+    for key in keys {
+        let hash: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let number = |field: &str| hash.get(field).and_then(|v| v.parse::<u64>().ok());
+        let Some(created) = number("created_at_ms") else {
+            continue;
+        };
+        let status = hash.get("status").cloned().unwrap_or_default();
+        let failed = status.starts_with("failed_in_");
+        let done = number("analytics_at_ms");
+        let finished = done.or(failed.then_some(created));
+        if created < since_ms || finished.is_none_or(|f| f > until_ms) {
+            continue;
+        }
+        orders.push(StoredOrder {
+            id: key.trim_start_matches("order:").to_owned(),
+            failed,
+            took_ms: done.map(|d| d - created),
+        });
+    }
+    orders
+}
+
+/// Extra: tail sampling. Every trace with an error and every slow trace reaches Jaeger; of the
+/// fast, healthy ones only the configured percentage does; and the example's load leaves
+/// processing far from saturation, so the slow traces are slow because of their own work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
+    let lab = ready_lab("tail", "tail-sampling").await;
+    let text = std::fs::read_to_string(example("tail-sampling")).unwrap();
+    let manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let tail = &manifest["spec"]["sampling"]["tail"];
+    let threshold = tail["latencyThresholdMs"].as_u64().unwrap();
+    let percentage = tail["percentage"].as_f64().unwrap();
+    let wait = Duration::from_secs(tail["decisionWaitSeconds"].as_u64().unwrap());
+
+    let from = unix_ms();
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    let until = unix_ms();
+    let processing = group_status(&lab, "processing");
+    // Let every decision fall, with room for the batch on its way to Jaeger.
+    tokio::time::sleep(wait + Duration::from_secs(10)).await;
+    let orders = stored_orders(&lab, from, until).await;
+    let spans = lab.traces.spans(Duration::from_secs(900)).await.unwrap();
+    let kept: std::collections::BTreeSet<&str> = spans
+        .iter()
+        .filter_map(|s| str_attr(s, "order.id"))
+        .collect();
+    // The slow/fast line is fuzzy by the api's own part of the trace: leave a margin out.
+    let margin = 250;
+    let errors: Vec<&StoredOrder> = orders.iter().filter(|o| o.failed).collect();
+    let slow: Vec<&StoredOrder> = orders
+        .iter()
+        .filter(|o| !o.failed && o.took_ms.is_some_and(|t| t > threshold + margin))
+        .collect();
+    let fast: Vec<&StoredOrder> = orders
+        .iter()
+        .filter(|o| !o.failed && o.took_ms.is_some_and(|t| t + margin < threshold))
+        .collect();
+    let count = |set: &[&StoredOrder]| set.iter().filter(|o| kept.contains(o.id.as_str())).count();
+    let (errors_kept, slow_kept, fast_kept) = (count(&errors), count(&slow), count(&fast));
+    eprintln!(
+        "{} orders: errors {errors_kept}/{} kept, slow {slow_kept}/{} kept, fast {fast_kept}/{} kept ({percentage} % configured); processing lag {}",
+        orders.len(),
+        errors.len(),
+        slow.len(),
+        fast.len(),
+        processing["lag"]
+    );
+    assert!(
+        !errors.is_empty() && !slow.is_empty() && !fast.is_empty(),
+        "{orders:?}"
+    );
+    assert_eq!(errors_kept, errors.len(), "every error trace is kept");
+    assert_eq!(slow_kept, slow.len(), "every slow trace is kept");
+    let p = percentage / 100.0;
+    let sd = (p * (1.0 - p) / fast.len() as f64).sqrt();
+    let share = fast_kept as f64 / fast.len() as f64;
+    assert!(
+        (share - p).abs() <= 4.0 * sd + 0.01,
+        "fast traces kept {share}, configured {p}"
+    );
+    assert!(
+        processing["lag"].as_i64().unwrap_or(0) < 5,
+        "processing keeps up: {processing}"
+    );
 }
