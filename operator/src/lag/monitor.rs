@@ -50,7 +50,7 @@ impl Default for Config {
 #[derive(Default)]
 struct Probe {
     admin: Option<KafkaAdmin>,
-    lags: BTreeMap<String, i64>,
+    lags: BTreeMap<String, report::LagHistory>,
     orders: Option<(i64, Instant)>,
 }
 
@@ -217,7 +217,10 @@ async fn measure(
             committed,
             members: members.remove(*group).unwrap_or_default(),
         };
-        lags.push(report::group_lag(&sample, probe.lags.get(*group).copied()));
+        let history = probe.lags.entry((*group).to_owned()).or_default();
+        let lag = report::group_lag(&sample, history.reference());
+        history.record(Instant::now(), lag.lag);
+        lags.push(lag);
     }
     let orders_end = (
         ends.get("orders").map(|o| o.iter().sum()).unwrap_or(0),
@@ -225,7 +228,6 @@ async fn measure(
     );
     let rate = report::rate(probe.orders, orders_end);
     probe.orders = Some(orders_end);
-    probe.lags = lags.iter().map(|g| (g.group.clone(), g.lag)).collect();
     Ok(report::summarise(lags, rate, Time(Timestamp::now())))
 }
 

@@ -3,7 +3,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// Kafka consumer lag of the lab, measured by the operator on a short period.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -105,7 +106,35 @@ impl GroupSample {
     }
 }
 
-/// Builds the group's status line, comparing with its previous lag to tell the trend.
+/// How far back the trend looks: a lag moves in steps of whole messages, so two readings a few
+/// seconds apart often match even while it grows; half a minute shows the direction.
+pub const TREND_WINDOW: Duration = Duration::from_secs(30);
+
+/// One group's lag readings over the last [`TREND_WINDOW`].
+#[derive(Debug, Default, Clone)]
+pub struct LagHistory(VecDeque<(Instant, i64)>);
+
+impl LagHistory {
+    /// The lag the trend compares with: the oldest reading still inside the window.
+    pub fn reference(&self) -> Option<i64> {
+        self.0.front().map(|(_, lag)| *lag)
+    }
+
+    /// Adds a reading taken `at` and forgets those that left the window.
+    pub fn record(&mut self, at: Instant, lag: i64) {
+        self.0.push_back((at, lag));
+        while self
+            .0
+            .front()
+            .is_some_and(|(then, _)| at.duration_since(*then) > TREND_WINDOW)
+        {
+            self.0.pop_front();
+        }
+    }
+}
+
+/// Builds the group's status line, comparing with an earlier lag (see [`LagHistory`]) to tell the
+/// trend.
 pub fn group_lag(sample: &GroupSample, previous_lag: Option<i64>) -> GroupLag {
     let partitions = sample.end_offsets.len() as i32;
     let lag = sample.lag();
@@ -139,8 +168,9 @@ pub fn group_lag(sample: &GroupSample, previous_lag: Option<i64>) -> GroupLag {
         )
     } else if trend == Trend::Growing {
         format!(
-            "lag growing with {consumers} consumers for {partitions} partitions: scaling {group} \
-             up to {partitions} replicas spreads the partitions"
+            "lag growing with {consumers} {} for {partitions} partitions: scaling {group} up to \
+             {partitions} replicas spreads the partitions",
+            if consumers == 1 { "consumer" } else { "consumers" }
         )
     } else if trend == Trend::Draining {
         format!("lag draining: {consumers} consumers keep ahead of the incoming messages")
@@ -192,7 +222,21 @@ pub fn rate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_trend_compares_with_the_oldest_reading_of_the_window() {
+        let start = Instant::now();
+        let mut history = LagHistory::default();
+        assert_eq!(history.reference(), None);
+        // A growing lag that reads the same twice in a row still compares with half a minute ago.
+        for (second, lag) in [(0, 3), (2, 5), (4, 5), (31, 9), (33, 9)] {
+            history.record(start + Duration::from_secs(second), lag);
+        }
+        assert_eq!(history.reference(), Some(5), "readings older than the window are gone");
+        let g = group_lag(&sample(&[5, 4], &[Some(0), Some(0)], 1), history.reference());
+        assert_eq!(g.trend, Trend::Growing);
+        assert!(g.advice.contains("with 1 consumer for"), "{}", g.advice);
+    }
 
     /// A stable group whose consumers share the partitions round robin, as the broker assigns them.
     fn sample(end: &[i64], committed: &[Option<i64>], consumers: i32) -> GroupSample {
