@@ -630,3 +630,161 @@ async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
         "processing keeps up: {processing}"
     );
 }
+
+/// Exercises 4 and 5: severe work shows on its spans as more than one core busy, memory past the
+/// lab's threshold, and seconds of work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_severe_work_shows_cpu_above_one_core_and_memory_past_the_threshold() {
+    let lab = ready_lab("severe", "severe-workloads").await;
+    let is_severe_cpu = |s: &ReceivedSpan| {
+        s.service_name == "processing"
+            && str_attr(s, "workload.operation") == Some("extreme_cpu_computation")
+    };
+    let spans = lab
+        .traces
+        .wait_for(
+            |spans| spans.iter().filter(|s| is_severe_cpu(s)).count() >= 3,
+            Duration::from_secs(240),
+        )
+        .await
+        .unwrap();
+    let severe: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| {
+            s.service_name == "processing" && str_attr(s, "workload.intensity") == Some("severe")
+        })
+        .collect();
+    for span in &severe {
+        let figures = [
+            "workload.operation",
+            "workload.duration_ms",
+            "resource.span.cpu_time_ms",
+            "resource.cpu.max",
+            "resource.memory.max_mb",
+            "resource.memory_threshold_exceeded",
+        ]
+        .map(|k| format!("{k}={:?}", span.attr(k)));
+        eprintln!("{}: {}", span.name, figures.join(" "));
+        assert_eq!(
+            span.attr("resource.memory_threshold_exceeded")
+                .and_then(|v| v.as_bool()),
+            Some(true),
+            "{figures:?}"
+        );
+        assert!(
+            num_attr(span, "resource.memory.max_mb").unwrap() > 256.0,
+            "{figures:?}"
+        );
+        // About 3 s each (2-6 s on a busy node): seconds, as the workshop says.
+        let wall = num_attr(span, "workload.duration_ms").unwrap();
+        assert!((1_800.0..6_000.0).contains(&wall), "{figures:?}");
+    }
+    for span in severe.iter().filter(|s| is_severe_cpu(s)) {
+        let cpu_ms = num_attr(span, "resource.span.cpu_time_ms").unwrap();
+        let peak = num_attr(span, "resource.cpu.max").unwrap();
+        assert!((3_300.0..8_700.0).contains(&cpu_ms), "cpu {cpu_ms} ms");
+        assert!(peak > 100.0, "resource.cpu.max {peak}: more than one core");
+    }
+}
+
+/// Head sampling: a parent-based ratio keeps whole traces at the ratio, whatever a later service's
+/// own ratio; a plain `traceidratio` service ignores its parent and leaves fragments, until it is
+/// made parent-based too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_breaks_them() {
+    let lab = ready_lab("head", "head-sampling").await;
+    let text = std::fs::read_to_string(example("head-sampling")).unwrap();
+    let mut manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let sampling = manifest["spec"]["sampling"].clone();
+    let ratio = sampling["head"]["ratio"].as_f64().unwrap();
+    let analytics_ratio = sampling["perService"]["analytics"]["ratio"]
+        .as_f64()
+        .unwrap();
+
+    let count = |from: u64, until: u64| {
+        let lab = &lab;
+        async move {
+            // Whatever is still on its way to Jaeger arrives within a few export intervals.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let orders = stored_orders(lab, from, until).await;
+            let spans = lab.traces.spans(Duration::from_secs(900)).await.unwrap();
+            let traces = by_trace(&spans);
+            let (mut whole, mut fragments) = (0, 0);
+            for order in &orders {
+                let trace = traces.values().find(|t| {
+                    t.iter()
+                        .any(|s| str_attr(s, "order.id") == Some(order.id.as_str()))
+                });
+                let Some(trace) = trace else { continue };
+                let services: std::collections::BTreeSet<&str> =
+                    trace.iter().map(|s| s.service_name.as_str()).collect();
+                if services.contains("api") {
+                    assert!(
+                        ["processing", "notification", "analytics"]
+                            .iter()
+                            .all(|s| services.contains(s)),
+                        "a kept trace is whole: {services:?}"
+                    );
+                    whole += 1;
+                } else {
+                    assert_eq!(
+                        services.into_iter().collect::<Vec<_>>(),
+                        ["analytics"],
+                        "fragment"
+                    );
+                    fragments += 1;
+                }
+            }
+            (orders.len(), whole, fragments)
+        }
+    };
+    let within = |share: f64, p: f64, n: usize| {
+        (share - p).abs() <= 4.0 * (p * (1.0 - p) / n as f64).sqrt() + 0.01
+    };
+
+    let from = unix_ms();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (orders, whole, fragments) = count(from, unix_ms()).await;
+    let (w, f) = (
+        whole as f64 / orders as f64,
+        fragments as f64 / orders as f64,
+    );
+    eprintln!(
+        "{orders} orders: {whole} whole traces ({:.0} %), {fragments} analytics-only fragments ({:.0} %)",
+        w * 100.0,
+        f * 100.0
+    );
+    assert!(within(w, ratio, orders), "whole traces {w}, ratio {ratio}");
+    assert!(within(f, analytics_ratio - ratio, orders), "fragments {f}");
+
+    // The exercise's fix: analytics parent-based too, applied again.
+    manifest["spec"]["sampling"]["perService"]["analytics"]["sampler"] =
+        json!("parentbased_traceidratio");
+    let edited = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(edited.path(), serde_json::to_string(&manifest).unwrap()).unwrap();
+    lab.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        edited.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    eventually("analytics restarted with its new sampler", Duration::from_secs(60), || async {
+        let env = lab
+            .kubectl(&["get", "deployment/lab-analytics", "-o", "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"OTEL_TRACES_SAMPLER\")].value}"])
+            .map_err(|e| e.to_string())?;
+        let ready = lab.kubectl(&["get", "deployment/lab-analytics", "-o", "jsonpath={.status.readyReplicas}/{.status.updatedReplicas}"]).map_err(|e| e.to_string())?;
+        if env == "parentbased_traceidratio" && ready == "1/1" { Ok(()) } else { Err(format!("{env} {ready}")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let from = unix_ms();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let (orders, whole, fragments) = count(from, unix_ms()).await;
+    eprintln!("after the fix, {orders} orders: {whole} whole traces, {fragments} fragments");
+    assert_eq!(fragments, 0);
+    assert!(
+        within(whole as f64 / orders as f64, ratio, orders),
+        "whole traces {whole} of {orders}"
+    );
+}
