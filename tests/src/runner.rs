@@ -325,7 +325,22 @@ impl Kubelet {
     async fn sync(&mut self) -> Result<()> {
         let children = read_children(&self.client, &self.namespace, &self.lab).await?;
         let mut pods = std::mem::take(&mut self.pods);
-        for deployment in &children.deployments {
+        // A Deployment the operator pruned (or is deleting) takes its pods with it.
+        let live: Vec<&Deployment> = children
+            .deployments
+            .iter()
+            .filter(|d| d.metadata.deletion_timestamp.is_none())
+            .collect();
+        pods.retain(|name, running| {
+            let keep = live.iter().any(|d| d.metadata.name.as_ref() == Some(name));
+            if !keep {
+                for (_, pod) in std::mem::take(running) {
+                    tokio::spawn(pod.stop());
+                }
+            }
+            keep
+        });
+        for deployment in live {
             let Some(component) = component_of(deployment) else {
                 continue;
             };

@@ -5,7 +5,7 @@
 //! by the CRD schema (server-side dry run) and reconciled by the operator into the objects each
 //! exercise needs, applied one after another like the workshop does.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -36,9 +36,6 @@ const EXAMPLES: [&str; 7] = [
     "head-sampling",
     "fault-injection",
 ];
-
-/// Examples whose exercise docs/workshop.md does not describe yet.
-const NOT_YET_IN_THE_GUIDE: [&str; 1] = ["head-sampling"];
 
 fn example_path(name: &str) -> PathBuf {
     root().join("examples").join(format!("{name}.yaml"))
@@ -177,10 +174,7 @@ fn examples_use_the_node_ports_kind_config_maps() {
 #[test]
 fn workshop_guide_uses_every_example_and_only_existing_ones() {
     let guide = std::fs::read_to_string(root().join("docs/workshop.md")).expect("docs/workshop.md");
-    for name in EXAMPLES
-        .iter()
-        .filter(|n| !NOT_YET_IN_THE_GUIDE.contains(n))
-    {
+    for name in EXAMPLES {
         assert!(
             guide.contains(&format!("{name}.yaml")),
             "docs/workshop.md never uses examples/{name}.yaml"
@@ -365,7 +359,7 @@ fn every_example_states_the_utilisation_its_exercise_needs() {
                 // One pod: lag grows steadily. Three: it drains within a minute.
                 let one = utilisation(&spec, Role::Processing, None).percent();
                 let three = utilisation(&spec, Role::Processing, Some(3)).percent();
-                assert!(one > 130.0, "{name}: processing {one:.0} % with one pod");
+                assert!(one >= 125.0, "{name}: processing {one:.0} % with one pod");
                 assert!(
                     three < 70.0,
                     "{name}: processing {three:.0} % with three pods"
@@ -548,30 +542,64 @@ async fn check_reconciled(client: &Client, name: &str, lab: &TracingLab) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_is_accepted_by_the_api_server_and_reconciled_in_workshop_order() {
-    let cluster = TestCluster::start().await.expect("API server starts");
-    let crd =
-        std::fs::read_to_string(root().join("crds/tracinglab.yaml")).expect("crds/tracinglab.yaml");
-    cluster.install_crd(&crd).await.expect("the CRD installs");
-    cluster.create_namespace(NS).await.expect("namespace");
-    let client = cluster.client();
-
-    let listen = format!("127.0.0.1:{}", ports::free_port());
-    let mut command = process::project_command("tracing-lab-operator").expect("operator binary");
-    command
-        .args(["run", "--listen-addr", &listen])
-        .env("KUBECONFIG", cluster.kubeconfig());
-    let mut operator = ChildProcess::spawn("operator", command).expect("operator starts");
-    operator
-        .wait_http_ok(&format!("http://{listen}/readyz"), TIMEOUT)
-        .await
-        .expect("operator ready");
-
+    let workshop = Workshop::start(&[NS]).await;
     // Server-side apply, as `kubectl apply --server-side` would: each example replaces the last.
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NS, &ApiResource::erase::<TracingLab>(&()));
-    let labs: Api<TracingLab> = Api::namespaced(client.clone(), NS);
     for name in EXAMPLES {
-        let written = raw(name);
+        let lab = workshop.apply(NS, name).await;
+        let status = lab.status.as_ref().expect("status");
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .expect("Degraded condition");
+        assert_eq!(degraded.status, "False", "{name}: {}", degraded.message);
+        check_reconciled(&workshop.cluster.client(), name, &lab).await;
+    }
+}
+
+/// An API server with the CRD and the namespaces, and the operator binary reconciling them.
+struct Workshop {
+    _operator: ChildProcess,
+    cluster: TestCluster,
+}
+
+impl Workshop {
+    async fn start(namespaces: &[&str]) -> Self {
+        let cluster = TestCluster::start().await.expect("API server starts");
+        let crd = std::fs::read_to_string(root().join("crds/tracinglab.yaml"))
+            .expect("crds/tracinglab.yaml");
+        cluster.install_crd(&crd).await.expect("the CRD installs");
+        for ns in namespaces {
+            cluster.create_namespace(ns).await.expect("namespace");
+        }
+        let listen = format!("127.0.0.1:{}", ports::free_port());
+        let mut command =
+            process::project_command("tracing-lab-operator").expect("operator binary");
+        command
+            .args(["run", "--listen-addr", &listen])
+            .env("KUBECONFIG", cluster.kubeconfig());
+        let mut operator = ChildProcess::spawn("operator", command).expect("operator starts");
+        operator
+            .wait_http_ok(&format!("http://{listen}/readyz"), TIMEOUT)
+            .await
+            .expect("operator ready");
+        Self {
+            _operator: operator,
+            cluster,
+        }
+    }
+
+    /// Applies example `name` into `ns` server-side, as the workshop does, after checking that the
+    /// schema keeps every field it sets; returns the lab once the operator reconciled it.
+    async fn apply(&self, ns: &str, name: &str) -> TracingLab {
+        self.apply_written(ns, name, raw(name)).await
+    }
+
+    async fn apply_written(&self, ns: &str, name: &str, written: Value) -> TracingLab {
+        let client = self.cluster.client();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<TracingLab>(&()));
+        let labs: Api<TracingLab> = Api::namespaced(client, ns);
         let object: DynamicObject = serde_json::from_value(written.clone()).expect("an object");
         let params = PatchParams::apply("workshop").force();
 
@@ -591,7 +619,7 @@ async fn every_example_is_accepted_by_the_api_server_and_reconciled_in_workshop_
             .await
             .expect("applied");
         let generation = applied.metadata.generation.expect("generation");
-        let lab = eventually(
+        eventually(
             &format!("{name}: status of generation {generation}"),
             TIMEOUT,
             || async {
@@ -602,14 +630,98 @@ async fn every_example_is_accepted_by_the_api_server_and_reconciled_in_workshop_
                     .ok_or_else(|| format!("observedGeneration {seen:?}"))
             },
         )
-        .await;
-        let status = lab.status.as_ref().expect("status");
-        let degraded = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded")
-            .expect("Degraded condition");
-        assert_eq!(degraded.status, "False", "{name}: {}", degraded.message);
-        check_reconciled(&client, name, &lab).await;
+        .await
+    }
+
+    /// What runs in `ns`: each workload's replicas and pod template, each ConfigMap's data, with
+    /// the namespace's name taken out so that two namespaces compare.
+    async fn running(&self, ns: &str) -> Value {
+        let client = self.cluster.client();
+        let params = ListParams::default().labels("app.kubernetes.io/instance=lab");
+        let mut out = serde_json::Map::new();
+        for d in Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await
+            .unwrap()
+        {
+            let spec = d.spec.clone().unwrap_or_default();
+            out.insert(
+                d.name_any(),
+                serde_json::json!([spec.replicas, spec.template]),
+            );
+        }
+        for s in Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await
+            .unwrap()
+        {
+            let spec = s.spec.clone().unwrap_or_default();
+            out.insert(
+                s.name_any(),
+                serde_json::json!([spec.replicas, spec.template]),
+            );
+        }
+        for m in Api::<ConfigMap>::namespaced(client, ns)
+            .list(&params)
+            .await
+            .unwrap()
+        {
+            out.insert(m.name_any(), serde_json::json!(m.data));
+        }
+        let text = Value::Object(out).to_string().replace(ns, "NAMESPACE");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// Paths where `a` and `b` differ, with both values.
+fn differences(a: &Value, b: &Value, path: &str) -> Vec<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => x
+            .keys()
+            .chain(y.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .flat_map(|k| {
+                let null = Value::Null;
+                let (l, r) = (x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null));
+                differences(l, r, &format!("{path}.{k}"))
+            })
+            .collect(),
+        _ if a == b => Vec::new(),
+        _ => vec![format!("{path}: {a} vs {b}")],
+    }
+}
+
+/// Whatever example came before, applying one gives the same lab as applying it to a new
+/// namespace: every example sets what its exercise depends on, and the operator drops what an
+/// earlier one set (head-of-line blocking's processing replicas return to the default 1).
+#[tokio::test]
+async fn applying_an_example_gives_the_same_lab_whatever_came_before() {
+    let fresh: Vec<String> = EXAMPLES.iter().map(|n| format!("fresh-{n}")).collect();
+    let mut namespaces: Vec<&str> = fresh.iter().map(String::as_str).collect();
+    namespaces.push(NS);
+    let workshop = Workshop::start(&namespaces).await;
+    let mut alone = std::collections::BTreeMap::new();
+    for (name, ns) in EXAMPLES.iter().zip(&fresh) {
+        // Node ports are the cluster's: only the workshop's namespace may claim them.
+        let mut written = raw(name);
+        written["spec"]
+            .as_object_mut()
+            .expect("a spec")
+            .remove("access");
+        workshop.apply_written(ns, name, written).await;
+        alone.insert(*name, workshop.running(ns).await);
+    }
+    for before in EXAMPLES {
+        for name in EXAMPLES.iter().filter(|n| **n != before) {
+            workshop.apply(NS, before).await;
+            workshop.apply(NS, name).await;
+            let running = workshop.running(NS).await;
+            assert!(
+                running == alone[name],
+                "{name} applied after {before} differs from {name} applied alone: {}",
+                differences(&alone[name], &running, "").join("; ")
+            );
+        }
     }
 }

@@ -675,9 +675,9 @@ async fn workshop_severe_work_shows_cpu_above_one_core_and_memory_past_the_thres
             num_attr(span, "resource.memory.max_mb").unwrap() > 256.0,
             "{figures:?}"
         );
-        // About 3 s each (2-6 s on a busy node): seconds, as the workshop says.
+        // Seconds, as the workshop says: 3 s with two cores free, longer on a busy node.
         let wall = num_attr(span, "workload.duration_ms").unwrap();
-        assert!((1_800.0..6_000.0).contains(&wall), "{figures:?}");
+        assert!((1_800.0..12_000.0).contains(&wall), "{figures:?}");
     }
     for span in severe.iter().filter(|s| is_severe_cpu(s)) {
         let cpu_ms = num_attr(span, "resource.span.cpu_time_ms").unwrap();

@@ -91,7 +91,9 @@ impl Producer {
             // Retries of a timed-out request never duplicate or reorder a record.
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            // Sent at once: every millisecond here shows as queue wait on the next span, and
+            // records still batch while a request is in flight.
+            .set("linger.ms", "0")
             .set("request.timeout.ms", millis(REQUEST_TIMEOUT))
             .set("socket.timeout.ms", millis(SOCKET_TIMEOUT))
             .set("message.timeout.ms", millis(DELIVERY_TIMEOUT))
