@@ -1,7 +1,7 @@
 //! Services benchmark (prints figures): end-to-end orders per second through all four services
 //! with workloads off, order latency p50/p99, the throughput cost of tracing, the resource
-//! sampler's own CPU cost and each service's idle resident memory. Workload costs: the `workload`
-//! bench.
+//! sampler's own CPU cost and each service's idle resident memory, and the cost of tracing on
+//! the baseline lab's own workload. Workload costs: the `workload` bench.
 //!
 //! `cargo build --release -p tracing-lab-service && cargo bench -p tracing-lab-tests --bench services`
 
@@ -53,7 +53,16 @@ async fn pipeline_run(
     per_second: Option<f64>,
     extra_env: &[(&str, &str)],
 ) -> Result<Run> {
-    let lab = Lab::start(&throughput_config(), extra_env).await?;
+    pipeline_run_with(&throughput_config(), orders, per_second, extra_env).await
+}
+
+async fn pipeline_run_with(
+    config: &LabConfig,
+    orders: usize,
+    per_second: Option<f64>,
+    extra_env: &[(&str, &str)],
+) -> Result<Run> {
+    let lab = Lab::start(config, extra_env).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
@@ -210,6 +219,9 @@ fn main() -> Result<()> {
         if wanted("latency") {
             latency().await?;
         }
+        if wanted("baseline") {
+            baseline().await?;
+        }
         Ok(())
     })
 }
@@ -269,6 +281,54 @@ async fn latency() -> Result<()> {
     println!(
         "order latency (api accepted -> analytics done) at {PACED_RATE} orders/s, tracing on: p50 {:.0} ms, p99 {:.0} ms (median per hop: processing {:.0}, notification {:.0}, analytics {:.0} ms)",
         paced.p50_ms, paced.p99_ms, paced.hop_p50_ms[0], paced.hop_p50_ms[1], paced.hop_p50_ms[2]
+    );
+    Ok(())
+}
+
+/// The lab of `examples/baseline.yaml`, as the operator configures the services.
+fn baseline_config() -> Result<LabConfig> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/baseline.yaml");
+    let lab: tracing_lab_operator::TracingLab =
+        serde_saphyr::from_str(&std::fs::read_to_string(path)?)?;
+    Ok(tracing_lab_operator::validate::lab_config(&lab.spec))
+}
+
+/// What tracing costs on the work the baseline lab does (light and medium work in every step),
+/// tracing on against off: the services' CPU per order, over paced orders, rounds alternating.
+async fn baseline() -> Result<()> {
+    const ROUNDS: usize = 3;
+    const BASELINE_ORDERS: usize = 600;
+    const BASELINE_RATE: f64 = 20.0;
+    let config = baseline_config()?;
+    let settings: [(&str, &[(&str, &str)]); 2] = [
+        ("tracing on ", &[("RUST_LOG", "warn")]),
+        (
+            "tracing off",
+            &[("RUST_LOG", "warn"), ("OTEL_SDK_DISABLED", "true")],
+        ),
+    ];
+    let mut cpu: [Vec<f64>; 2] = Default::default();
+    for _ in 0..ROUNDS {
+        for (side, (_, env)) in settings.iter().enumerate() {
+            let run = pipeline_run_with(&config, BASELINE_ORDERS, Some(BASELINE_RATE), env).await?;
+            cpu[side].push(run.service_cpu_us_per_order);
+        }
+    }
+    let stats = |runs: &[f64]| {
+        let mean = runs.iter().sum::<f64>() / runs.len() as f64;
+        let spread = runs.iter().map(|r| (r - mean).abs()).fold(0.0, f64::max);
+        (mean, spread)
+    };
+    let [(on, on_spread), (off, off_spread)] = [stats(&cpu[0]), stats(&cpu[1])];
+    for ((label, _), (mean, spread)) in settings.iter().zip([(on, on_spread), (off, off_spread)]) {
+        println!(
+            "baseline workload, {label}: {BASELINE_ORDERS} orders at {BASELINE_RATE} orders/s, {ROUNDS} runs: the four services used {mean:.0} us CPU per order (runs within {spread:.0} us)"
+        );
+    }
+    println!(
+        "tracing cost on the baseline workload: {:+.1}% service CPU per order (target <= 3%; the runs spread {:.1}%)",
+        (on / off - 1.0) * 100.0,
+        (on_spread.max(off_spread) / off) * 100.0
     );
     Ok(())
 }

@@ -170,7 +170,11 @@ pub fn group_lag(sample: &GroupSample, previous_lag: Option<i64>) -> GroupLag {
         format!(
             "lag growing with {consumers} {} for {partitions} partitions: scaling {group} up to \
              {partitions} replicas spreads the partitions",
-            if consumers == 1 { "consumer" } else { "consumers" }
+            if consumers == 1 {
+                "consumer"
+            } else {
+                "consumers"
+            }
         )
     } else if trend == Trend::Draining {
         format!("lag draining: {consumers} consumers keep ahead of the incoming messages")
@@ -232,8 +236,15 @@ mod tests {
         for (second, lag) in [(0, 3), (2, 5), (4, 5), (31, 9), (33, 9)] {
             history.record(start + Duration::from_secs(second), lag);
         }
-        assert_eq!(history.reference(), Some(5), "readings older than the window are gone");
-        let g = group_lag(&sample(&[5, 4], &[Some(0), Some(0)], 1), history.reference());
+        assert_eq!(
+            history.reference(),
+            Some(5),
+            "readings older than the window are gone"
+        );
+        let g = group_lag(
+            &sample(&[5, 4], &[Some(0), Some(0)], 1),
+            history.reference(),
+        );
         assert_eq!(g.trend, Trend::Growing);
         assert!(g.advice.contains("with 1 consumer for"), "{}", g.advice);
     }
