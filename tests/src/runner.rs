@@ -141,6 +141,15 @@ impl LabRunner {
         kubectl(&self.cluster, &self.namespace, args)
     }
 
+    /// `kubectl apply --server-side` of `manifest` (a TracingLab as JSON, e.g. an example the
+    /// exercise edits).
+    pub fn apply(&self, manifest: &Value) -> Result<()> {
+        let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+        std::fs::write(file.path(), serde_json::to_vec(manifest)?)?;
+        kubectl_apply(&self.cluster, &self.namespace, file.path())?;
+        Ok(())
+    }
+
     /// `kubectl get tlab`: the lab's row, column name → value, as a student reads it.
     pub fn row(&self) -> Result<BTreeMap<String, String>> {
         let text = self.kubectl(&["get", "tlab", &self.name])?;
@@ -433,22 +442,13 @@ impl Kubelet {
             "availableReplicas": ready,
             "unavailableReplicas": pods - ready,
         });
-        let current = deployment
-            .status
-            .as_ref()
-            .map(serde_json::to_value)
-            .transpose()?;
-        if current.as_ref().is_some_and(|c| same_counts(c, &status)) {
-            return Ok(());
-        }
-        Api::<Deployment>::namespaced(self.client.clone(), &self.namespace)
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await?;
-        Ok(())
+        write_status(
+            Api::<Deployment>::namespaced(self.client.clone(), &self.namespace),
+            name,
+            deployment.status.as_ref(),
+            status,
+        )
+        .await
     }
 
     /// Kafka, Redis, Jaeger and the Collector run from the start, ready (the harness waited).
@@ -463,18 +463,13 @@ impl Kubelet {
             "replicas": 1, "readyReplicas": 1, "currentReplicas": 1, "updatedReplicas": 1,
             "availableReplicas": 1,
         });
-        let current = set.status.as_ref().map(serde_json::to_value).transpose()?;
-        if current.as_ref().is_some_and(|c| same_counts(c, &status)) {
-            return Ok(());
-        }
-        Api::<StatefulSet>::namespaced(self.client.clone(), &self.namespace)
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await?;
-        Ok(())
+        write_status(
+            Api::<StatefulSet>::namespaced(self.client.clone(), &self.namespace),
+            name,
+            set.status.as_ref(),
+            status,
+        )
+        .await
     }
 }
 
@@ -494,6 +489,31 @@ impl Pod {
             eprintln!("kubelet stand-in: {err:#}");
         }
     }
+}
+
+/// Merges `status` into the object's status, unless `current` already says so (every write would
+/// wake the operator).
+async fn write_status<K, S>(
+    api: Api<K>,
+    name: &str,
+    current: Option<&S>,
+    status: Value,
+) -> Result<()>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    S: k8s_openapi::serde::Serialize,
+{
+    let current = current.map(serde_json::to_value).transpose()?;
+    if current.as_ref().is_some_and(|c| same_counts(c, &status)) {
+        return Ok(());
+    }
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether every field of `wanted` has that value in `current`.

@@ -22,6 +22,12 @@ fn example(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
+/// An example as written, as JSON.
+fn written(name: &str) -> Value {
+    let text = std::fs::read_to_string(example(name)).unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
 /// The lab of `example`, started and `Ready` in `kubectl get tlab`.
 async fn ready_lab(namespace: &str, name: &str) -> LabRunner {
     let lab = LabRunner::start(namespace, &example(name))
@@ -413,18 +419,9 @@ async fn workshop_head_of_line_blocking_lag_grows_then_drains_after_scaling() {
 async fn workshop_more_replicas_than_partitions_reports_idle_consumers() {
     let lab = ready_lab("scaling", "scaled-consumers").await;
     // The exercise edits the example (processing replicas 8) and applies it again.
-    let text = std::fs::read_to_string(example("scaled-consumers")).unwrap();
-    let mut manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let mut manifest = written("scaled-consumers");
     manifest["spec"]["services"]["processing"]["replicas"] = json!(8);
-    let edited = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(edited.path(), serde_json::to_string(&manifest).unwrap()).unwrap();
-    lab.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        edited.path().to_str().unwrap(),
-    ])
-    .unwrap();
+    lab.apply(&manifest).unwrap();
     let partitions = manifest["spec"]["kafka"]["partitions"].as_i64().unwrap();
     let group = eventually(
         "8 processing consumers in the lab's status",
@@ -462,8 +459,7 @@ async fn workshop_more_replicas_than_partitions_reports_idle_consumers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workshop_fault_injection_shows_errors_and_injected_latency() {
     let lab = ready_lab("faults", "fault-injection").await;
-    let text = std::fs::read_to_string(example("fault-injection")).unwrap();
-    let manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let manifest = written("fault-injection");
     let rate = manifest["spec"]["services"]["notification"]["faults"]["errorRate"]
         .as_f64()
         .unwrap();
@@ -572,8 +568,7 @@ async fn stored_orders(lab: &LabRunner, since_ms: u64, until_ms: u64) -> Vec<Sto
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
     let lab = ready_lab("tail", "tail-sampling").await;
-    let text = std::fs::read_to_string(example("tail-sampling")).unwrap();
-    let manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let manifest = written("tail-sampling");
     let tail = &manifest["spec"]["sampling"]["tail"];
     let threshold = tail["latencyThresholdMs"].as_u64().unwrap();
     let percentage = tail["percentage"].as_f64().unwrap();
@@ -693,8 +688,7 @@ async fn workshop_severe_work_shows_cpu_above_one_core_and_memory_past_the_thres
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_breaks_them() {
     let lab = ready_lab("head", "head-sampling").await;
-    let text = std::fs::read_to_string(example("head-sampling")).unwrap();
-    let mut manifest: Value = serde_saphyr::from_str(&text).unwrap();
+    let mut manifest = written("head-sampling");
     let sampling = manifest["spec"]["sampling"].clone();
     let ratio = sampling["head"]["ratio"].as_f64().unwrap();
     let analytics_ratio = sampling["perService"]["analytics"]["ratio"]
@@ -760,15 +754,7 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
     // The exercise's fix: analytics parent-based too, applied again.
     manifest["spec"]["sampling"]["perService"]["analytics"]["sampler"] =
         json!("parentbased_traceidratio");
-    let edited = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(edited.path(), serde_json::to_string(&manifest).unwrap()).unwrap();
-    lab.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        edited.path().to_str().unwrap(),
-    ])
-    .unwrap();
+    lab.apply(&manifest).unwrap();
     eventually("analytics restarted with its new sampler", Duration::from_secs(60), || async {
         let env = lab
             .kubectl(&["get", "deployment/lab-analytics", "-o", "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"OTEL_TRACES_SAMPLER\")].value}"])
