@@ -5,6 +5,7 @@
 //! resources default in the operator, so upgrading the operator upgrades labs that did not pin them.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -194,6 +195,14 @@ pub struct KafkaSpec {
     /// Container resources; defaults to requests 250m CPU / 768Mi, limits 1 CPU / 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Where the broker keeps its log (every accepted order not yet consumed, and the committed
+    /// offsets). Fixed when the lab is created: a StatefulSet cannot change its volume claims.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "kafka.storage cannot change; delete the lab and create it again"
+    }]))]
+    pub storage: KafkaStorage,
 }
 
 fn default_partitions() -> i32 {
@@ -206,6 +215,49 @@ impl Default for KafkaSpec {
             image: None,
             partitions: default_partitions(),
             resources: None,
+            storage: KafkaStorage::default(),
+        }
+    }
+}
+
+/// The broker's data volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaStorage {
+    /// `emptyDir` (the default) survives a container restart but not a rescheduled pod: Kafka then
+    /// starts empty and every order the api accepted but the consumers had not read yet is lost.
+    /// `persistentVolumeClaim` keeps the data on a claim that follows the pod (deleted with the
+    /// lab); it needs a StorageClass that provisions volumes (kind ships one).
+    #[serde(default, rename = "type")]
+    pub type_: StorageType,
+    /// Size of the claim (`persistentVolumeClaim` only).
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+    /// StorageClass of the claim (`persistentVolumeClaim` only); unset: the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub storage_class_name: Option<String>,
+}
+
+/// Kinds of Kafka storage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum StorageType {
+    #[default]
+    EmptyDir,
+    PersistentVolumeClaim,
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("1Gi".into())
+}
+
+impl Default for KafkaStorage {
+    fn default() -> Self {
+        Self {
+            type_: StorageType::default(),
+            size: default_storage_size(),
+            storage_class_name: None,
         }
     }
 }
@@ -567,6 +619,7 @@ mod tests {
     fn empty_spec_is_a_complete_lab() {
         let spec: TracingLabSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(spec.kafka.partitions, 6);
+        assert_eq!(spec.kafka.storage.type_, StorageType::EmptyDir);
         assert_eq!(spec.jaeger.max_traces, 50_000);
         assert!(!spec.load_generator.enabled);
         assert!(spec.access.node_ports.is_none());

@@ -1,6 +1,6 @@
 //! What a kubelet and the cluster's DNS do for a rendered container, so that it can run as a local
-//! process: its environment (field references, `$(VAR)` expansion), its volumes (ConfigMap files
-//! and emptyDirs as local folders) and its addresses. Each container port of each component gets
+//! process: its environment (field references, `$(VAR)` expansion), its volumes (ConfigMap files,
+//! emptyDirs and volume claims as local folders) and its addresses. Each container port of each component gets
 //! a free port on 127.0.0.1; [`Loopback::rewrite`] maps the in-cluster host names and listen
 //! addresses in an environment value or a config file to them and leaves everything else as
 //! rendered.
@@ -91,8 +91,9 @@ impl Prepared {
     }
 
     /// Container `container` of pod number `replica` of `component`, named `<workload>-<replica>`.
-    /// ConfigMap volumes get their files, with addresses rewritten; emptyDirs are empty folders
-    /// owned the way the kubelet makes them (group `fsGroup`, setgid, writable by all).
+    /// ConfigMap volumes get their files, with addresses rewritten; emptyDirs and a StatefulSet's
+    /// claims are folders owned the way the kubelet makes them (group `fsGroup`, setgid, writable
+    /// by all). A folder already there keeps what it holds.
     pub fn of_replica(
         children: &Children,
         loopback: &Loopback,
@@ -121,14 +122,20 @@ impl Prepared {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
         let mut volumes = Vec::new();
         for mount in found.volume_mounts.iter().flatten() {
-            let volume = spec
-                .volumes
-                .iter()
-                .flatten()
-                .find(|v| v.name == mount.name)
-                .with_context(|| format!("{component}: no volume {}", mount.name))?;
             let local = root.join(&mount.name);
             std::fs::create_dir_all(&local)?;
+            let Some(volume) = spec.volumes.iter().flatten().find(|v| v.name == mount.name) else {
+                // A StatefulSet's claim: a folder of its own that outlives the process, as a
+                // claim outlives the container (the caller keeps `root` across restarts).
+                ensure!(
+                    claims(children, &workload).any(|c| c == mount.name),
+                    "{component}: no volume {}",
+                    mount.name
+                );
+                kubelet_owned(&local, &security)?;
+                volumes.push((mount.mount_path.clone(), local));
+                continue;
+            };
             if let Some(source) = &volume.config_map {
                 let map = children
                     .config_maps
@@ -141,13 +148,10 @@ impl Prepared {
                     std::fs::write(local.join(file), loopback.rewrite(component, text))?;
                 }
             } else if volume.empty_dir.is_some() {
-                if let Some(group) = security.fs_group {
-                    std::os::unix::fs::chown(&local, Some(0), Some(u32::try_from(group)?))?;
-                }
-                std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o2777))?;
+                kubelet_owned(&local, &security)?;
             } else {
                 bail!(
-                    "{component}: volume {} is neither a ConfigMap nor an emptyDir",
+                    "{component}: volume {} is neither a ConfigMap, an emptyDir nor a claim",
                     mount.name
                 );
             }
@@ -247,6 +251,26 @@ impl Prepared {
         }
         Ok(command)
     }
+}
+
+/// A writable volume the way the kubelet hands it over: group `fsGroup`, setgid, writable by all.
+fn kubelet_owned(folder: &Path, security: &PodSecurityContext) -> Result<()> {
+    if let Some(group) = security.fs_group {
+        std::os::unix::fs::chown(folder, Some(0), Some(u32::try_from(group)?))?;
+    }
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o2777))?;
+    Ok(())
+}
+
+/// The names of the volume claim templates of StatefulSet `workload`.
+fn claims<'a>(children: &'a Children, workload: &str) -> impl Iterator<Item = &'a str> {
+    children
+        .stateful_sets
+        .iter()
+        .filter(move |s| s.metadata.name.as_deref() == Some(workload))
+        .filter_map(|s| s.spec.as_ref()?.volume_claim_templates.as_ref())
+        .flatten()
+        .filter_map(|c| c.metadata.name.as_deref())
 }
 
 /// Starts `component`'s container `container` with `program` as its image's entrypoint (as root),
@@ -553,6 +577,25 @@ mod tests {
                 "http://shop-collector.class-1.svc.cluster.local:4317"
             ),
             format!("http://{collector}")
+        );
+    }
+
+    #[test]
+    fn a_claimed_volume_is_a_folder_that_outlives_the_container() {
+        let spec = serde_json::json!({"kafka": {"storage": {"type": "persistentVolumeClaim"}}});
+        let children = rendered(&stored("shop", "class-1", spec).unwrap())
+            .unwrap()
+            .0;
+        let loopback = Loopback::new(&children, "class-1").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let data = |prepared: &Prepared| prepared.volume("/var/lib/kafka/data").unwrap().to_owned();
+        let first = Prepared::new(&children, &loopback, "kafka", "kafka", root.path()).unwrap();
+        std::fs::write(data(&first).join("meta.properties"), "formatted").unwrap();
+        let again = Prepared::new(&children, &loopback, "kafka", "kafka", root.path()).unwrap();
+        assert_eq!(data(&again), data(&first));
+        assert_eq!(
+            std::fs::read_to_string(data(&again).join("meta.properties")).unwrap(),
+            "formatted"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The CRD behaves on the API server as on a real cluster: `kubectl explain` shows the field
 //! documentation, and `status.conditions` merges by type, so the reconciler and the lag monitor
-//! each server-side apply only their own conditions under their own field manager.
+//! each server-side apply only their own conditions under their own field manager; and Kafka's
+//! storage, which a StatefulSet cannot change, cannot change once the lab exists.
 
 use std::path::Path;
 use std::process::Command;
@@ -130,4 +131,43 @@ async fn each_field_manager_owns_its_own_conditions() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_storage_is_fixed_once_the_lab_exists() {
+    let cluster = cluster().await;
+    let labs: Api<TracingLab> = Api::namespaced(cluster.client(), NS);
+    let lab: TracingLab = serde_json::from_value(json!({
+        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+        "metadata": {"name": "kept"},
+        "spec": {"kafka": {"partitions": 3}}
+    }))
+    .unwrap();
+    let created = labs.create(&PostParams::default(), &lab).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&created.spec.kafka.storage).unwrap(),
+        json!({"type": "emptyDir", "size": "1Gi"}),
+        "the API server fills in the default"
+    );
+    let patch = |storage: serde_json::Value| {
+        Patch::Merge(json!({"spec": {"kafka": {"partitions": 4, "storage": storage}}}))
+    };
+    let refused = labs
+        .patch(
+            "kept",
+            &PatchParams::default(),
+            &patch(json!({"type": "persistentVolumeClaim"})),
+        )
+        .await
+        .expect_err("a StatefulSet cannot switch its data to a claim");
+    assert!(
+        refused.to_string().contains("kafka.storage cannot change"),
+        "{refused}"
+    );
+    // Other Kafka fields still change.
+    let patched = labs
+        .patch("kept", &PatchParams::default(), &patch(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.kafka.partitions, 4);
 }

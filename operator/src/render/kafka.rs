@@ -5,9 +5,15 @@ use super::common::{
     LabRef, RunAs, container, container_port, env, pod_spec, resources, scratch, tmp,
 };
 use super::workload::{Component, port, service, template};
-use crate::crd::KafkaSpec;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{Probe, Service, TCPSocketAction};
+use crate::crd::{KafkaSpec, KafkaStorage, StorageType};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, Service, TCPSocketAction,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub const IMAGE: &str = "apache/kafka:4.2.1";
@@ -22,7 +28,8 @@ const USER: RunAs = RunAs {
     uid: 1000,
     gid: 1000,
 };
-/// KRaft cluster id (base64 of 16 bytes); storage is an emptyDir, formatted on every start.
+/// KRaft cluster id (base64 of 16 bytes). The start script formats empty storage with it and
+/// accepts storage it formatted before (a restart on the same claim).
 const CLUSTER_ID: &str = "dHJhY2luZ2xhYi1rYWZrYQ";
 
 pub fn headless_name() -> &'static str {
@@ -124,7 +131,12 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         ..Default::default()
     });
 
-    let pod = pod_spec(vec![broker], vec![data_v, config_v, logs_v, tmp_v], USER);
+    let claim = data_claim(&spec.storage, &data_v.name);
+    let mut volumes = vec![config_v, logs_v, tmp_v];
+    if claim.is_none() {
+        volumes.insert(0, data_v);
+    }
+    let pod = pod_spec(vec![broker], volumes, USER);
     StatefulSet {
         metadata: lab.meta(KAFKA.suffix, KAFKA.app, KAFKA.suffix),
         spec: Some(StatefulSetSpec {
@@ -132,8 +144,39 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
             service_name: Some(lab.child(headless_name())),
             selector: lab.selector(KAFKA.suffix),
             template: template(lab, KAFKA, pod, None),
+            // The claim is the lab's: deleting the lab deletes the data with it.
+            persistent_volume_claim_retention_policy: claim.as_ref().map(|_| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
+                }
+            }),
+            volume_claim_templates: claim.map(|c| vec![c]),
             ..Default::default()
         }),
         status: None,
     }
+}
+
+/// The claim template that replaces the emptyDir `name` when the storage is a claim.
+fn data_claim(storage: &KafkaStorage, name: &str) -> Option<PersistentVolumeClaim> {
+    if storage.type_ != StorageType::PersistentVolumeClaim {
+        return None;
+    }
+    Some(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_owned(), storage.size.clone())].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    })
 }

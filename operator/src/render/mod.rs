@@ -490,6 +490,62 @@ mod tests {
     }
 
     #[test]
+    fn kafka_data_is_an_empty_dir_or_a_claim_that_follows_the_pod() {
+        let data = |c: &Children| {
+            let sts = c.stateful_sets[0].spec.clone().unwrap();
+            let pod = sts.template.spec.unwrap();
+            let mount = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == "/var/lib/kafka/data")
+                .cloned()
+                .unwrap();
+            let volume = pod
+                .volumes
+                .unwrap()
+                .into_iter()
+                .find(|v| v.name == mount.name);
+            let claim = sts
+                .volume_claim_templates
+                .into_iter()
+                .flatten()
+                .find(|c| c.metadata.name.as_ref() == Some(&mount.name));
+            (volume, claim, sts.persistent_volume_claim_retention_policy)
+        };
+        let (volume, claim, retention) = data(&render_spec("{}"));
+        assert!(volume.unwrap().empty_dir.is_some());
+        assert!(claim.is_none() && retention.is_none());
+
+        let (volume, claim, retention) = data(&render_spec(
+            r#"{"kafka": {"storage": {"type": "persistentVolumeClaim", "size": "5Gi",
+                "storageClassName": "standard"}}}"#,
+        ));
+        assert!(volume.is_none(), "the claim replaces the emptyDir");
+        let claim = claim.unwrap().spec.unwrap();
+        assert_eq!(claim.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        assert_eq!(claim.storage_class_name.as_deref(), Some("standard"));
+        assert_eq!(
+            claim.resources.unwrap().requests.unwrap()["storage"].0,
+            "5Gi"
+        );
+        assert_eq!(retention.unwrap().when_deleted.as_deref(), Some("Delete"));
+
+        let (_, claim, _) = data(&render_spec(
+            r#"{"kafka": {"storage": {"type": "persistentVolumeClaim"}}}"#,
+        ));
+        let claim = claim.unwrap().spec.unwrap();
+        assert_eq!(
+            claim.storage_class_name, None,
+            "the cluster's default class"
+        );
+        assert_eq!(
+            claim.resources.unwrap().requests.unwrap()["storage"].0,
+            "1Gi"
+        );
+    }
+
+    #[test]
     fn collector_config_follows_tail_sampling() {
         let lab = lab(TracingLabSpec::default());
         let r = LabRef::new(&lab).unwrap();
