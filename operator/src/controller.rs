@@ -1,26 +1,28 @@
 //! The reconcile loop: validate, render, apply, and report status and events.
 
-use crate::apply::{self, ApplyError};
+use crate::apply::{self, Applied, ApplyError};
+use crate::blockers::{self, Blocker};
 use crate::crd::TracingLab;
 use crate::lag::{self, Monitor};
 use crate::metrics::Shared;
-use crate::render::common::{MANAGED_BY, MANAGER};
+use crate::render::common::{INSTANCE, MANAGED_BY, MANAGER};
 use crate::render::{self, LabRef};
 use crate::status::{self, Outcome};
 use crate::validate;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::PredicateConfig;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,16 @@ struct Context {
     shared: Arc<Shared>,
     /// Consecutive failures per lab, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The lab's pods (labels and status only), kept by the pod watch.
+    pods: Store<Pod>,
+    /// What last blocked each lab, as published in an event: the lab in the cache may not show
+    /// the status just written yet, and an unchanged reason must not be published again.
+    blocked: Mutex<HashMap<String, Option<(String, String)>>>,
 }
+
+/// Warning events that explain a component and arrive without any change to its pods or
+/// workloads: a StatefulSet's refused pod, a readiness probe failing.
+const TRIGGERING_EVENTS: [&str; 2] = ["FailedCreate", "Unhealthy"];
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -76,12 +87,26 @@ pub async fn run(client: Client, config: Config) {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (pods, pod_writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         shared: config.shared.clone(),
         failures: Mutex::default(),
+        pods,
+        blocked: Mutex::default(),
     });
+    let pod_changes = watcher(scoped::<Pod>(&client, ns), children.clone())
+        .default_backoff()
+        // Only labels and status are read: the rest of each pod stays out of memory.
+        .modify(|pod| {
+            pod.metadata.managed_fields = None;
+            pod.metadata.annotations = None;
+            pod.metadata.owner_references = None;
+            pod.spec = None;
+        })
+        .reflect(pod_writer)
+        .touched_objects();
     let (store, writer) = reflector::store();
     let labs = watcher(
         scoped::<TracingLab>(&client, ns),
@@ -92,7 +117,14 @@ pub async fn run(client: Client, config: Config) {
     .applied_objects()
     // Status writes (the reconciler's and the lag monitor's) keep the generation: no reconcile.
     .predicate_filter(predicates::generation, PredicateConfig::default());
+    let event_labs = store.clone();
     let controller = Controller::for_stream(labs, store.clone())
+        .watches_stream(pod_changes, |pod| lab_of_pod(&pod))
+        .watches(
+            scoped::<CoreEvent>(&client, ns),
+            watcher::Config::default().fields("type=Warning"),
+            move |event| labs_of_event(&event_labs, &event),
+        )
         .owns(scoped::<Deployment>(&client, ns), children.clone())
         .owns(scoped::<StatefulSet>(&client, ns), children.clone())
         .owns(scoped::<Service>(&client, ns), children.clone())
@@ -136,6 +168,61 @@ pub async fn run(client: Client, config: Config) {
     tracing::info!("controller stopped");
 }
 
+/// The lab a pod belongs to, by its `instance` label.
+fn lab_of_pod(pod: &Pod) -> Option<ObjectRef<TracingLab>> {
+    let lab = pod.labels().get(INSTANCE)?;
+    Some(ObjectRef::new(lab).within(&pod.namespace()?))
+}
+
+/// The labs whose children an event is about: events carry no labels, but every child is named
+/// `<lab>-<component>...`.
+fn labs_of_event(labs: &Store<TracingLab>, event: &CoreEvent) -> Vec<ObjectRef<TracingLab>> {
+    let (Some(reason), Some(object), Some(namespace)) = (
+        event.reason.as_deref(),
+        event.involved_object.name.as_deref(),
+        event.involved_object.namespace.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    if !TRIGGERING_EVENTS.contains(&reason) {
+        return Vec::new();
+    }
+    labs.state()
+        .iter()
+        .filter(|lab| {
+            lab.namespace().as_deref() == Some(namespace)
+                && object.starts_with(&format!("{}-", lab.name_any()))
+        })
+        .map(|lab| ObjectRef::from_obj(lab.as_ref()))
+        .collect()
+}
+
+/// Why the lab's unavailable components are not available, from the pod cache and the Warning
+/// events of the lab's namespace (listed only when something is not available).
+async fn observe(ctx: &Context, lab: &LabRef, applied: &Applied) -> BTreeMap<String, Blocker> {
+    let components = status::components(&lab.name, applied, &BTreeMap::new());
+    if components.values().all(|c| c.available) {
+        return BTreeMap::new();
+    }
+    let pods = ctx.pods.state_filter(|p| {
+        p.namespace().as_deref() == Some(lab.namespace.as_str())
+            && p.labels().get(INSTANCE) == Some(&lab.name)
+    });
+    let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), &lab.namespace);
+    let events = match events
+        .list(&ListParams::default().fields("type=Warning"))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::warn!(error = %apply::reason(&e), "could not list the lab's events");
+            Vec::new()
+        }
+    };
+    blockers::blockers(&lab.name, applied, &pods, &events)
+}
+
 fn key(lab: &TracingLab) -> String {
     format!("{}/{}", lab.namespace().unwrap_or_default(), lab.name_any())
 }
@@ -157,6 +244,10 @@ async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Er
 
 async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error> {
     if lab.metadata.deletion_timestamp.is_some() {
+        ctx.blocked
+            .lock()
+            .expect("blocked map poisoned")
+            .remove(&key(lab));
         // Owner references let the garbage collector remove the children.
         return Ok(Action::await_change());
     }
@@ -178,8 +269,12 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         Some(a) => status::idle_consumers(a, &lab_ref.name, lab.spec.kafka.partitions),
         None => Vec::new(),
     };
+    let blockers = match &applied {
+        Some(a) => observe(ctx, &lab_ref, a).await,
+        None => BTreeMap::new(),
+    };
     let outcome = match (&applied, &failure_message) {
-        (Some(a), _) => Outcome::Applied(a),
+        (Some(a), _) => Outcome::Applied(a, &blockers),
         (None, Some(message)) => Outcome::Failed(message),
         (None, None) => Outcome::Invalid(&problems),
     };
@@ -202,6 +297,21 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         .map_err(Error::Status)?;
     }
     if degraded_changed && let Some((reason, message)) = degraded_message(Some(&new_status)) {
+        publish(ctx, lab, EventType::Warning, &reason, message).await;
+    }
+    let blocked = status::blocked(&new_status.components);
+    let before = ctx
+        .blocked
+        .lock()
+        .expect("blocked map poisoned")
+        .insert(key(lab), blocked.clone())
+        .unwrap_or_else(|| {
+            let status = lab.status.as_ref();
+            status.and_then(|s| status::blocked(&s.components))
+        });
+    if blocked != before
+        && let Some((reason, message)) = blocked
+    {
         publish(ctx, lab, EventType::Warning, &reason, message).await;
     }
     match outcome_error {

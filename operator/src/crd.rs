@@ -58,6 +58,12 @@ use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        description = "why the lab is not ready, or what it waits for"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +166,7 @@ pub struct ServiceSpec {
     pub replicas: Option<i32>,
     /// Container resources. Defaults to requests 100m CPU / 64Mi, limits 2 CPU / 512Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
     /// Concurrency, workload mix and faults.
     #[serde(flatten)]
@@ -176,6 +183,7 @@ pub struct ComponentSpec {
     pub image: Option<String>,
     /// Container resources; defaults suit a laptop kind cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -194,6 +202,7 @@ pub struct KafkaSpec {
     pub partitions: i32,
     /// Container resources; defaults to requests 250m CPU / 768Mi, limits 1 CPU / 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
     /// Where the broker keeps its log (every accepted order not yet consumed, and the committed
     /// offsets). Fixed when the lab is created: a StatefulSet cannot change its volume claims.
@@ -276,6 +285,7 @@ pub struct JaegerSpec {
     pub max_traces: i64,
     /// Container resources; defaults to requests 100m CPU / 256Mi, limits 1 CPU / 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -476,6 +486,7 @@ pub struct LoadGeneratorSpec {
     pub orders_per_second: f64,
     /// Container resources; defaults to requests 50m CPU / 32Mi, limits 500m / 128Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -533,6 +544,22 @@ impl Default for NodePorts {
     }
 }
 
+/// Refuses negative (and malformed) requests and limits as the lab is applied: no pod could be
+/// created with them, and the API server's message names the field.
+fn non_negative_quantities(schema: &mut schemars::Schema) {
+    for map in ["requests", "limits"] {
+        let quantity = schema
+            .pointer_mut(&format!("/properties/{map}/additionalProperties"))
+            .and_then(|q| q.as_object_mut())
+            .expect("ResourceRequirements maps quantities");
+        quantity.insert(
+            "pattern".into(),
+            crate::quantity::NON_NEGATIVE_PATTERN.into(),
+        );
+        quantity.insert("minimum".into(), 0.into());
+    }
+}
+
 /// What the operator observed when it last reconciled the lab.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -573,6 +600,13 @@ pub struct ComponentStatus {
     pub ready: i32,
     /// True when the workload is fully rolled out and every replica is available.
     pub available: bool,
+    /// Why the component is not available, when the cluster says: `OOMKilled`, `CrashLoopBackOff`,
+    /// `ImagePullBackOff`, `ErrImagePull`, `Unschedulable`, `FailedCreate`, `ReadinessProbeFailed`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The reason in words, e.g. `OOMKilled (exit 137), 3 restarts`; see docs/troubleshooting.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Addresses of the lab.

@@ -1,6 +1,7 @@
 //! The lab's status as a pure function of what was applied (or why nothing was).
 
 use crate::apply::Applied;
+use crate::blockers::Blocker;
 use crate::crd::{ComponentStatus, LabUrls, TracingLab, TracingLabStatus};
 use crate::render::LabRef;
 use crate::render::{collector, jaeger, kafka, services};
@@ -15,8 +16,9 @@ pub const DEGRADED: &str = "Degraded";
 
 /// What the reconcile achieved.
 pub enum Outcome<'a> {
-    /// Everything was applied; these are the workloads as the API server returned them.
-    Applied(&'a Applied),
+    /// Everything was applied; these are the workloads as the API server returned them, and why
+    /// those not available are not.
+    Applied(&'a Applied, &'a BTreeMap<String, Blocker>),
     /// The spec has problems the services would refuse; nothing was applied.
     Invalid(&'a [String]),
     /// Applying failed (message from the API server).
@@ -36,6 +38,7 @@ pub fn deployment_status(d: &Deployment) -> ComponentStatus {
         desired,
         ready: st.ready_replicas.unwrap_or(0),
         available: current && available >= desired && updated >= desired,
+        ..Default::default()
     }
 }
 
@@ -52,24 +55,54 @@ pub fn stateful_set_status(s: &StatefulSet) -> ComponentStatus {
         desired,
         ready,
         available: current && ready >= desired && updated >= desired,
+        ..Default::default()
     }
 }
 
 /// Component name (`api`, `kafka`, ...) from a child name `<lab>-<component>`.
-fn component_name(lab: &str, object: &str) -> String {
+pub(crate) fn component_name(lab: &str, object: &str) -> String {
     object
         .strip_prefix(&format!("{lab}-"))
         .unwrap_or(object)
         .to_string()
 }
 
-pub fn components(lab: &str, applied: &Applied) -> BTreeMap<String, ComponentStatus> {
+pub fn components(
+    lab: &str,
+    applied: &Applied,
+    blockers: &BTreeMap<String, Blocker>,
+) -> BTreeMap<String, ComponentStatus> {
     let deployments = applied.deployments.iter().map(deployment_status);
     let sets = applied.stateful_sets.iter().map(stateful_set_status);
     deployments
         .chain(sets)
-        .map(|c| (component_name(lab, &c.name), c))
+        .map(|mut c| {
+            let name = component_name(lab, &c.name);
+            if let Some(b) = blockers.get(&name).filter(|_| !c.available) {
+                c.reason = Some(b.reason.clone());
+                c.message = Some(b.message.clone());
+            }
+            (name, c)
+        })
         .collect()
+}
+
+/// The blocked components as `kafka: OOMKilled (exit 137), 3 restarts; ...`, with the first one's
+/// reason; `None` when nothing is known to block.
+pub fn blocked(components: &BTreeMap<String, ComponentStatus>) -> Option<(String, String)> {
+    let mut blocked = components
+        .iter()
+        .filter(|(_, c)| !c.available)
+        .filter_map(|(name, c)| {
+            Some((
+                c.reason.as_ref()?,
+                format!("{name}: {}", c.message.as_deref()?),
+            ))
+        })
+        .peekable();
+    let reason = blocked.peek()?.0.clone();
+    let messages: Vec<String> = blocked.map(|(_, m)| m).collect();
+    Some((reason, messages.join("; ")))
 }
 
 /// Consumer Deployments with more replicas than their topic has partitions: each replica is one
@@ -143,7 +176,7 @@ pub fn compute(
     let previous = lab.status.clone().unwrap_or_default();
     let generation = lab.metadata.generation;
     let components = match outcome {
-        Outcome::Applied(applied) => components(&lab_ref.name, applied),
+        Outcome::Applied(applied, blockers) => components(&lab_ref.name, applied, blockers),
         _ => previous.components.clone(),
     };
     let waiting: Vec<String> = components
@@ -151,6 +184,7 @@ pub fn compute(
         .filter(|(_, c)| !c.available)
         .map(|(name, c)| format!("{name} {}/{}", c.ready, c.desired))
         .collect();
+    let blocked = blocked(&components);
     let all_available = !components.is_empty() && waiting.is_empty();
 
     let (ready, ready_reason, ready_message) = if all_available {
@@ -165,6 +199,18 @@ pub fn compute(
             "NotApplied",
             "nothing has been applied yet".to_string(),
         )
+    } else if let Some((reason, message)) = &blocked {
+        // What blocks comes first: it is what `kubectl get tlab` shows of a long message.
+        let others: Vec<String> = components
+            .iter()
+            .filter(|(_, c)| !c.available && c.reason.is_none())
+            .map(|(name, c)| format!("{name} {}/{}", c.ready, c.desired))
+            .collect();
+        let message = match others.is_empty() {
+            true => message.clone(),
+            false => format!("{message}; waiting for {}", others.join(", ")),
+        };
+        (false, reason.as_str(), message)
     } else {
         (
             false,
@@ -183,12 +229,12 @@ pub fn compute(
             "ApplyFailed",
             "blocked until applying succeeds".to_string(),
         ),
-        Outcome::Applied(_) if all_available => (
+        Outcome::Applied(..) if all_available => (
             false,
             "RolloutComplete",
             "every component is rolled out".to_string(),
         ),
-        Outcome::Applied(_) => (
+        Outcome::Applied(..) => (
             true,
             "RollingOut",
             format!("waiting for {}", waiting.join(", ")),
@@ -197,8 +243,10 @@ pub fn compute(
     let (degraded, degraded_reason, degraded_message) = match outcome {
         Outcome::Invalid(problems) => (true, "InvalidSpec", problems.join("; ")),
         Outcome::Failed(message) => (true, "ApplyFailed", message.to_string()),
-        Outcome::Applied(_) if !warnings.is_empty() => (true, "IdleConsumers", warnings.join("; ")),
-        Outcome::Applied(_) => (false, "AsExpected", "the lab matches its spec".to_string()),
+        Outcome::Applied(..) if !warnings.is_empty() => {
+            (true, "IdleConsumers", warnings.join("; "))
+        }
+        Outcome::Applied(..) => (false, "AsExpected", "the lab matches its spec".to_string()),
     };
     let condition = |type_: &str, status: bool, reason: &str, message: String| {
         let status = if status { "True" } else { "False" }.to_string();
@@ -304,7 +352,13 @@ mod tests {
     fn all_available_is_ready() {
         let (lab, a) = applied(true);
         let r = LabRef::new(&lab).unwrap();
-        let s = compute(&lab, &r, Outcome::Applied(&a), &[], at(10));
+        let s = compute(
+            &lab,
+            &r,
+            Outcome::Applied(&a, &BTreeMap::new()),
+            &[],
+            at(10),
+        );
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(cond(&s, PROGRESSING).status, "False");
         assert_eq!(cond(&s, DEGRADED).status, "False");
@@ -323,7 +377,13 @@ mod tests {
     fn unavailable_components_are_named() {
         let (lab, a) = applied(false);
         let r = LabRef::new(&lab).unwrap();
-        let s = compute(&lab, &r, Outcome::Applied(&a), &[], at(10));
+        let s = compute(
+            &lab,
+            &r,
+            Outcome::Applied(&a, &BTreeMap::new()),
+            &[],
+            at(10),
+        );
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, PROGRESSING).status, "True");
         assert!(
@@ -345,8 +405,20 @@ mod tests {
     fn transition_time_moves_only_on_change() {
         let (mut lab, a) = applied(true);
         let r = LabRef::new(&lab).unwrap();
-        lab.status = Some(compute(&lab, &r, Outcome::Applied(&a), &[], at(10)));
-        let again = compute(&lab, &r, Outcome::Applied(&a), &[], at(20));
+        lab.status = Some(compute(
+            &lab,
+            &r,
+            Outcome::Applied(&a, &BTreeMap::new()),
+            &[],
+            at(10),
+        ));
+        let again = compute(
+            &lab,
+            &r,
+            Outcome::Applied(&a, &BTreeMap::new()),
+            &[],
+            at(20),
+        );
         assert_eq!(
             Some(&again),
             lab.status.as_ref(),
@@ -390,7 +462,7 @@ mod tests {
             w[0]
         );
         let r = LabRef::new(&lab).unwrap();
-        let s = compute(&lab, &r, Outcome::Applied(&a), &w, at(1));
+        let s = compute(&lab, &r, Outcome::Applied(&a, &BTreeMap::new()), &w, at(1));
         assert_eq!(cond(&s, DEGRADED).reason, "IdleConsumers");
         assert_eq!(
             cond(&s, READY).status,
@@ -403,7 +475,7 @@ mod tests {
     fn the_reconciler_writes_only_its_own_conditions() {
         let (lab, a) = applied(true);
         let r = LabRef::new(&lab).unwrap();
-        let mut before = compute(&lab, &r, Outcome::Applied(&a), &[], at(1));
+        let mut before = compute(&lab, &r, Outcome::Applied(&a, &BTreeMap::new()), &[], at(1));
         before.conditions.push(Condition {
             type_: "KafkaReachable".into(),
             status: "False".into(),
@@ -414,7 +486,7 @@ mod tests {
         });
         let mut lab = lab;
         lab.status = Some(before.clone());
-        let after = compute(&lab, &r, Outcome::Applied(&a), &[], at(2));
+        let after = compute(&lab, &r, Outcome::Applied(&a, &BTreeMap::new()), &[], at(2));
         let types: Vec<&str> = after.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, RECONCILER_CONDITIONS);
         assert_eq!(

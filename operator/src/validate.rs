@@ -2,6 +2,9 @@
 //! the configuration), each naming the field at fault as the user wrote it.
 
 use crate::crd::TracingLabSpec;
+use crate::quantity;
+use crate::render::kafka;
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use tracing_lab_config::{LabConfig, Role};
 
 /// The lab configuration document the services read, fully resolved from the spec.
@@ -36,6 +39,69 @@ pub fn problems(spec: &TracingLabSpec) -> Vec<String> {
             "spec.sampling.tail: enabled but keeps nothing; set keepErrors, latencyThresholdMs > 0 or percentage > 0"
                 .into(),
         );
+    }
+    problems.extend(resource_problems(spec));
+    problems
+}
+
+/// Requests and limits that cannot work: the API server refuses a pod whose request is above its
+/// limit, and Kafka's fixed heap does not fit under a smaller memory limit. (Negative quantities
+/// are refused by the schema.)
+fn resource_problems(spec: &TracingLabSpec) -> Vec<String> {
+    let mut components: Vec<(String, Option<&ResourceRequirements>)> = vec![
+        ("spec.kafka".into(), spec.kafka.resources.as_ref()),
+        ("spec.redis".into(), spec.redis.resources.as_ref()),
+        ("spec.jaeger".into(), spec.jaeger.resources.as_ref()),
+        ("spec.collector".into(), spec.collector.resources.as_ref()),
+        (
+            "spec.loadGenerator".into(),
+            spec.load_generator.resources.as_ref(),
+        ),
+    ];
+    for role in Role::ALL {
+        let path = format!("spec.services.{}", role.name());
+        components.push((path, spec.services.get(role).resources.as_ref()));
+    }
+    let mut problems = Vec::new();
+    for (path, resources) in components {
+        let Some(r) = resources else { continue };
+        let (requests, limits) = (
+            r.requests.clone().unwrap_or_default(),
+            r.limits.clone().unwrap_or_default(),
+        );
+        let parsed = |field: &str, name: &str, q: &str, problems: &mut Vec<String>| {
+            quantity::nanos(q)
+                .map_err(|e| problems.push(format!("{path}.resources.{field}.{name}: {e}")))
+                .ok()
+        };
+        for (name, limit) in &limits {
+            parsed("limits", name, &limit.0, &mut problems);
+        }
+        for (name, request) in &requests {
+            let Some(request_value) = parsed("requests", name, &request.0, &mut problems) else {
+                continue;
+            };
+            let Some(limit) = limits.get(name) else {
+                continue;
+            };
+            if quantity::nanos(&limit.0).is_ok_and(|l| request_value > l) {
+                problems.push(format!(
+                    "{path}.resources.requests.{name}: {} is above the limit {} ({path}.resources.limits.{name}); a request cannot exceed its limit",
+                    request.0, limit.0
+                ));
+            }
+        }
+        if path == "spec.kafka"
+            && let Some(limit) = limits.get("memory")
+            && let Ok(l) = quantity::nanos(&limit.0)
+            && l < quantity::nanos(&format!("{}Mi", kafka::HEAP_MIB)).expect("a quantity")
+        {
+            problems.push(format!(
+                "spec.kafka.resources.limits.memory: {} is below Kafka's {}Mi heap, so the broker would be OOM-killed as it starts; give it more (the default limit is 1Gi)",
+                limit.0,
+                kafka::HEAP_MIB
+            ));
+        }
     }
     problems
 }
@@ -104,5 +170,69 @@ mod tests {
             jaeger_ui: 30080,
         });
         assert!(problems(&spec)[0].contains("spec.access.nodePorts"));
+    }
+
+    fn resources(spec: serde_json::Value) -> Vec<String> {
+        problems(&serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn requests_above_limits_name_both_fields() {
+        let p = resources(serde_json::json!({"kafka": {"resources": {
+            "requests": {"memory": "4Gi", "cpu": "500m"}, "limits": {"memory": "1Gi", "cpu": "1"}}}}));
+        assert_eq!(
+            p,
+            [
+                "spec.kafka.resources.requests.memory: 4Gi is above the limit 1Gi (spec.kafka.resources.limits.memory); a request cannot exceed its limit"
+            ]
+        );
+        let p = resources(serde_json::json!({"services": {"api": {"resources": {
+            "requests": {"cpu": "1500m"}, "limits": {"cpu": "1"}}}}}));
+        assert!(
+            p[0].starts_with(
+                "spec.services.api.resources.requests.cpu: 1500m is above the limit 1"
+            ),
+            "{p:?}"
+        );
+        // Equal, or a request without a limit, is fine; so are units that differ but agree.
+        assert!(
+            resources(serde_json::json!({"redis": {"resources": {
+            "requests": {"memory": "1024Mi", "cpu": "2"}, "limits": {"memory": "1Gi"}}}}))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_kafka_memory_limit_below_its_heap_is_a_problem() {
+        let p =
+            resources(serde_json::json!({"kafka": {"resources": {"limits": {"memory": "256Mi"}}}}));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "spec.kafka.resources.limits.memory: 256Mi is below Kafka's 512Mi heap"
+            ),
+            "{p:?}"
+        );
+        assert!(
+            resources(serde_json::json!({"kafka": {"resources": {"limits": {"memory": "512Mi"}}}}))
+                .is_empty()
+        );
+        // Other components have no fixed heap.
+        assert!(
+            resources(serde_json::json!({"jaeger": {"resources": {"limits": {"memory": "64Mi"}}}}))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_quantities_name_the_field() {
+        let p = resources(
+            serde_json::json!({"collector": {"resources": {"limits": {"memory": "lots"}}}}),
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("spec.collector.resources.limits.memory: \"lots\" is not a quantity"),
+            "{p:?}"
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span, for
 //!   tests of what one program exports.
 //! - [`process`]: the project's own binaries (and the servers above) as child processes.
+//! - [`pods`]: pods and events as a kubelet and a scheduler write them, for a control plane without.
 //! - [`poll::eventually`]: polls a condition until it holds, for what the API server settles on.
 //! - [`procfs`]: CPU time per thread and memory of processes, for benchmarks.
 //!
@@ -27,6 +28,7 @@ pub mod jaeger;
 pub mod kubelet;
 pub mod lab;
 pub mod otlp;
+pub mod pods;
 pub mod poll;
 pub mod ports;
 pub mod process;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::poll::eventually;
-use tracing_lab_tests::{ChildProcess, assets, ports, process};
+use tracing_lab_tests::{ChildProcess, assets, pods, ports, process};
 
 const RELEASE: &str = "tlab";
 const RELEASE_NS: &str = "tracing-lab-system";
@@ -290,6 +290,7 @@ fn expected_rules() -> Value {
         {"apiGroups": ["tracinglab.dev"], "resources": ["tracinglabs/finalizers"], "verbs": ["update"]},
         {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": children},
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": children},
+        {"apiGroups": [""], "resources": ["pods", "events"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }
@@ -714,6 +715,39 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
     expected.sort();
     assert_eq!(components, expected, "{status:?}");
 
+    // Under the chart's account the operator reads pods and events: a crash is reported.
+    let mut crashed = pods::status(
+        "Running",
+        false,
+        vec![pods::container(
+            "kafka",
+            "apache/kafka",
+            false,
+            2,
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+        )],
+    );
+    crashed["containerStatuses"][0]["lastState"] =
+        json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
+    pods::create(&admin, lab_ns, LAB, "kafka", "lab-kafka-0", crashed)
+        .await
+        .expect("pod created");
+    eventually("the crash in the Ready condition", TIMEOUT, || async {
+        let lab = api.get(LAB).await.map_err(|e| e.to_string())?;
+        let ready = lab
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message.clone());
+        ready
+            .as_deref()
+            .is_some_and(|m| m.starts_with("kafka: OOMKilled (exit 137), 2 restarts"))
+            .then_some(())
+            .ok_or_else(|| format!("{ready:?}"))
+    })
+    .await;
+
     // Turning the load generator off prunes its Deployment.
     let merge = |spec: Value| Patch::Merge(json!({ "spec": spec }));
     api.patch(
@@ -755,6 +789,7 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
             .find(|e| {
                 e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(LAB)
                     && e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("InvalidSpec")
             })
             .ok_or_else(|| "no event yet".to_string())
     })

@@ -2,7 +2,8 @@
 //! (right spec, labels, owner references), manual scaling holds, spec replicas are enforced, drift is
 //! corrected, the lab turns Ready when its workloads are available, the load generator can be turned
 //! off, invalid labs are rejected by the API server, and semantic problems degrade without deleting.
-//! No pods ever run here: workload readiness is simulated by patching `/status`.
+//! No pods ever run here: workload readiness is simulated by patching `/status`, and pods and
+//! events are written as the kubelet and scheduler would, one test per reason a lab is not ready.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -15,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::kafka;
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::assets;
+use tracing_lab_tests::pods;
 use tracing_lab_tests::poll::eventually;
 
 const NS: &str = "students";
@@ -534,7 +537,7 @@ async fn the_api_server_rejects_an_invalid_lab_with_the_schema_message() {
     std::fs::write(
         manifest.path(),
         "apiVersion: tracinglab.dev/v1alpha1\nkind: TracingLab\nmetadata: {name: bad}\nspec:\n  \
-         sampling: {head: {ratio: 1.5}}\n  kafka: {partitions: 0}\n  \
+         sampling: {head: {ratio: 1.5}}\n  kafka: {partitions: 0, resources: {requests: {memory: -1Gi}, limits: {cpu: -1}}}\n  \
          services: {processing: {replicas: -1, workload: {cpuWeight: 1, ioWeight: 1, intensities: [extreme]}}}\n",
     )
     .unwrap();
@@ -545,6 +548,8 @@ async fn the_api_server_rejects_an_invalid_lab_with_the_schema_message() {
         "spec.sampling.head.ratio",
         "less than or equal to 1",
         "spec.kafka.partitions",
+        "spec.kafka.resources.requests.memory: Invalid value: \"-1Gi\"",
+        "spec.kafka.resources.limits.cpu: Invalid value: -1",
         "spec.services.processing.replicas",
         "Unsupported value: \"extreme\"",
     ] {
@@ -624,5 +629,388 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
             .map(|_| ())
             .ok_or(format!("{c:?}"))
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_work_degrade_the_lab_with_the_field_path() {
+    let env = start().await;
+    env.create_lab(
+        "demo",
+        json!({"kafka": {"resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "1Gi"}}},
+               "services": {"api": {"resources": {"limits": {"cpu": "500m"}}}}}),
+    )
+    .await;
+    let (_, _, message) = eventually("Degraded=True", TIMEOUT, || async {
+        let c = condition(&env.lab("demo").await, "Degraded");
+        c.clone()
+            .filter(|c| c.0 == "True" && c.1 == "InvalidSpec")
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+    assert!(
+        message.contains(
+            "spec.kafka.resources.requests.memory: 4Gi is above the limit 1Gi (spec.kafka.resources.limits.memory)"
+        ),
+        "{message}"
+    );
+    assert!(
+        env.names::<StatefulSet>("demo").await.is_empty(),
+        "nothing whose pods could never be created is applied"
+    );
+
+    env.patch_spec(
+        "demo",
+        json!({"kafka": {"resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}}}),
+    )
+    .await;
+    let (_, _, message) = eventually("Degraded=True for the heap", TIMEOUT, || async {
+        let c = condition(&env.lab("demo").await, "Degraded");
+        c.clone()
+            .filter(|c| c.0 == "True" && c.2.contains("heap"))
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+    assert!(
+        message
+            .starts_with("spec.kafka.resources.limits.memory: 256Mi is below Kafka's 512Mi heap"),
+        "{message}"
+    );
+
+    env.patch_spec("demo", json!({"kafka": {"resources": null}}))
+        .await;
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    let kafka = env.api::<StatefulSet>().get("demo-kafka").await.unwrap();
+    let heap = kafka.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "KAFKA_HEAP_OPTS")
+        .and_then(|e| e.value);
+    assert_eq!(heap.as_deref(), Some("-Xms512m -Xmx512m"));
+}
+
+/// Waits until the lab's Ready condition is False with `reason` and its message starts with
+/// `message`; returns the lab.
+async fn wait_blocked(env: &Env, reason: &str, message: &str) -> TracingLab {
+    eventually(&format!("Ready=False {reason}"), TIMEOUT, || async {
+        let lab = env.lab("demo").await;
+        match condition(&lab, "Ready") {
+            Some((s, r, m)) if s == "False" && r == reason && m.starts_with(message) => Ok(lab),
+            c => Err(format!("{c:?}")),
+        }
+    })
+    .await
+}
+
+/// Events the operator published about the lab with `reason`.
+async fn lab_events(env: &Env, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    env.api::<k8s_openapi::api::events::v1::Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("demo")
+                && e.reason.as_deref() == Some(reason)
+        })
+        .collect()
+}
+
+/// The lab reports `component: message` with `reason` in its Ready condition, its component
+/// status, `kubectl get` (column MESSAGE) and one event (`kubectl describe`), however often it is
+/// reconciled; `clear` then makes the component's pod ready and the reason goes away.
+async fn reports_then_clears(
+    env: &Env,
+    component: &str,
+    reason: &str,
+    message: &str,
+    clear: impl AsyncFnOnce(),
+) {
+    let expected = format!("{component}: {message}");
+    let lab = wait_blocked(env, reason, &expected).await;
+    let c = &lab.status.as_ref().unwrap().components[component];
+    assert_eq!(c.reason.as_deref(), Some(reason));
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(message),
+        "{c:?}"
+    );
+    let table = String::from_utf8_lossy(&env.kubectl(&["get", "tlab", "demo"]).stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with("MESSAGE")
+            && table.contains(&expected),
+        "{table}"
+    );
+
+    // More reconciles (a spec change, a pod change) publish nothing new: the reason is unchanged.
+    env.patch_spec("demo", json!({"kafka": {"partitions": 7}}))
+        .await;
+    eventually("generation 2 reconciled", TIMEOUT, || async {
+        let lab = env.lab("demo").await;
+        let seen = lab.status.as_ref().and_then(|s| s.observed_generation);
+        (seen == Some(2)).then_some(()).ok_or(format!("{seen:?}"))
+    })
+    .await;
+    wait_blocked(env, reason, &expected).await;
+    let events = eventually("one event", TIMEOUT, || async {
+        let events = lab_events(env, reason).await;
+        (!events.is_empty())
+            .then_some(events)
+            .ok_or("none".to_string())
+    })
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        event
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(&expected),
+        "{event:?}"
+    );
+    assert_eq!(
+        event.series.as_ref().map(|s| s.count),
+        None,
+        "published once, not once per reconcile"
+    );
+    let describe =
+        String::from_utf8_lossy(&env.kubectl(&["describe", "tlab", "demo"]).stdout).into_owned();
+    assert!(
+        describe.contains(reason) && describe.contains(component),
+        "{describe}"
+    );
+
+    clear().await;
+    eventually("the reason clears", TIMEOUT, || async {
+        let lab = env.lab("demo").await;
+        let c = condition(&lab, "Ready");
+        let gone = c
+            .as_ref()
+            .is_some_and(|c| !c.2.contains(message) && c.1 != reason)
+            && lab.status.as_ref().unwrap().components[component]
+                .reason
+                .is_none();
+        gone.then_some(()).ok_or(format!("{c:?}"))
+    })
+    .await;
+}
+
+async fn lab_with_children(env: &Env) {
+    env.create_lab("demo", json!({})).await;
+    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_is_named() {
+    let env = start().await;
+    lab_with_children(&env).await;
+    let image = "tracing-lab-service:typo";
+    let waiting = json!({"waiting": {"reason": "ImagePullBackOff",
+        "message": format!("Back-off pulling image \"{image}\"")}});
+    let status = pods::status(
+        "Pending",
+        false,
+        vec![pods::container("api", image, false, 0, waiting)],
+    );
+    pods::create(&env.client, NS, "demo", "api", "demo-api-7d9f-x1", status)
+        .await
+        .unwrap();
+    reports_then_clears(
+        &env,
+        "api",
+        "ImagePullBackOff",
+        &format!("ImagePullBackOff: image {image} cannot be pulled"),
+        async || {
+            pods::set_status(&env.client, NS, "demo-api-7d9f-x1", pods::ready("api", 0))
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_gives_the_last_exit_and_restarts() {
+    let env = start().await;
+    lab_with_children(&env).await;
+    let crashing = pods::container(
+        "kafka",
+        kafka::IMAGE,
+        false,
+        3,
+        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}),
+    );
+    let mut status = pods::status("Running", false, vec![crashing]);
+    status["containerStatuses"][0]["lastState"] =
+        json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
+    pods::create(&env.client, NS, "demo", "kafka", "demo-kafka-0", status)
+        .await
+        .unwrap();
+    reports_then_clears(
+        &env,
+        "kafka",
+        "OOMKilled",
+        "OOMKilled (exit 137), 3 restarts",
+        async || {
+            pods::set_status(&env.client, NS, "demo-kafka-0", pods::ready("kafka", 4))
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unschedulable_pod_carries_the_schedulers_message() {
+    let env = start().await;
+    lab_with_children(&env).await;
+    let scheduler = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.";
+    let status = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": scheduler}]});
+    pods::create(&env.client, NS, "demo", "kafka", "demo-kafka-0", status)
+        .await
+        .unwrap();
+    reports_then_clears(
+        &env,
+        "kafka",
+        "Unschedulable",
+        &format!("Unschedulable: {scheduler}"),
+        async || {
+            pods::set_status(&env.client, NS, "demo-kafka-0", pods::ready("kafka", 0))
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_whose_pods_are_refused_gives_the_api_servers_message() {
+    let env = start().await;
+    lab_with_children(&env).await;
+    let refused = "pods \"demo-redis-5c8d9-\" is forbidden: exceeded quota: students, requested: memory=256Mi, used: memory=1Gi, limited: memory=1Gi";
+    // The Deployment controller copies its ReplicaSet's condition to the Deployment.
+    let failure = |status: &str| {
+        json!({"status": {"observedGeneration": 1, "conditions": [{"type": "ReplicaFailure",
+            "status": status, "reason": "FailedCreate", "message": refused}]}})
+    };
+    let deployments = env.api::<Deployment>();
+    deployments
+        .patch_status(
+            "demo-redis",
+            &PatchParams::default(),
+            &Patch::Merge(failure("True")),
+        )
+        .await
+        .unwrap();
+    reports_then_clears(
+        &env,
+        "redis",
+        "FailedCreate",
+        &format!("FailedCreate: {refused}"),
+        async || {
+            deployments
+                .patch_status(
+                    "demo-redis",
+                    &PatchParams::default(),
+                    &Patch::Merge(failure("False")),
+                )
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_set_whose_pod_is_refused_gives_the_api_servers_message() {
+    let env = start().await;
+    lab_with_children(&env).await;
+    let refused = "create Pod demo-kafka-0 in StatefulSet demo-kafka failed error: pods \"demo-kafka-0\" is forbidden: exceeded quota: students, requested: memory=1Gi, used: memory=0, limited: memory=512Mi";
+    // The StatefulSet controller reports it only as an event: the event itself brings the reconcile.
+    pods::warn(
+        &env.client,
+        NS,
+        ("StatefulSet", "demo-kafka"),
+        "FailedCreate",
+        refused,
+    )
+    .await
+    .unwrap();
+    reports_then_clears(
+        &env,
+        "kafka",
+        "FailedCreate",
+        &format!("FailedCreate: {refused}"),
+        async || {
+            pods::create(
+                &env.client,
+                NS,
+                "demo",
+                "kafka",
+                "demo-kafka-0",
+                pods::ready("kafka", 0),
+            )
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_readiness_probe_is_reported() {
+    let env = start().await;
+    lab_with_children(&env).await;
+    let running = pods::container(
+        "api",
+        "tracing-lab-service:0.1.0",
+        false,
+        0,
+        json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+    );
+    pods::create(
+        &env.client,
+        NS,
+        "demo",
+        "api",
+        "demo-api-7d9f-x1",
+        pods::status("Running", false, vec![running]),
+    )
+    .await
+    .unwrap();
+    // The kubelet reports the failing probe after the container started, as an event only.
+    let probe = "Readiness probe failed: HTTP probe failed with statuscode: 503";
+    pods::warn(
+        &env.client,
+        NS,
+        ("Pod", "demo-api-7d9f-x1"),
+        "Unhealthy",
+        probe,
+    )
+    .await
+    .unwrap();
+    reports_then_clears(
+        &env,
+        "api",
+        "ReadinessProbeFailed",
+        &format!("ReadinessProbeFailed: container api: {probe}"),
+        async || {
+            pods::set_status(&env.client, NS, "demo-api-7d9f-x1", pods::ready("api", 0))
+                .await
+                .unwrap();
+        },
+    )
     .await;
 }

@@ -31,6 +31,8 @@ const USER: RunAs = RunAs {
 /// KRaft cluster id (base64 of 16 bytes). The start script formats empty storage with it and
 /// accepts storage it formatted before (a restart on the same claim).
 const CLUSTER_ID: &str = "dHJhY2luZ2xhYi1rYWZrYQ";
+/// The broker's JVM heap (fixed size); a memory limit below it kills the broker as it starts.
+pub const HEAP_MIB: u32 = 512;
 
 pub fn headless_name() -> &'static str {
     "kafka-headless"
@@ -100,7 +102,10 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"),
         env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
         env("KAFKA_LOG_DIRS", "/var/lib/kafka/data"),
-        env("KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m"),
+        env(
+            "KAFKA_HEAP_OPTS",
+            format!("-Xms{HEAP_MIB}m -Xmx{HEAP_MIB}m"),
+        ),
         env("LOG_DIR", "/opt/kafka/logs"),
     ]);
     broker.ports = Some(vec![
