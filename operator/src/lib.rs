@@ -3,9 +3,9 @@
 //!
 //! Flow of one reconcile: [`validate`] the spec, [`render`] every object as a pure function of it,
 //! [`apply`] them with server-side apply (and prune what is no longer wanted), then compute the
-//! [`status`] from what the API server returned,
-//! naming the [`blockers`] of each component that is not available (from its pods and events). Beside the reconciles, [`lag`] measures each
-//! lab's Kafka consumer lag on a short period and writes it into the status.
+//! [`status`] from what the API server returned, naming the [`blockers`] of each component that is
+//! not available (from its pods and events). Beside the reconciles, [`lag`] measures each lab's
+//! Kafka consumer lag on a short period and writes it into the status.
 
 pub mod apply;
 pub mod blockers;
