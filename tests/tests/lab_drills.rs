@@ -1,0 +1,424 @@
+//! Fault drills on a whole lab run by `tracing_lab_tests::runner`: the operator binary on a real
+//! API server, Apache Kafka, Redis, the Collector, Jaeger and the four services as processes, with
+//! `kubectl scale` starting and stopping service pods. The test posts the orders itself, so it
+//! knows every order the api answered 202, and reads the outcome from Redis, Jaeger and the
+//! broker. Each drill prints its counts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::NamedTempFile;
+use tokio::task::JoinSet;
+use tracing_lab_tests::otlp::ReceivedSpan;
+use tracing_lab_tests::poll::eventually;
+use tracing_lab_tests::runner::LabRunner;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(300);
+const GROUPS: [(&str, &str); 3] = [
+    ("processing", "orders"),
+    ("notification", "processed-orders"),
+    ("analytics", "notified-orders"),
+];
+
+/// A lab as `examples/head-of-line-blocking.yaml` writes it, with `services` instead of its
+/// services and no load generator (the drill posts the orders).
+fn manifest(services: Value, kafka: Value) -> NamedTempFile {
+    let lab = json!({
+        "apiVersion": "tracinglab.dev/v1alpha1",
+        "kind": "TracingLab",
+        "metadata": {"name": "lab"},
+        "spec": {"services": services, "kafka": kafka},
+    });
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), lab.to_string()).unwrap();
+    file
+}
+
+async fn ready_lab(namespace: &str, manifest: &NamedTempFile) -> LabRunner {
+    let lab = LabRunner::start(namespace, manifest.path())
+        .await
+        .unwrap_or_else(|e| panic!("{namespace}: {e:#}"));
+    eventually("kubectl get tlab: READY True", READY_TIMEOUT, || async {
+        let row = lab.row().map_err(|e| e.to_string())?;
+        if row.get("READY").map(String::as_str) == Some("True") {
+            Ok(())
+        } else {
+            Err(format!("{row:?}\noperator log:\n{}", lab.operator_log()))
+        }
+    })
+    .await;
+    lab
+}
+
+/// A service whose every order takes `latency_ms` of waiting (no CPU: the drill shares two
+/// cores with the whole lab) and light IO steps, one order at a time.
+fn waiting(latency_ms: u64) -> Value {
+    json!({
+        "concurrency": 1,
+        "workload": {"cpuWeight": 0, "ioWeight": 100, "intensities": ["light"]},
+        "faults": {"extraLatencyMs": latency_ms},
+    })
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// What the api answered one `POST /order`.
+#[derive(Debug)]
+enum Answer {
+    Accepted(String),
+    Refused(u16),
+    NoAnswer(String),
+}
+
+/// Posts an order every `1 / rate` seconds, each in its own task (a slow answer does not hold
+/// up the next), until stopped.
+struct Poster {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(u64, Answer)>>,
+}
+
+impl Poster {
+    fn start(lab: &LabRunner, rate: f64) -> Self {
+        let url = format!("{}/order", lab.api_url().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut posts = JoinSet::new();
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            while !stopped.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let (http, url) = (http.clone(), url.clone());
+                posts.spawn(async move {
+                    let at = unix_ms();
+                    let sent = http
+                        .post(&url)
+                        .json(&json!({"item": "book", "quantity": 1}))
+                        .send()
+                        .await;
+                    let answer = match sent {
+                        Ok(r) if r.status().as_u16() == 202 => match r.json::<Value>().await {
+                            Ok(body) => Answer::Accepted(body["order_id"].as_str().unwrap().into()),
+                            Err(err) => Answer::NoAnswer(err.to_string()),
+                        },
+                        Ok(r) => Answer::Refused(r.status().as_u16()),
+                        Err(err) => Answer::NoAnswer(err.to_string()),
+                    };
+                    (at, answer)
+                });
+            }
+            posts.join_all().await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Vec<(u64, Answer)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+/// How many posts got each answer: `202`, another status, or `no answer`.
+fn by_answer(answers: &[(u64, Answer)]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, answer) in answers {
+        let key = match answer {
+            Answer::Accepted(_) => "202".to_owned(),
+            Answer::Refused(status) => status.to_string(),
+            Answer::NoAnswer(err) => {
+                eprintln!("no answer: {err}");
+                "no answer".to_owned()
+            }
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+fn accepted(answers: &[(u64, Answer)]) -> Vec<String> {
+    answers
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Answer::Accepted(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn redis(lab: &LabRunner) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(lab.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Waits until `orders:analyzed` reaches `n`; then checks that each order's hash says analysed.
+/// Returns the counter.
+async fn analysed_once(lab: &LabRunner, orders: &[String]) -> i64 {
+    let n = orders.len() as i64;
+    let counted = eventually(
+        "every accepted order analysed",
+        PIPELINE_TIMEOUT,
+        || async {
+            let mut redis = redis(lab).await;
+            let counted: Option<i64> = redis::cmd("GET")
+                .arg("orders:analyzed")
+                .query_async(&mut redis)
+                .await
+                .map_err(|e| e.to_string())?;
+            let counted = counted.unwrap_or(0);
+            if counted >= n {
+                Ok(counted)
+            } else {
+                Err(format!("orders:analyzed {counted} of {n}"))
+            }
+        },
+    )
+    .await;
+    let mut redis = redis(lab).await;
+    for id in orders {
+        let analysed: Option<String> = redis::cmd("HGET")
+            .arg(format!("order:{id}"))
+            .arg("analyzed")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(analysed.as_deref(), Some("1"), "order {id}");
+    }
+    counted
+}
+
+/// The spans named `name` of every accepted order, once Jaeger holds one for each.
+async fn stage_spans(lab: &LabRunner, name: &str, orders: &[String]) -> Vec<ReceivedSpan> {
+    let of_order = |s: &ReceivedSpan| {
+        s.attr("order.id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let spans = lab
+        .traces
+        .wait_for(
+            |all| {
+                let seen: std::collections::BTreeSet<String> = all
+                    .iter()
+                    .filter(|s| s.name == name)
+                    .filter_map(of_order)
+                    .collect();
+                orders.iter().all(|id| seen.contains(id))
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    spans.into_iter().filter(|s| s.name == name).collect()
+}
+
+/// Spans beyond the first per order id: work done twice.
+fn duplicates(spans: &[ReceivedSpan]) -> usize {
+    let mut per_order: BTreeMap<&str, usize> = BTreeMap::new();
+    for span in spans {
+        if let Some(id) = span.attr("order.id").and_then(|v| v.as_str()) {
+            *per_order.entry(id).or_default() += 1;
+        }
+    }
+    per_order.values().map(|n| n - 1).sum()
+}
+
+/// Waits until each group has committed everything its topic holds; returns (group, committed,
+/// end offsets).
+async fn committed_to_the_end(lab: &LabRunner) -> Vec<(String, Vec<i64>, Vec<i64>)> {
+    let mut out = Vec::new();
+    for (group, topic) in GROUPS {
+        let offsets = eventually(
+            &format!("{group} committed the end of {topic}"),
+            Duration::from_secs(60),
+            || async {
+                let ends = lab
+                    .broker
+                    .end_offsets(topic)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let committed: Vec<i64> = lab
+                    .broker
+                    .committed_offsets(group, topic)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|c| c.unwrap_or(0))
+                    .collect();
+                if committed == ends {
+                    Ok((committed, ends))
+                } else {
+                    Err(format!("committed {committed:?}, end offsets {ends:?}"))
+                }
+            },
+        )
+        .await;
+        out.push((group.to_owned(), offsets.0, offsets.1));
+    }
+    out
+}
+
+/// One `kubectl scale` of the drill.
+struct Scale {
+    role: &'static str,
+    replicas: usize,
+    at_ms: u64,
+}
+
+/// After `scale`: the longest the group went without starting a message (from the scale on,
+/// over `window`), and for a scale up, when the last new pod started its first message.
+fn resumed(scale: &Scale, spans: &[ReceivedSpan], window: Duration) -> (u64, Option<u64>) {
+    let end = scale.at_ms + window.as_millis() as u64;
+    let mut starts: Vec<(u64, String)> = spans
+        .iter()
+        .map(|s| {
+            let pod = s
+                .resource
+                .get("k8s.pod.name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            (s.start_unix_nanos / 1_000_000, pod)
+        })
+        .filter(|(at, _)| (scale.at_ms..end).contains(at))
+        .collect();
+    starts.sort();
+    let mut longest = 0;
+    let mut previous = scale.at_ms;
+    for (at, _) in &starts {
+        longest = longest.max(at - previous);
+        previous = *at;
+    }
+    let new_pods_working = (scale.replicas > 1).then(|| {
+        (1..scale.replicas)
+            .map(|i| {
+                let pod = format!("lab-{}-{i}", scale.role);
+                starts
+                    .iter()
+                    .find(|(_, p)| *p == pod)
+                    .map_or(u64::MAX, |(at, _)| at - scale.at_ms)
+            })
+            .max()
+            .unwrap_or(0)
+    });
+    (longest, new_pods_working)
+}
+
+/// The issue's first drill: processing 1 → 3 → 1 pods, then notification, while orders arrive
+/// faster than one pod of either can handle, so that each scale moves partitions with messages
+/// waiting on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_consumers_under_load_analyses_every_order_once() {
+    // One pod handles 0.6 orders/s in processing and 0.5 in notification: 0.9 orders/s builds lag
+    // behind one pod of each, and three pods drain it.
+    const RATE: f64 = 0.9;
+    const PHASE: Duration = Duration::from_secs(25);
+    let file = manifest(
+        json!({
+            "api": {"replicas": 1, "workload": {"cpuWeight": 0, "ioWeight": 100, "intensities": ["light"]}},
+            "processing": waiting(1500),
+            "notification": waiting(2000),
+            "analytics": {"replicas": 1, "concurrency": 2,
+                          "workload": {"cpuWeight": 0, "ioWeight": 100, "intensities": ["light"]}},
+        }),
+        json!({}),
+    );
+    let lab = ready_lab("scaling", &file).await;
+    let started = Instant::now();
+    let poster = Poster::start(&lab, RATE);
+    tokio::time::sleep(PHASE).await;
+    let mut scales = Vec::new();
+    for role in ["processing", "notification"] {
+        for replicas in [3, 1] {
+            let lag = lab.row().unwrap()["LAG"].clone();
+            lab.kubectl(&[
+                "scale",
+                &format!("deployment/lab-{role}"),
+                &format!("--replicas={replicas}"),
+            ])
+            .unwrap();
+            eprintln!(
+                "{:>4.0} s  kubectl scale deployment/lab-{role} --replicas={replicas} (LAG {lag})",
+                started.elapsed().as_secs_f64()
+            );
+            scales.push(Scale {
+                role,
+                replicas,
+                at_ms: unix_ms(),
+            });
+            tokio::time::sleep(PHASE).await;
+        }
+    }
+    let answers = poster.stop().await;
+    let orders = accepted(&answers);
+    let answered = by_answer(&answers);
+    assert_eq!(answered.len(), 1, "the api refused orders: {answered:?}");
+
+    let counted = analysed_once(&lab, &orders).await;
+    let drained_in = started.elapsed();
+    let committed = committed_to_the_end(&lab).await;
+    let process = stage_spans(&lab, "process_order", &orders).await;
+    let notify = stage_spans(&lab, "notify_order", &orders).await;
+
+    // A scale can cut short at most the work in flight: one message per pod of the group at its
+    // largest (concurrency 1), per scale of that group.
+    let in_flight_bound = 2 * 3;
+    let (dup_process, dup_notify) = (duplicates(&process), duplicates(&notify));
+    println!(
+        "scale drill: {} orders posted at {RATE}/s, {} answered 202, orders:analyzed {counted} \
+         after {:.0} s; duplicate spans: process_order {dup_process}, notify_order {dup_notify} \
+         (bound {in_flight_bound} per group, notification's plus processing's republished)",
+        answers.len(),
+        orders.len(),
+        drained_in.as_secs_f64()
+    );
+    for scale in &scales {
+        let spans = if scale.role == "processing" {
+            &process
+        } else {
+            &notify
+        };
+        let (longest, new_pods) = resumed(scale, spans, PHASE);
+        println!(
+            "scale drill: {} → {} pods: longest pause {:.1} s{}",
+            scale.role,
+            scale.replicas,
+            longest as f64 / 1000.0,
+            new_pods.map_or(String::new(), |ms| format!(
+                ", every new pod working after {:.1} s",
+                ms as f64 / 1000.0
+            ))
+        );
+        assert!(longest < 10_000, "{} stalled {longest} ms", scale.role);
+        if let Some(ms) = new_pods {
+            // The pod's process starts and joins the group first.
+            assert!(ms < 20_000, "{}: new pods idle for {ms} ms", scale.role);
+        }
+    }
+    for (group, offsets, ends) in &committed {
+        println!("scale drill: {group} committed {offsets:?} = end offsets {ends:?}");
+    }
+    assert_eq!(counted, orders.len() as i64, "each order counted once");
+    assert!(
+        dup_process <= in_flight_bound,
+        "{dup_process} process_order spans repeated"
+    );
+    assert!(
+        dup_notify <= in_flight_bound + dup_process,
+        "{dup_notify} notify_order spans repeated"
+    );
+}
