@@ -76,7 +76,7 @@ fn unix_ms() -> u64 {
 enum Answer {
     Accepted(String),
     Refused(u16),
-    NoAnswer(String),
+    Unanswered(String),
 }
 
 /// Posts an order every `1 / rate` seconds, each in its own task (a slow answer does not hold
@@ -111,10 +111,10 @@ impl Poster {
                     let answer = match sent {
                         Ok(r) if r.status().as_u16() == 202 => match r.json::<Value>().await {
                             Ok(body) => Answer::Accepted(body["order_id"].as_str().unwrap().into()),
-                            Err(err) => Answer::NoAnswer(err.to_string()),
+                            Err(err) => Answer::Unanswered(err.to_string()),
                         },
                         Ok(r) => Answer::Refused(r.status().as_u16()),
-                        Err(err) => Answer::NoAnswer(err.to_string()),
+                        Err(err) => Answer::Unanswered(err.to_string()),
                     };
                     (at, answer)
                 });
@@ -137,7 +137,7 @@ fn by_answer(answers: &[(u64, Answer)]) -> BTreeMap<String, usize> {
         let key = match answer {
             Answer::Accepted(_) => "202".to_owned(),
             Answer::Refused(status) => status.to_string(),
-            Answer::NoAnswer(err) => {
+            Answer::Unanswered(err) => {
                 eprintln!("no answer: {err}");
                 "no answer".to_owned()
             }
