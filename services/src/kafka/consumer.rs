@@ -36,6 +36,8 @@ struct Shared {
     tracker: Mutex<OffsetTracker>,
     /// The loop paused fetching: partitions assigned meanwhile are paused too.
     paused: AtomicBool,
+    /// The loop has drained and makes the last commit itself.
+    closing: AtomicBool,
 }
 
 impl Shared {
@@ -65,7 +67,11 @@ impl ConsumerContext for Rebalancing {
         };
         // What finished is stored: commit it before the partitions move, so their new owner
         // starts right after it. Work cancelled here is redone there (at most the slots' worth).
-        commit(consumer, CommitMode::Async);
+        // Closing revokes everything once more, after the loop's final commit: nothing is left
+        // to commit then, and that synchronous commit is the one whose failure is reported.
+        if !self.shared.closing.load(Ordering::SeqCst) {
+            commit(consumer, CommitMode::Async);
+        }
         tracing::info!(?partitions, cancelled, "partitions revoked");
     }
 
@@ -242,6 +248,7 @@ impl Consumer {
                 tasks.shutdown().await;
             }
         }
+        self.shared.closing.store(true, Ordering::SeqCst);
         let consumer = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             match consumer.commit_consumer_state(CommitMode::Sync) {
