@@ -3,7 +3,8 @@
 //!
 //! Prints: the median time from creating one lab to all its children existing (target < 1 s), the
 //! time for 100 labs in 100 namespaces to be fully applied (children + status; target < 30 s), the
-//! operator's resident memory with those labs (target < 64 MiB), and how it shuts down on SIGTERM.
+//! operator's resident memory with those labs (target < 64 MiB), then with their 800 running pods
+//! (which its pod watch keeps), and how it shuts down on SIGTERM.
 
 use anyhow::{Context as _, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::pods;
 use tracing_lab_tests::ports::free_port;
 use tracing_lab_tests::process::{ChildProcess, project_command};
 use tracing_lab_tests::procfs;
@@ -26,6 +28,17 @@ use tracing_lab_tests::procfs;
 const CHILDREN_PER_LAB: usize = 18;
 const SINGLE_RUNS: usize = 10;
 const MANY_LABS: usize = 100;
+/// One pod per workload of a lab with `spec: {}`.
+const POD_COMPONENTS: [&str; 8] = [
+    "kafka",
+    "redis",
+    "jaeger",
+    "collector",
+    "api",
+    "processing",
+    "notification",
+    "analytics",
+];
 const SELECTOR: &str = "app.kubernetes.io/managed-by=tracing-lab-operator";
 
 fn lab(name: &str) -> TracingLab {
@@ -216,6 +229,47 @@ async fn main() -> Result<()> {
     {
         println!("  {line}");
     }
+
+    // 4. The same labs with their pods (one per workload, as a kubelet reports a running, ready
+    // pod): each pod change reaches the operator through its pod watch.
+    let pods_before = procfs::status_kib(pid, "VmRSS:")?;
+    let started = Instant::now();
+    stream::iter(
+        names
+            .iter()
+            .flat_map(|ns| POD_COMPONENTS.iter().map(move |c| (ns, *c))),
+    )
+    .map(|(ns, component)| {
+        let client = client.clone();
+        async move {
+            let name = match component {
+                "kafka" => "lab-kafka-0".to_string(),
+                c => format!("lab-{c}-5d8f7-x1"),
+            };
+            pods::create(
+                &client,
+                ns,
+                "lab",
+                component,
+                &name,
+                pods::ready(component, 0),
+            )
+            .await
+            .map(|_| ())
+        }
+    })
+    .buffer_unordered(16)
+    .try_collect::<Vec<()>>()
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "{} pods of those labs created and running in {:.1} s; operator RSS {:.1} MiB (before the pods {:.1} MiB, peak {:.1} MiB; target < 64 MiB)",
+        MANY_LABS * POD_COMPONENTS.len(),
+        started.elapsed().as_secs_f64(),
+        procfs::status_kib(pid, "VmRSS:")? as f64 / 1024.0,
+        pods_before as f64 / 1024.0,
+        procfs::status_kib(pid, "VmHWM:")? as f64 / 1024.0
+    );
 
     let stop = Instant::now();
     let status = operator.terminate(Duration::from_secs(10)).await?;

@@ -23,7 +23,12 @@ pub async fn create(
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     if accounts.get_opt("default").await?.is_none() {
         let account = serde_json::from_value(json!({"metadata": {"name": "default"}}))?;
-        accounts.create(&PostParams::default(), &account).await?;
+        match accounts.create(&PostParams::default(), &account).await {
+            // Pods created at once race to create it.
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {
