@@ -156,6 +156,25 @@ impl LabRunner {
         table_row(&text)
     }
 
+    /// Waits until `kubectl get tlab` says READY True; how long that took. On timeout the error
+    /// holds the last row and the operator's log.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<Duration> {
+        let started = std::time::Instant::now();
+        loop {
+            let row = self.row()?;
+            if row.get("READY").map(String::as_str) == Some("True") {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "kubectl get tlab: not READY within {timeout:?}: {row:?}\noperator log:\n{}",
+                    self.operator_log()
+                );
+            }
+            tokio::time::sleep(SYNC_PERIOD).await;
+        }
+    }
+
     /// The lab as `kubectl get tlab -o json` shows it.
     pub fn lab(&self) -> Result<Value> {
         Ok(serde_json::from_str(

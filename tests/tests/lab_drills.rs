@@ -42,15 +42,7 @@ async fn ready_lab(namespace: &str, manifest: &NamedTempFile) -> LabRunner {
     let lab = LabRunner::start(namespace, manifest.path())
         .await
         .unwrap_or_else(|e| panic!("{namespace}: {e:#}"));
-    eventually("kubectl get tlab: READY True", READY_TIMEOUT, || async {
-        let row = lab.row().map_err(|e| e.to_string())?;
-        if row.get("READY").map(String::as_str) == Some("True") {
-            Ok(())
-        } else {
-            Err(format!("{row:?}\noperator log:\n{}", lab.operator_log()))
-        }
-    })
-    .await;
+    lab.wait_ready(READY_TIMEOUT).await.unwrap();
     lab
 }
 

@@ -38,19 +38,10 @@ async fn ready_lab(namespace: &str, name: &str) -> LabRunner {
 }
 
 async fn wait_ready(lab: &LabRunner) {
-    let started = Instant::now();
-    eventually("kubectl get tlab: READY True", READY_TIMEOUT, || async {
-        let row = lab.row().map_err(|e| e.to_string())?;
-        if row.get("READY").map(String::as_str) == Some("True") {
-            Ok(())
-        } else {
-            Err(format!("{row:?}\noperator log:\n{}", lab.operator_log()))
-        }
-    })
-    .await;
+    let took = lab.wait_ready(READY_TIMEOUT).await.unwrap();
     eprintln!(
         "lab Ready {:.1} s after its programs started",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
 }
 
