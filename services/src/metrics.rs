@@ -35,6 +35,7 @@ pub struct Metrics {
     pub messages: Family<OutcomeLabel, Counter>,
     pub queue_wait_seconds: Histogram,
     pub workload_seconds: Family<WorkloadLabels, Histogram>,
+    spans_dropped: Counter,
     cpu_percent: Gauge<f64, AtomicU64>,
     resident_bytes: Gauge,
     monitor: Arc<ResourceMonitor>,
@@ -69,6 +70,12 @@ impl Metrics {
             "Duration of simulated work by operation",
             workload_seconds.clone(),
         );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "spans_dropped",
+            "Spans the exporter could not deliver (Collector unreachable)",
+            spans_dropped.clone(),
+        );
         let cpu_percent = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "process_cpu_percent",
@@ -87,6 +94,7 @@ impl Metrics {
             messages,
             queue_wait_seconds,
             workload_seconds,
+            spans_dropped,
             cpu_percent,
             resident_bytes,
             monitor,
@@ -100,6 +108,9 @@ impl Metrics {
             self.resident_bytes
                 .set((sample.rss_mb * 1024.0 * 1024.0) as i64);
         }
+        let dropped = tracing_lab_telemetry::spans_dropped();
+        self.spans_dropped
+            .inc_by(dropped.saturating_sub(self.spans_dropped.get()));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -11,6 +11,9 @@
 //!   (tuned by the standard `OTEL_BSP_*` variables). Invalid values are errors naming the variable;
 //! - the W3C TraceContext + Baggage propagator as the global propagator.
 //!
+//! Spans the exporter could not deliver (the Collector unreachable) are dropped, not retried,
+//! so that an outage costs no memory; [`spans_dropped`] counts them.
+//!
 //! Spans come two ways: `tracing` spans at level INFO or above become OpenTelemetry spans
 //! (convenient, as `#[instrument]`), and spans started on the OpenTelemetry API with
 //! `global::tracer(INSTRUMENTATION_SCOPE)` (cheaper where spans are many: no bridge work, and
@@ -31,8 +34,10 @@ use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Level;
 use tracing_subscriber::Layer as _;
@@ -45,6 +50,40 @@ pub const INSTRUMENTATION_SCOPE: &str = "tracing-lab";
 
 /// How long shutdown waits for the last spans to be exported.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+static SPANS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many spans this process failed to export so far.
+pub fn spans_dropped() -> u64 {
+    SPANS_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Counts the spans of every batch its exporter fails to deliver.
+#[derive(Debug)]
+struct CountingExporter(SpanExporter);
+
+impl opentelemetry_sdk::trace::SpanExporter for CountingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len() as u64;
+        let result = self.0.export(batch).await;
+        if result.is_err() {
+            SPANS_DROPPED.fetch_add(spans, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
 
 /// Keeps the tracer provider alive; flushes and shuts it down on [`shutdown`](Self::shutdown) or drop.
 #[must_use = "dropping the guard shuts tracing down"]
@@ -141,7 +180,7 @@ fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProv
         .with_resource(resource.build())
         .with_sampler(settings.sampler.clone());
     if let Some(protocol) = settings.exporter {
-        builder = builder.with_batch_exporter(span_exporter(protocol)?);
+        builder = builder.with_batch_exporter(CountingExporter(span_exporter(protocol)?));
     }
     Ok(builder.build())
 }

@@ -184,9 +184,14 @@ impl LabRunner {
 
     /// The api's address here, where a student's port-forward would lead.
     pub fn api_url(&self) -> Result<String> {
+        self.service_url(Role::Api)
+    }
+
+    /// The address of the first pod of `role` (`/metrics`, `/ready`; the api's `POST /order`).
+    pub fn service_url(&self, role: Role) -> Result<String> {
         Ok(format!(
             "http://{}",
-            self.loopback.address(Role::Api.name(), services::PORT)?
+            self.loopback.address(role.name(), services::PORT)?
         ))
     }
 
