@@ -241,6 +241,7 @@ pub struct KafkaStorage {
     pub type_: StorageType,
     /// Size of the claim (`persistentVolumeClaim` only).
     #[serde(default = "default_storage_size")]
+    #[schemars(transform = defaulted_quantity)]
     pub size: Quantity,
     /// StorageClass of the claim (`persistentVolumeClaim` only); unset: the cluster's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -550,14 +551,26 @@ fn non_negative_quantities(schema: &mut schemars::Schema) {
     for map in ["requests", "limits"] {
         let quantity = schema
             .pointer_mut(&format!("/properties/{map}/additionalProperties"))
-            .and_then(|q| q.as_object_mut())
+            .and_then(|q| q.try_into().ok())
             .expect("ResourceRequirements maps quantities");
-        quantity.insert(
-            "pattern".into(),
-            crate::quantity::NON_NEGATIVE_PATTERN.into(),
-        );
-        quantity.insert("minimum".into(), 0.into());
+        non_negative_quantity(quantity);
     }
+}
+
+/// A non-negative quantity that is never `null`. kube marks every int-or-string field that is not
+/// required nullable, and the API server would store a `null` that the operator cannot read; not
+/// nullable, the API server drops the `null` and fills in the default.
+fn defaulted_quantity(schema: &mut schemars::Schema) {
+    non_negative_quantity(schema);
+    schema.insert("nullable".into(), false.into());
+}
+
+fn non_negative_quantity(schema: &mut schemars::Schema) {
+    schema.insert(
+        "pattern".into(),
+        crate::quantity::NON_NEGATIVE_PATTERN.into(),
+    );
+    schema.insert("minimum".into(), 0.into());
 }
 
 /// What the operator observed when it last reconciled the lab.
@@ -647,6 +660,37 @@ mod tests {
             checked_in == crd_yaml(),
             "crds/tracinglab.yaml is stale: run `cargo run -p tracing-lab-operator -- crd > crds/tracinglab.yaml`"
         );
+    }
+
+    #[test]
+    fn every_nullable_field_of_the_spec_reads_null_as_unset() {
+        // The API server stores a `null` where the schema allows one, and the operator must read it.
+        fn nullable_paths(schema: &serde_json::Value, path: &[String], out: &mut Vec<Vec<String>>) {
+            let properties = schema["properties"].as_object().into_iter().flatten();
+            for (name, property) in properties {
+                let mut path = path.to_vec();
+                path.push(name.clone());
+                if property["nullable"] == true {
+                    out.push(path.clone());
+                }
+                nullable_paths(property, &path, out);
+            }
+        }
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(TracingLab::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let mut paths = Vec::new();
+        nullable_paths(spec, &[], &mut paths);
+        assert!(paths.len() > 10, "{paths:?}");
+        for path in paths {
+            let spec = path.iter().rev().fold(
+                serde_json::Value::Null,
+                |inner, name| serde_json::json!({ name: inner }),
+            );
+            if let Err(e) = serde_json::from_value::<TracingLabSpec>(spec.clone()) {
+                panic!("spec.{} = null: {e} ({spec})", path.join("."));
+            }
+        }
     }
 
     #[test]

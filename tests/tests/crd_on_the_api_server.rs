@@ -1,7 +1,8 @@
 //! The CRD behaves on the API server as on a real cluster: `kubectl explain` shows the field
 //! documentation, and `status.conditions` merges by type, so the reconciler and the lag monitor
 //! each server-side apply only their own conditions under their own field manager; and Kafka's
-//! storage, which a StatefulSet cannot change, cannot change once the lab exists.
+//! storage, which a StatefulSet cannot change, cannot change once the lab exists, and a `null`
+//! storage size reads as the default size.
 
 use std::path::Path;
 use std::process::Command;
@@ -170,4 +171,45 @@ async fn kafka_storage_is_fixed_once_the_lab_exists() {
         .await
         .unwrap();
     assert_eq!(patched.spec.kafka.partitions, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_kafka_storage_size_is_the_default_size() {
+    let cluster = cluster().await;
+    let labs: Api<TracingLab> = Api::namespaced(cluster.client(), NS);
+    for (name, apply) in [
+        ("client-side", &["apply"][..]),
+        ("server-side", &["apply", "--server-side"][..]),
+    ] {
+        let manifest = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            manifest.path(),
+            format!(
+                "apiVersion: tracinglab.dev/v1alpha1\nkind: TracingLab\nmetadata: {{name: {name}}}\n\
+                 spec:\n  kafka: {{storage: {{type: persistentVolumeClaim, size: null}}}}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(assets::find("kubectl").unwrap())
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .args(["--namespace", NS])
+            .args(apply)
+            .arg("-f")
+            .arg(manifest.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {apply:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Read as the operator reads it.
+        let lab = labs.get(name).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&lab.spec.kafka.storage).unwrap(),
+            json!({"type": "persistentVolumeClaim", "size": "1Gi"}),
+            "{name}"
+        );
+    }
 }

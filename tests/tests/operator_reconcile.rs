@@ -537,7 +537,7 @@ async fn the_api_server_rejects_an_invalid_lab_with_the_schema_message() {
     std::fs::write(
         manifest.path(),
         "apiVersion: tracinglab.dev/v1alpha1\nkind: TracingLab\nmetadata: {name: bad}\nspec:\n  \
-         sampling: {head: {ratio: 1.5}}\n  kafka: {partitions: 0, resources: {requests: {memory: -1Gi}, limits: {cpu: -1}}}\n  \
+         sampling: {head: {ratio: 1.5}}\n  kafka: {partitions: 0, resources: {requests: {memory: -1Gi}, limits: {cpu: -1}}, storage: {size: -1Gi}}\n  \
          services: {processing: {replicas: -1, workload: {cpuWeight: 1, ioWeight: 1, intensities: [extreme]}}}\n",
     )
     .unwrap();
@@ -550,6 +550,7 @@ async fn the_api_server_rejects_an_invalid_lab_with_the_schema_message() {
         "spec.kafka.partitions",
         "spec.kafka.resources.requests.memory: Invalid value: \"-1Gi\"",
         "spec.kafka.resources.limits.cpu: Invalid value: -1",
+        "spec.kafka.storage.size: Invalid value: \"-1Gi\"",
         "spec.services.processing.replicas",
         "Unsupported value: \"extreme\"",
     ] {
