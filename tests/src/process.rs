@@ -14,6 +14,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tempfile::NamedTempFile;
 
+/// A folder to copy every process's log into when it stops (the logs are temporary files).
+const KEEP_LOGS: &str = "TRACING_LAB_KEEP_LOGS";
 /// How many log lines an error or a failing test shows.
 const TAIL_LINES: usize = 40;
 const POLL: Duration = Duration::from_millis(50);
@@ -207,6 +209,16 @@ impl Drop for ChildProcess {
     fn drop(&mut self) {
         // Errors cannot be reported from drop; the process group is gone or unreachable either way.
         let _ = self.kill();
+        if let Some(dir) = std::env::var_os(KEEP_LOGS) {
+            let kept = Path::new(&dir).join(self.log.path().file_name().unwrap_or_default());
+            if let Err(err) = std::fs::copy(self.log.path(), &kept) {
+                eprintln!(
+                    "keeping the log of {} in {}: {err}",
+                    self.name,
+                    kept.display()
+                );
+            }
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- last lines of {} ({}) ---\n{}",

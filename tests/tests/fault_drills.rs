@@ -13,6 +13,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+use tracing_lab_tests::poll::eventually;
+use tracing_lab_tests::{ChildProcess, ports};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -60,6 +62,20 @@ fn handled(lab: &Lab, role: Role) -> BTreeSet<(i32, i64)> {
         .iter()
         .filter_map(position)
         .collect()
+}
+
+/// Waits until `role` has handled nothing new for 3 s; returns how many it handled.
+async fn wait_idle(lab: &Lab, role: Role) -> usize {
+    let mut seen = handled(lab, role).len();
+    let mut quiet_since = tokio::time::Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = handled(lab, role).len();
+        if now != seen {
+            (seen, quiet_since) = (now, tokio::time::Instant::now());
+        }
+    }
+    seen
 }
 
 async fn wait_handled(lab: &Lab, role: Role, n: usize) {
@@ -292,4 +308,64 @@ async fn poison_messages_are_skipped_and_logged_and_the_next_order_is_analysed()
             .collect();
         assert_eq!(committed, ends, "{role} committed past its poison");
     }
+}
+
+/// A member whose only slot is busy pauses its partitions. Partitions taken from it meanwhile (a
+/// second pod joins) and handed back later (that pod is scaled away) must flow again at once, even
+/// when the member has nothing else to do: librdkafka keeps a partition's pause across assignments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_handed_back_to_a_paused_member_are_consumed_at_once() {
+    let mut config = light_config();
+    config.processing.concurrency = 1;
+    config.processing.workload = WorkloadMix::new(0, 100, &[Intensity::Light]);
+    config.processing.faults.extra_latency_ms = 1000;
+    let lab = Lab::start(&config, &[]).await.expect("lab starts");
+    const N: usize = 18;
+    post_orders(&lab, N).await;
+    // One order in hand and more waiting: the first pod has paused its partitions.
+    wait_handled(&lab, Role::Processing, 1).await;
+
+    // The second pod sits on its first order, holding its partitions while the first pod
+    // finishes its own and falls idle.
+    config.processing.faults.extra_latency_ms = 60_000;
+    let second_config = tempfile::tempdir().unwrap();
+    let config_path = second_config.path().join(tracing_lab_config::FILE_NAME);
+    std::fs::write(&config_path, config.to_json()).unwrap();
+    let mut command = lab.command(Role::Processing).unwrap();
+    command
+        .env("LISTEN_ADDR", format!("127.0.0.1:{}", ports::free_port()))
+        .env("LAB_CONFIG", &config_path)
+        .env("SHUTDOWN_DRAIN_MS", "500");
+    let mut second = ChildProcess::spawn("processing-1", command).unwrap();
+    let taken = eventually("the second pod's assignment", PIPELINE_TIMEOUT, || {
+        let assigned = log_lines(&second, "partitions assigned")
+            .iter()
+            .filter_map(|line| line["partitions"].as_str().map(str::to_owned))
+            .find(|partitions| partitions != "[]");
+        async move { assigned.ok_or_else(|| "no partition yet".to_owned()) }
+    })
+    .await;
+    let idle = wait_idle(&lab, Role::Processing).await;
+    assert!(
+        idle < N,
+        "the second pod's partitions must hold orders ({idle} of {N} handled)"
+    );
+    // Scaled away: its order in hand is cancelled and its partitions go back to the first pod.
+    second.terminate(Duration::from_secs(10)).await.unwrap();
+    let left = tokio::time::Instant::now();
+    lab.wait_analyzed(N as i64, PIPELINE_TIMEOUT)
+        .await
+        .expect("the handed-back partitions are consumed");
+    let drained_in = left.elapsed();
+    let first = handled(&lab, Role::Processing).len();
+    println!(
+        "hand-back drill: the second pod took partitions {taken}; the first fell idle after \
+         {idle} of {N} orders; all {N} analysed {:.1} s after the second pod left, {first} \
+         handled by the first pod",
+        drained_in.as_secs_f64()
+    );
+    assert_eq!(first, N, "the first pod handled every order");
+    // A rebalance (about 2 s) and the remaining orders at 1 s each.
+    let bound = Duration::from_secs(5 + (N - idle) as u64 * 2);
+    assert!(drained_in < bound, "took {drained_in:?}, bound {bound:?}");
 }

@@ -396,10 +396,9 @@ async fn scaling_consumers_under_load_analyses_every_order_once() {
                 ms as f64 / 1000.0
             ))
         );
-        // The aim is 10 s; scaling processing down has taken 7.6 s to 12.2 s on two shared cores
-        // (the leaving pods drain, close and leave the group before their partitions move), so
-        // the bound catches a stall of the old kind (until a slow message ends) without flaking.
-        assert!(longest < 20_000, "{} stalled {longest} ms", scale.role);
+        // A rebalance takes a second or two; partitions handed back to a pod that had paused
+        // them must flow at once, not wait for its next pause and resume.
+        assert!(longest < 10_000, "{} stalled {longest} ms", scale.role);
         if let Some(ms) = new_pods {
             // The pod's process starts and joins the group first.
             assert!(ms < 20_000, "{}: new pods idle for {ms} ms", scale.role);

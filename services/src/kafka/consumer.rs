@@ -34,7 +34,7 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Shared {
     tracker: Mutex<OffsetTracker>,
-    /// The loop paused fetching: partitions assigned meanwhile are paused too.
+    /// The loop paused fetching: partitions assigned meanwhile are paused too, others resumed.
     paused: AtomicBool,
     /// The loop has drained and makes the last commit itself.
     closing: AtomicBool,
@@ -85,10 +85,15 @@ impl ConsumerContext for Rebalancing {
                         tracker.assign(p);
                     }
                 }
-                if self.shared.paused.load(Ordering::SeqCst)
-                    && let Err(err) = consumer.pause(list)
-                {
-                    tracing::warn!(error = %err, "pausing newly assigned partitions failed");
+                // librdkafka keeps a partition's pause across assignments: one revoked while
+                // paused here would come back paused, and stay so while this member is idle.
+                let set = if self.shared.paused.load(Ordering::SeqCst) {
+                    consumer.pause(list)
+                } else {
+                    consumer.resume(list)
+                };
+                if let Err(err) = set {
+                    tracing::warn!(error = %err, "pausing or resuming newly assigned partitions failed");
                 }
                 tracing::info!(?partitions, "partitions assigned");
             }
