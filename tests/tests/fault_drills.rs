@@ -10,7 +10,7 @@ use lab::{Lab, light_config, log_lines, position, post_order};
 use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_t};
 use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
 use tracing_lab_tests::poll::eventually;
@@ -58,6 +58,11 @@ fn contiguous(handled: &BTreeSet<(i32, i64)>, partitions: usize) -> Vec<i64> {
 }
 
 fn handled(lab: &Lab, role: Role) -> BTreeSet<(i32, i64)> {
+    handled_in_order(lab, role).into_iter().collect()
+}
+
+/// Partition and offset of each message `role` handled, in the order it finished them.
+fn handled_in_order(lab: &Lab, role: Role) -> Vec<(i32, i64)> {
     log_lines(&lab.services[&role], "order handled")
         .iter()
         .filter_map(position)
@@ -153,6 +158,41 @@ async fn sigterm_with_messages_in_flight_commits_the_last_contiguous_offset() {
     );
 }
 
+/// Waits for a moment when, in some partition, processing finished a message above one it has not
+/// finished, and finished nothing below that one since for longer than its commit interval (0.5 s):
+/// a commit made meanwhile that named the last finished message would skip unfinished work.
+/// Returns the partition and the offset of the first message there it has not finished.
+async fn wait_finished_above_unfinished(lab: &Lab, partitions: usize) -> (i32, i64) {
+    const WINDOW: Duration = Duration::from_millis(700);
+    let started = tokio::time::Instant::now();
+    // What had finished at each poll, oldest first; the first is the newest at least WINDOW old.
+    let mut earlier: VecDeque<(tokio::time::Instant, Vec<(i32, i64)>)> = VecDeque::new();
+    loop {
+        let now = handled_in_order(lab, Role::Processing);
+        while earlier.get(1).is_some_and(|(at, _)| at.elapsed() >= WINDOW) {
+            earlier.pop_front();
+        }
+        if let Some((_, before)) = earlier.front().filter(|(at, _)| at.elapsed() >= WINDOW) {
+            let first_unfinished = contiguous(&now.iter().copied().collect(), partitions);
+            let since = &now[before.len()..];
+            for (p, &first) in (0..).zip(&first_unfinished) {
+                let last_before = before.iter().rev().find(|&&(q, _)| q == p);
+                if last_before.is_some_and(|&(_, o)| o > first)
+                    && since.iter().all(|&(q, o)| q != p || o > first)
+                {
+                    return (p, first);
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < PIPELINE_TIMEOUT,
+            "processing never left a message unfinished below finished ones: {now:?}"
+        );
+        earlier.push_back((tokio::time::Instant::now(), now));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_processing_with_uncommitted_work_loses_no_order() {
     let mut lab = Lab::start(&jittery_processing(), &[])
@@ -160,25 +200,33 @@ async fn killing_processing_with_uncommitted_work_loses_no_order() {
         .expect("lab starts");
     const N: usize = 60;
     post_orders(&lab, N).await;
-    wait_handled(&lab, Role::Processing, 10).await;
+    let partitions = lab.broker.end_offsets("orders").await.unwrap().len();
+    let (partition, unfinished) = wait_finished_above_unfinished(&lab, partitions).await;
     lab.service(Role::Processing).kill().unwrap();
     let handled_before = handled(&lab, Role::Processing);
-    let committed: i64 = lab
+    let first_unhandled = contiguous(&handled_before, partitions);
+    let committed: Vec<i64> = lab
         .broker
         .committed_offsets("processing", "orders")
         .await
         .unwrap()
         .iter()
         .map(|c| c.unwrap_or(0))
-        .sum();
+        .collect();
+    println!(
+        "kill drill: killed with offset {unfinished} of partition {partition} unfinished below \
+         finished ones; {} handled before the crash; committed {committed:?}, first unhandled \
+         {first_unhandled:?}",
+        handled_before.len()
+    );
+    assert!(
+        committed.iter().zip(&first_unhandled).all(|(c, u)| c <= u),
+        "the commit skips unhandled orders: committed {committed:?}, first unhandled {first_unhandled:?}"
+    );
     // Mid-stream for processing itself: orders left to read, and handled work above the commit.
     assert!(
-        committed < N as i64,
-        "the crash must leave orders unread ({committed} committed)"
-    );
-    println!(
-        "kill drill: {} handled before the crash, {committed} committed",
-        handled_before.len()
+        committed.iter().sum::<i64>() < N as i64,
+        "the crash must leave orders unread ({committed:?} committed)"
     );
     lab.service(Role::Processing).respawn().unwrap();
     lab.wait_ready(Role::Processing).await.unwrap();
