@@ -18,27 +18,17 @@ use std::fmt::Debug;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing_lab_operator::TracingLab;
+use tracing_lab_operator::render::{self, Children, LabRef};
 use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::kubelet;
+use tracing_lab_tests::lab::stored;
 use tracing_lab_tests::pods;
 use tracing_lab_tests::ports::free_port;
 use tracing_lab_tests::process::{ChildProcess, project_command};
 use tracing_lab_tests::procfs;
 
-/// Children of a lab with `spec: {}`: 3 ConfigMaps, 7 Services, 1 StatefulSet, 7 Deployments.
-const CHILDREN_PER_LAB: usize = 18;
 const SINGLE_RUNS: usize = 10;
 const MANY_LABS: usize = 100;
-/// One pod per workload of a lab with `spec: {}`.
-const POD_COMPONENTS: [&str; 8] = [
-    "kafka",
-    "redis",
-    "jaeger",
-    "collector",
-    "api",
-    "processing",
-    "notification",
-    "analytics",
-];
 const SELECTOR: &str = "app.kubernetes.io/managed-by=tracing-lab-operator";
 
 fn lab(name: &str) -> TracingLab {
@@ -47,6 +37,12 @@ fn lab(name: &str) -> TracingLab {
         "metadata": {"name": name}, "spec": {}}),
     )
     .expect("a TracingLab")
+}
+
+/// What the operator renders for each lab here.
+fn rendered() -> Children {
+    let lab = stored("lab", "bench", json!({})).expect("a TracingLab");
+    render::render(&LabRef::new(&lab).expect("a lab reference"), &lab.spec)
 }
 
 async fn count<K>(client: &Client, namespace: Option<&str>) -> Result<usize>
@@ -121,6 +117,22 @@ async fn main() -> Result<()> {
         )
         .await?;
     let pid = operator.pid().context("operator pid")?;
+    let rendered = rendered();
+    let children_per_lab = rendered.config_maps.len()
+        + rendered.services.len()
+        + rendered.stateful_sets.len()
+        + rendered.deployments.len();
+    // One pod per workload, named after it (the operator finds pods by their labels).
+    let workloads: Vec<(String, String)> = rendered
+        .workloads()
+        .map(|(meta, template)| {
+            let component = kubelet::component(template).expect("a component label");
+            (
+                format!("{}-0", meta.name.as_deref().unwrap_or_default()),
+                component.to_owned(),
+            )
+        })
+        .collect();
     println!(
         "operator: pid {pid}, RSS idle {:.1} MiB",
         procfs::status_kib(pid, "VmRSS:")? as f64 / 1024.0
@@ -140,7 +152,7 @@ async fn main() -> Result<()> {
             Duration::from_millis(5),
             async || {
                 let n = children(&client, Some(&ns)).await?;
-                Ok((n == CHILDREN_PER_LAB, format!("{n} children")))
+                Ok((n == children_per_lab, format!("{n} children")))
             },
         )
         .await?;
@@ -149,7 +161,7 @@ async fn main() -> Result<()> {
     samples.sort();
     let median = samples[SINGLE_RUNS / 2];
     println!(
-        "one lab, create -> all {CHILDREN_PER_LAB} children exist: median {:.0} ms (min {:.0}, max {:.0}, n={SINGLE_RUNS}; target < 1000 ms)",
+        "one lab, create -> all {children_per_lab} children exist: median {:.0} ms (min {:.0}, max {:.0}, n={SINGLE_RUNS}; target < 1000 ms)",
         median.as_secs_f64() * 1e3,
         samples[0].as_secs_f64() * 1e3,
         samples[SINGLE_RUNS - 1].as_secs_f64() * 1e3
@@ -189,7 +201,7 @@ async fn main() -> Result<()> {
                 .iter()
                 .filter(|l| l.status.as_ref().and_then(|s| s.observed_generation) == Some(1))
                 .count();
-            let done = n == MANY_LABS * CHILDREN_PER_LAB && with_status == labs.len();
+            let done = n == MANY_LABS * children_per_lab && with_status == labs.len();
             Ok((
                 done,
                 format!(
@@ -237,21 +249,17 @@ async fn main() -> Result<()> {
     stream::iter(
         names
             .iter()
-            .flat_map(|ns| POD_COMPONENTS.iter().map(move |c| (ns, *c))),
+            .flat_map(|ns| workloads.iter().map(move |w| (ns, w))),
     )
-    .map(|(ns, component)| {
+    .map(|(ns, (name, component))| {
         let client = client.clone();
         async move {
-            let name = match component {
-                "kafka" => "lab-kafka-0".to_string(),
-                c => format!("lab-{c}-5d8f7-x1"),
-            };
             pods::create(
                 &client,
                 ns,
                 "lab",
                 component,
-                &name,
+                name,
                 pods::ready(component, 0),
             )
             .await
@@ -264,7 +272,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!(
         "{} pods of those labs created and running in {:.1} s; operator RSS {:.1} MiB (before the pods {:.1} MiB, peak {:.1} MiB; target < 64 MiB)",
-        MANY_LABS * POD_COMPONENTS.len(),
+        MANY_LABS * workloads.len(),
         started.elapsed().as_secs_f64(),
         procfs::status_kib(pid, "VmRSS:")? as f64 / 1024.0,
         pods_before as f64 / 1024.0,

@@ -28,6 +28,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The label that names a pod's component (and that each Service selects on).
 pub const COMPONENT: &str = "app.kubernetes.io/component";
 
+/// The component a pod template belongs to.
+pub fn component(template: &PodTemplateSpec) -> Option<&str> {
+    template
+        .metadata
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(COMPONENT)
+        .map(String::as_str)
+}
+
 /// The pod a container runs in, for field references.
 #[derive(Debug, Clone)]
 pub struct Pod {
@@ -362,13 +373,10 @@ fn workload<'a>(
     children: &'a Children,
     component: &str,
 ) -> Result<(String, String, &'a PodTemplateSpec)> {
-    let of = |t: &PodTemplateSpec| {
-        t.metadata
-            .as_ref()
-            .and_then(|m| m.labels.as_ref()?.get(COMPONENT))
-            .is_some_and(|c| c == component)
-    };
-    if let Some((meta, template)) = children.workloads().find(|(_, t)| of(t)) {
+    if let Some((meta, template)) = children
+        .workloads()
+        .find(|(_, t)| self::component(t) == Some(component))
+    {
         let name = meta.name.clone().unwrap_or_default();
         return Ok((name, meta.namespace.clone().unwrap_or_default(), template));
     }
@@ -391,15 +399,15 @@ impl Loopback {
     pub fn new(children: &Children, namespace: &str) -> Result<Self> {
         let mut local = BTreeMap::new();
         for (_, template) in children.workloads() {
-            let component = template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.as_ref()?.get(COMPONENT).cloned())
-                .context("a pod template without a component label")?;
+            let component =
+                self::component(template).context("a pod template without a component label")?;
             let pod: &PodSpec = template.spec.as_ref().context("a template without a pod")?;
             for container in &pod.containers {
                 for port in container.ports.iter().flatten() {
-                    local.insert((component.clone(), port.container_port), ports::free_port());
+                    local.insert(
+                        (component.to_owned(), port.container_port),
+                        ports::free_port(),
+                    );
                 }
             }
         }

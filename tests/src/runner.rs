@@ -548,16 +548,7 @@ fn same_counts(current: &Value, wanted: &Value) -> bool {
 }
 
 fn component_of(deployment: &Deployment) -> Option<String> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .labels
-        .as_ref()?
-        .get(crate::kubelet::COMPONENT)
-        .cloned()
+    crate::kubelet::component(&deployment.spec.as_ref()?.template).map(str::to_owned)
 }
 
 /// Components the harness starts once, with their own programs, before the services.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::render::kafka;
+use tracing_lab_operator::render::{self, LabRef, kafka};
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::assets;
 use tracing_lab_tests::pods;
@@ -133,26 +133,23 @@ impl Env {
         names
     }
 
-    /// Waits until the lab has exactly these children, by kind.
-    async fn wait_children(&self, lab: &str, deployments: &[&str]) {
-        let want = |names: &[&str]| {
-            let mut v: Vec<String> = names.iter().map(|n| format!("{lab}-{n}")).collect();
-            v.sort();
-            v
-        };
+    /// Waits until the lab's children are, kind by kind, what the operator renders for its spec.
+    async fn wait_children(&self, lab: &str) {
+        let stored = self.lab(lab).await;
+        let rendered = render::render(
+            &LabRef::new(&stored).expect("a stored lab has a name, namespace and uid"),
+            &stored.spec,
+        );
+        fn sorted<K: Resource>(objects: &[K]) -> Vec<String> {
+            let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
+            names.sort();
+            names
+        }
         let expected = (
-            want(&["config", "jaeger-config", "collector-config"]),
-            want(&[
-                "kafka",
-                "kafka-headless",
-                "redis",
-                "jaeger",
-                "jaeger-otlp",
-                "collector",
-                "api",
-            ]),
-            want(&["kafka"]),
-            want(deployments),
+            sorted(&rendered.config_maps),
+            sorted(&rendered.services),
+            sorted(&rendered.stateful_sets),
+            sorted(&rendered.deployments),
         );
         eventually(&format!("children of {lab}"), TIMEOUT, || async {
             let got = (
@@ -238,25 +235,13 @@ fn config_hash(d: &Deployment) -> Option<String> {
         .cloned()
 }
 
-const LAB_DEPLOYMENTS: [&str; 7] = [
-    "redis",
-    "jaeger",
-    "collector",
-    "api",
-    "processing",
-    "notification",
-    "analytics",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_becomes_every_child_with_labels_owner_and_contract() {
     let env = start().await;
     let lab = env
         .create_lab("demo", json!({"loadGenerator": {"enabled": true}}))
         .await;
-    let mut deployments = LAB_DEPLOYMENTS.to_vec();
-    deployments.push("loadgen");
-    env.wait_children("demo", &deployments).await;
+    env.wait_children("demo").await;
 
     let uid = lab.uid().expect("stored lab has a uid");
     let cms = env
@@ -384,7 +369,7 @@ async fn manual_scale_holds_spec_replicas_are_enforced_and_drift_is_corrected() 
         json!({"services": {"notification": {"replicas": 2}}}),
     )
     .await;
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
 
     let out = env.kubectl(&["scale", "deployment/demo-processing", "--replicas=3"]);
     assert!(
@@ -470,7 +455,7 @@ async fn manual_scale_holds_spec_replicas_are_enforced_and_drift_is_corrected() 
 async fn lab_turns_ready_when_its_workloads_are_available() {
     let env = start().await;
     env.create_lab("demo", json!({})).await;
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
     eventually("Ready=False while nothing runs", TIMEOUT, || async {
         let c = condition(&env.lab("demo").await, "Ready");
         c.as_ref()
@@ -521,13 +506,18 @@ async fn turning_the_load_generator_off_removes_it() {
         json!({"loadGenerator": {"enabled": true, "ordersPerSecond": 5}}),
     )
     .await;
-    let mut with_loadgen = LAB_DEPLOYMENTS.to_vec();
-    with_loadgen.push("loadgen");
-    env.wait_children("demo", &with_loadgen).await;
+    env.wait_children("demo").await;
+    let loadgen = || async {
+        env.names::<Deployment>("demo")
+            .await
+            .contains(&"demo-loadgen".into())
+    };
+    assert!(loadgen().await);
 
     env.patch_spec("demo", json!({"loadGenerator": {"enabled": false}}))
         .await;
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
+    assert!(!loadgen().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,7 +562,7 @@ async fn the_api_server_rejects_an_invalid_lab_with_the_schema_message() {
 async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
     let env = start().await;
     env.create_lab("demo", json!({})).await;
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
     let before = env.deployment("demo-processing").await;
 
     env.patch_spec(
@@ -597,7 +587,7 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
         "{message}"
     );
 
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
     let after = env.deployment("demo-processing").await;
     assert_eq!(
         config_hash(&after),
@@ -680,7 +670,7 @@ async fn requests_that_cannot_work_degrade_the_lab_with_the_field_path() {
 
     env.patch_spec("demo", json!({"kafka": {"resources": null}}))
         .await;
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
     let kafka = env.api::<StatefulSet>().get("demo-kafka").await.unwrap();
     let heap = kafka.spec.unwrap().template.spec.unwrap().containers[0]
         .env
@@ -809,7 +799,7 @@ async fn reports_then_clears(
 
 async fn lab_with_children(env: &Env) {
     env.create_lab("demo", json!({})).await;
-    env.wait_children("demo", &LAB_DEPLOYMENTS).await;
+    env.wait_children("demo").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
