@@ -348,17 +348,22 @@ mod tests {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
+    /// The status of `lab` once `applied` is, nothing blocking its pods, at second `secs`.
+    fn status_when_applied(
+        lab: &TracingLab,
+        applied: &Applied,
+        warnings: &[String],
+        secs: i64,
+    ) -> TracingLabStatus {
+        let r = LabRef::new(lab).unwrap();
+        let outcome = Outcome::Applied(applied, &BTreeMap::new());
+        compute(lab, &r, outcome, warnings, at(secs))
+    }
+
     #[test]
     fn all_available_is_ready() {
         let (lab, a) = applied(true);
-        let r = LabRef::new(&lab).unwrap();
-        let s = compute(
-            &lab,
-            &r,
-            Outcome::Applied(&a, &BTreeMap::new()),
-            &[],
-            at(10),
-        );
+        let s = status_when_applied(&lab, &a, &[], 10);
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(cond(&s, PROGRESSING).status, "False");
         assert_eq!(cond(&s, DEGRADED).status, "False");
@@ -376,14 +381,7 @@ mod tests {
     #[test]
     fn unavailable_components_are_named() {
         let (lab, a) = applied(false);
-        let r = LabRef::new(&lab).unwrap();
-        let s = compute(
-            &lab,
-            &r,
-            Outcome::Applied(&a, &BTreeMap::new()),
-            &[],
-            at(10),
-        );
+        let s = status_when_applied(&lab, &a, &[], 10);
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, PROGRESSING).status, "True");
         assert!(
@@ -404,28 +402,21 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_change() {
         let (mut lab, a) = applied(true);
-        let r = LabRef::new(&lab).unwrap();
-        lab.status = Some(compute(
-            &lab,
-            &r,
-            Outcome::Applied(&a, &BTreeMap::new()),
-            &[],
-            at(10),
-        ));
-        let again = compute(
-            &lab,
-            &r,
-            Outcome::Applied(&a, &BTreeMap::new()),
-            &[],
-            at(20),
-        );
+        lab.status = Some(status_when_applied(&lab, &a, &[], 10));
+        let again = status_when_applied(&lab, &a, &[], 20);
         assert_eq!(
             Some(&again),
             lab.status.as_ref(),
             "an unchanged lab gives an identical status"
         );
         let problems = vec!["spec.services.api.workload: bad".to_string()];
-        let invalid = compute(&lab, &r, Outcome::Invalid(&problems), &[], at(30));
+        let invalid = compute(
+            &lab,
+            &LabRef::new(&lab).unwrap(),
+            Outcome::Invalid(&problems),
+            &[],
+            at(30),
+        );
         assert_eq!(cond(&invalid, DEGRADED).status, "True");
         assert_eq!(cond(&invalid, DEGRADED).reason, "InvalidSpec");
         assert_eq!(cond(&invalid, DEGRADED).last_transition_time, at(30));
@@ -461,8 +452,7 @@ mod tests {
             "{}",
             w[0]
         );
-        let r = LabRef::new(&lab).unwrap();
-        let s = compute(&lab, &r, Outcome::Applied(&a, &BTreeMap::new()), &w, at(1));
+        let s = status_when_applied(&lab, &a, &w, 1);
         assert_eq!(cond(&s, DEGRADED).reason, "IdleConsumers");
         assert_eq!(
             cond(&s, READY).status,
@@ -474,8 +464,7 @@ mod tests {
     #[test]
     fn the_reconciler_writes_only_its_own_conditions() {
         let (lab, a) = applied(true);
-        let r = LabRef::new(&lab).unwrap();
-        let mut before = compute(&lab, &r, Outcome::Applied(&a, &BTreeMap::new()), &[], at(1));
+        let mut before = status_when_applied(&lab, &a, &[], 1);
         before.conditions.push(Condition {
             type_: "KafkaReachable".into(),
             status: "False".into(),
@@ -486,7 +475,7 @@ mod tests {
         });
         let mut lab = lab;
         lab.status = Some(before.clone());
-        let after = compute(&lab, &r, Outcome::Applied(&a, &BTreeMap::new()), &[], at(2));
+        let after = status_when_applied(&lab, &a, &[], 2);
         let types: Vec<&str> = after.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, RECONCILER_CONDITIONS);
         assert_eq!(
