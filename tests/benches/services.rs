@@ -1,7 +1,8 @@
 //! Services benchmark (prints figures): end-to-end orders per second through all four services
 //! with workloads off, order latency p50/p99, the throughput cost of tracing, the resource
 //! sampler's own CPU cost and each service's idle resident memory, and the cost of tracing on
-//! the baseline lab's own workload. Workload costs: the `workload` bench.
+//! the baseline lab's own workload, and how fast a backlog drains through consumers of the lab's
+//! default concurrency 1. Workload costs: the `workload` bench.
 //!
 //! `cargo build --release -p tracing-lab-service && cargo bench -p tracing-lab-tests --bench services`
 
@@ -195,7 +196,8 @@ async fn idle_figures() -> Result<()> {
     Ok(())
 }
 
-/// Sections to run: the names given on the command line (`idle`, `throughput`, `latency`), or all.
+/// Sections to run: the names given on the command line (`idle`, `throughput`, `latency`,
+/// `baseline`, `backlog`), or all.
 fn wanted(section: &str) -> bool {
     let named: Vec<String> = std::env::args()
         .skip(1)
@@ -221,6 +223,9 @@ fn main() -> Result<()> {
         }
         if wanted("baseline") {
             baseline().await?;
+        }
+        if wanted("backlog") {
+            backlog().await?;
         }
         Ok(())
     })
@@ -329,6 +334,45 @@ async fn baseline() -> Result<()> {
         "tracing cost on the baseline workload: {:+.1}% service CPU per order (target <= 3%; the runs spread {:.1}%)",
         (on / off - 1.0) * 100.0,
         (on_spread.max(off_spread) / off) * 100.0
+    );
+    Ok(())
+}
+
+/// A backlog through consumers of the lab's default concurrency (1, one message after the
+/// other), workloads off: what a stage does with queued messages when its work is quick.
+async fn backlog() -> Result<()> {
+    const BACKLOG: usize = 3_000;
+    let mut config = LabConfig::default();
+    for role in Role::ALL {
+        config.role_mut(role).workload.enabled = false;
+    }
+    let mut lab = Lab::start(&config, &[("RUST_LOG", "warn")]).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
+    lab.service(Role::Processing).kill()?;
+    let posted: Vec<Result<()>> = futures::stream::iter(0..BACKLOG)
+        .map(|i| {
+            let (http, url) = (http.clone(), lab.api_url.clone());
+            async move {
+                let (status, body) =
+                    lab::post_order(&http, &url, "backlog", (i % 9 + 1) as i64).await?;
+                anyhow::ensure!(status == 202, "status {status}: {body}");
+                Ok(())
+            }
+        })
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
+    posted.into_iter().collect::<Result<Vec<()>>>()?;
+    lab.service(Role::Processing).respawn()?;
+    let started = Instant::now();
+    lab.wait_analyzed(BACKLOG as i64, Duration::from_secs(600))
+        .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "backlog: {BACKLOG} orders queued for processing, drained through processing, notification and analytics at concurrency 1 in {elapsed:.1} s: {:.0} orders/s (process start and group join included)",
+        BACKLOG as f64 / elapsed
     );
     Ok(())
 }

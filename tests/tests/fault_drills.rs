@@ -358,19 +358,22 @@ async fn poison_messages_are_skipped_and_logged_and_the_next_order_is_analysed()
     }
 }
 
-/// A member whose only slot is busy pauses its partitions. Partitions taken from it meanwhile (a
-/// second pod joins) and handed back later (that pod is scaled away) must flow again at once, even
-/// when the member has nothing else to do: librdkafka keeps a partition's pause across assignments.
+/// A member with a backlog pauses its partitions once it holds enough messages. Partitions taken
+/// from it meanwhile (a second pod joins) and handed back later (that pod is scaled away) must
+/// flow again at once, even when the member has nothing else to do: librdkafka keeps a
+/// partition's pause across assignments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_handed_back_to_a_paused_member_are_consumed_at_once() {
     let mut config = light_config();
     config.processing.concurrency = 1;
     config.processing.workload = WorkloadMix::new(0, 100, &[Intensity::Light]);
-    config.processing.faults.extra_latency_ms = 1000;
-    let lab = Lab::start(&config, &[]).await.expect("lab starts");
-    const N: usize = 18;
+    config.processing.faults.extra_latency_ms = 100;
+    let mut lab = Lab::start(&config, &[]).await.expect("lab starts");
+    // A backlog well above what a member holds before it pauses.
+    const N: usize = 200;
+    lab.service(Role::Processing).kill().unwrap();
     post_orders(&lab, N).await;
-    // One order in hand and more waiting: the first pod has paused its partitions.
+    lab.service(Role::Processing).respawn().unwrap();
     wait_handled(&lab, Role::Processing, 1).await;
 
     // The second pod sits on its first order, holding its partitions while the first pod
@@ -413,7 +416,7 @@ async fn partitions_handed_back_to_a_paused_member_are_consumed_at_once() {
         drained_in.as_secs_f64()
     );
     assert_eq!(first, N, "the first pod handled every order");
-    // A rebalance (about 2 s) and the remaining orders at 1 s each.
-    let bound = Duration::from_secs(5 + (N - idle) as u64 * 2);
+    // A rebalance (about 2 s) and the remaining orders at about 0.15 s each.
+    let bound = Duration::from_secs(5) + Duration::from_millis(300) * (N - idle) as u32;
     assert!(drained_in < bound, "took {drained_in:?}, bound {bound:?}");
 }
