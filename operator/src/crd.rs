@@ -210,6 +210,10 @@ pub struct KafkaSpec {
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self == oldSelf",
         "message": "kafka.storage cannot change; delete the lab and create it again"
+    }, {
+        "rule": "self.type != 'persistentVolumeClaim' || quantity(string(self.size)).isGreaterThan(quantity('0'))",
+        "fieldPath": ".size",
+        "message": "a persistentVolumeClaim needs a size above 0 (the default is 1Gi)"
     }]))]
     pub storage: KafkaStorage,
 }

@@ -174,6 +174,43 @@ async fn kafka_storage_is_fixed_once_the_lab_exists() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_claim_of_no_size_is_refused() {
+    let cluster = cluster().await;
+    let labs: Api<TracingLab> = Api::namespaced(cluster.client(), NS);
+    let lab = |name: &str, storage: serde_json::Value| -> TracingLab {
+        serde_json::from_value(json!({
+            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
+            "metadata": {"name": name},
+            "spec": {"kafka": {"storage": storage}}
+        }))
+        .unwrap()
+    };
+    for size in [json!(0), json!("0"), json!("0Gi"), json!("0.0")] {
+        let storage = json!({"type": "persistentVolumeClaim", "size": size});
+        let refused = labs
+            .create(&PostParams::default(), &lab("no-size", storage))
+            .await
+            .expect_err("a claim of no size");
+        assert!(
+            refused.to_string().contains(
+                "spec.kafka.storage.size: Invalid value: a persistentVolumeClaim needs a size above 0"
+            ),
+            "size {size}: {refused}"
+        );
+    }
+    for (name, storage) in [
+        ("smallest", json!({"type": "persistentVolumeClaim", "size": 1})),
+        ("claim", json!({"type": "persistentVolumeClaim", "size": "500Mi"})),
+        // The size is only the claim's.
+        ("empty-dir", json!({"type": "emptyDir", "size": "0"})),
+    ] {
+        labs.create(&PostParams::default(), &lab(name, storage))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_null_kafka_storage_size_is_the_default_size() {
     let cluster = cluster().await;
     let labs: Api<TracingLab> = Api::namespaced(cluster.client(), NS);
