@@ -199,8 +199,14 @@ async fn a_volume_claim_of_no_size_is_refused() {
         );
     }
     for (name, storage) in [
-        ("smallest", json!({"type": "persistentVolumeClaim", "size": 1})),
-        ("claim", json!({"type": "persistentVolumeClaim", "size": "500Mi"})),
+        (
+            "smallest",
+            json!({"type": "persistentVolumeClaim", "size": 1}),
+        ),
+        (
+            "claim",
+            json!({"type": "persistentVolumeClaim", "size": "500Mi"}),
+        ),
         // The size is only the claim's.
         ("empty-dir", json!({"type": "emptyDir", "size": "0"})),
     ] {
