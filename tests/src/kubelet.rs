@@ -18,15 +18,13 @@ use k8s_openapi::api::core::v1::{
 };
 use regex::{Captures, Regex};
 use tracing_lab_operator::render::Children;
+use tracing_lab_operator::render::common::COMPONENT;
 
 use crate::ports;
 use crate::process::ChildProcess;
 
 /// How long a program may take to pass its readiness probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The label that names a pod's component (and that each Service selects on).
-pub const COMPONENT: &str = "app.kubernetes.io/component";
 
 /// The component a pod template belongs to.
 pub fn component(template: &PodTemplateSpec) -> Option<&str> {
