@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -108,9 +108,10 @@ impl Metrics {
             self.resident_bytes
                 .set((sample.rss_mb * 1024.0 * 1024.0) as i64);
         }
-        let dropped = tracing_lab_telemetry::spans_dropped();
+        // The exporter counts in telemetry; scrapes may run at once, so the copy only ever rises.
         self.spans_dropped
-            .inc_by(dropped.saturating_sub(self.spans_dropped.get()));
+            .inner()
+            .fetch_max(tracing_lab_telemetry::spans_dropped(), Ordering::Relaxed);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
