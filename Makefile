@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/target
 TESTENV = eval "$$(bash tests/env/setup.sh)"
 
-.PHONY: help packages test lint build lab prerequisites cluster images clean chart-lint release bench
+.PHONY: help packages test lint build lab prerequisites docker cluster images load install apply clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -15,6 +15,8 @@ LAB_NAMESPACE ?= default
 LAB ?= examples/baseline.yaml
 OPERATOR_IMAGE ?= tracing-lab-operator:$(VERSION)
 SERVICE_IMAGE ?= tracing-lab-service:$(VERSION)
+# Extra `docker build` flags, e.g. `--network host` for an engine without a bridge network.
+DOCKER_BUILD_FLAGS ?=
 CHART := charts/tracing-lab
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,13 +31,13 @@ lint: packages ## formatting and clippy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-test: packages lint build chart-lint ## the whole test suite against real servers (installs them on first run)
-	$(TESTENV) && cargo nextest run --workspace --locked --no-fail-fast
+test: packages lint build chart-lint ## the whole test suite against real servers and a real node (installs them on first run)
+	$(TESTENV) && eval "$$(bash tests/env/images.sh)" && cargo nextest run --workspace --locked --no-fail-fast
 
 # helm notes, on every run, that it follows the chart's CRD symlink into crds/: expected, so hidden.
 bench: packages ## benchmarks against real servers, printing their figures (release build)
 	cargo build --release --locked --bins
-	$(TESTENV) && cargo bench --locked -p tracing-lab-tests
+	$(TESTENV) && eval "$$(bash tests/env/images.sh)" && cargo bench --locked -p tracing-lab-tests
 
 chart-lint: ## helm lint --strict and helm template of the chart, with defaults and every ci/ values file
 	$(TESTENV) && for values in "" $(CHART)/ci/*-values.yaml; do \
@@ -45,10 +47,8 @@ chart-lint: ## helm lint --strict and helm template of the chart, with defaults 
 	    2> >(grep -v 'found symbolic link in path' >&2); \
 	done
 
-release: ## the Dockerfiles' own `cargo build` lines, run here without Docker
-	grep -h '^RUN cargo build' operator/Dockerfile services/Dockerfile | sed 's/^RUN //' | while read -r line; do \
-	  echo "$$line"; $$line; \
-	done
+release: ## the Dockerfile's own `cargo build` line, run here without Docker
+	line=$$(sed -n 's/^RUN \(cargo build .*\)/\1/p' Dockerfile); echo "$$line"; $$line
 
 prerequisites: ## check that docker, kind, kubectl and helm are installed and usable
 	@declare -A how=( \
@@ -61,10 +61,9 @@ prerequisites: ## check that docker, kind, kubectl and helm are installed and us
 	  command -v $$tool >/dev/null || { echo "missing: $$tool (install: $${how[$$tool]})" >&2; missing=1; }; \
 	done; \
 	[ $$missing = 0 ] || { echo "make lab needs the programs above on PATH" >&2; exit 1; }; \
-	docker info >/dev/null 2>&1 || { echo "docker is installed but its daemon does not answer: start Docker, or give this user access to it" >&2; exit 1; }; \
 	echo "prerequisites: docker, kind, kubectl, helm found"
 
-cluster: prerequisites ## create the kind cluster from kind-config.yaml unless it exists
+cluster: prerequisites docker ## create the kind cluster from kind-config.yaml unless it exists
 	@if kind get clusters 2>/dev/null | grep -qx '$(CLUSTER)'; then \
 	  echo "kind cluster $(CLUSTER) exists"; \
 	else \
@@ -72,11 +71,15 @@ cluster: prerequisites ## create the kind cluster from kind-config.yaml unless i
 	fi
 	kubectl config use-context kind-$(CLUSTER) >/dev/null
 
-images: prerequisites ## build the operator and service images
-	docker build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
-	docker build -f services/Dockerfile -t $(SERVICE_IMAGE) .
+docker: ## check that the Docker engine answers
+	@command -v docker >/dev/null || { echo "missing: docker (install: https://docs.docker.com/engine/install/)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "docker is installed but its daemon does not answer: start Docker, or give this user access to it" >&2; exit 1; }
 
-lab: cluster images ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs
+images: docker ## build the operator and service images (one Dockerfile, one shared builder)
+	docker build $(DOCKER_BUILD_FLAGS) --target operator -t $(OPERATOR_IMAGE) .
+	docker build $(DOCKER_BUILD_FLAGS) --target service -t $(SERVICE_IMAGE) .
+
+load: cluster images ## load the lab's images into the kind node
 	kind load docker-image --name $(CLUSTER) $(OPERATOR_IMAGE) $(SERVICE_IMAGE)
 	@# Each upstream image is pulled once and loaded into the node, so a class behind one address
 	@# does not meet the registry's pull limits; the operator names what the lab runs.
@@ -84,16 +87,22 @@ lab: cluster images ## the whole workshop on kind: cluster, images, operator, a 
 	  docker image inspect "$$image" >/dev/null 2>&1 || docker pull "$$image"; \
 	  kind load docker-image --name $(CLUSTER) "$$image"; \
 	done
+
+install: ## install the CRD and the operator with Helm into the current kubectl context
 	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current.
 	kubectl apply --server-side --force-conflicts -f crds/tracinglab.yaml
 	helm upgrade --install $(RELEASE) $(CHART) --namespace $(OPERATOR_NAMESPACE) --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) \
 	  --set image.tag=$(lastword $(subst :, ,$(OPERATOR_IMAGE))) --wait --timeout 5m
+
+apply: ## apply $(LAB) server-side into $(LAB_NAMESPACE) and wait until it is Ready
 	kubectl get namespace $(LAB_NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(LAB_NAMESPACE)
 	kubectl apply --server-side --namespace $(LAB_NAMESPACE) -f $(LAB)
 	@# Component by component, from the lab's status, until it is Ready.
 	bash scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
 	@kubectl get tlab --namespace $(LAB_NAMESPACE)
+
+lab: load install apply ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs
 	@echo
 	@echo "Jaeger UI:   http://localhost:16686"
 	@echo "Orders API:  http://localhost:8080"

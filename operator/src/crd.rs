@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
 
+/// An image reference has no whitespace: refused at apply time, where the kubelet would only
+/// report `InvalidImageName` once the pod is scheduled.
+const IMAGE_REFERENCE: &str = r"^\S+$";
+
 /// A complete distributed-tracing lab in one namespace: Kafka, Redis, Jaeger, an OpenTelemetry
 /// Collector and the four instrumented services (api -> processing -> notification -> analytics),
 /// plus an optional load generator.
@@ -74,7 +78,7 @@ pub struct TracingLabSpec {
     /// Container image of the lab services (one image, the role is its first argument).
     /// Defaults to `tracing-lab-service:<operator version>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
     /// Pull policy for the lab services image. `IfNotPresent` suits images loaded with `kind load`.
     #[serde(default)]
@@ -179,7 +183,7 @@ pub struct ServiceSpec {
 pub struct ComponentSpec {
     /// Container image; defaults to a pinned upstream image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
     /// Container resources; defaults suit a laptop kind cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,7 +197,7 @@ pub struct ComponentSpec {
 pub struct KafkaSpec {
     /// Container image (Apache Kafka in KRaft mode); defaults to a pinned `apache/kafka` image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
     /// Partitions of each topic the services create. Consumers beyond this number (replicas x
     /// concurrency) sit idle, so it caps how far scaling a consumer helps.
@@ -282,7 +286,7 @@ impl Default for KafkaStorage {
 pub struct JaegerSpec {
     /// Container image; defaults to a pinned `jaegertracing/jaeger` v2 image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
     /// Most traces kept in memory; the oldest are dropped beyond it.
     #[serde(default = "default_max_traces")]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real components the tests run against and prints `export` lines for them:
-# kube-apiserver + etcd (built from the Go module proxy), kubectl and helm, Apache Kafka (from Maven
+# kube-apiserver + etcd and the node binaries (built from the Go module proxy), the real node's CNI
+# plugins, CoreDNS and pause images (tests/env/node), kubectl and helm, Apache Kafka (from Maven
 # Central), the OpenTelemetry Collector and Jaeger v2 (built from the Go module proxy), redis-server.
 # Heavy artefacts are cached outside the clone, so a second run takes seconds.
 # Usage: eval "$(bash tests/env/setup.sh)"
@@ -14,7 +15,7 @@ log() { echo "setup: $*" >&2; }
 
 bash "$here/packages.sh"
 
-for component in kube otelcol jaeger kafka; do
+for component in kube node otelcol jaeger kafka; do
   bash "$here/$component/build.sh"
 done
 ln -sfn "$(command -v redis-server)" "$assets/redis-server"
@@ -40,5 +41,8 @@ for b in kube-apiserver etcd kubectl helm otelcol jaeger redis-server; do
   [ -x "$assets/$b" ] || { log "missing $assets/$b"; exit 1; }
 done
 [ -d "$assets/kafka/libs" ] || { log "missing $assets/kafka/libs"; exit 1; }
+for f in cni/bridge node-images/pause.tar node-images/coredns.tar; do
+  [ -e "$assets/$f" ] || { log "missing $assets/$f"; exit 1; }
+done
 echo "export KUBEBUILDER_ASSETS='$assets'"
 echo "export PATH='$assets':\"\$PATH\""

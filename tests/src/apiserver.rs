@@ -3,8 +3,11 @@
 //! serving TLS on 127.0.0.1 with RBAC, a static admin token and ServiceAccount tokens.
 //!
 //! No controller-manager and no kubelet run: pods never start, Deployments get no ReplicaSets, and
-//! namespaces get no `default` ServiceAccount (tests patch workload `/status` themselves).
+//! namespaces get no `default` ServiceAccount (tests patch workload `/status` themselves). For a
+//! real node (`node.rs`), `TestCluster::start_with` serves on the node's address with its flags.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,26 +41,66 @@ pub struct TestCluster {
     client: Client,
     kubeconfig: PathBuf,
     kubeconfigs_written: AtomicUsize,
+    /// Static tokens of [`ApiServerOptions::users`], by user name.
+    user_tokens: HashMap<String, String>,
     dir: TempDir,
     _etcd_data: TempDir,
+}
+
+/// How [`TestCluster::start_with`] differs from the plain control plane of [`TestCluster::start`]
+/// (what a real node needs: see `node.rs`).
+pub(crate) struct ApiServerOptions {
+    /// The address served on and advertised (in the `kubernetes` Service's endpoints).
+    pub address: IpAddr,
+    /// More subjectAltName entries of the serving certificate (`IP:10.96.0.1`, `DNS:name`).
+    pub extra_sans: Vec<String>,
+    /// Users (name, group) that get a static token, for [`TestCluster::kubeconfig_for_user`].
+    pub users: Vec<(String, String)>,
+    /// Issue a client certificate (group `system:masters`) for the API server's connections to
+    /// kubelets, and pass it with `--kubelet-client-certificate/-key`.
+    pub kubelet_client_cert: bool,
+    /// More flags (`--name=value`), each replacing the default flag of the same name.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> Self {
+        Self {
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            extra_sans: Vec::new(),
+            users: Vec::new(),
+            kubelet_client_cert: false,
+            extra_args: Vec::new(),
+        }
+    }
 }
 
 impl TestCluster {
     /// Starts etcd and kube-apiserver on free ports and waits until `/readyz` passes.
     pub async fn start() -> Result<Self> {
+        Self::start_with(ApiServerOptions::default()).await
+    }
+
+    /// [`Self::start`] with `options`.
+    pub(crate) async fn start_with(options: ApiServerOptions) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("apiserver-").tempdir()?;
-        let pki = Pki::create(dir.path()).await?;
+        let pki = Pki::create(dir.path(), &options).await?;
         let admin_token = hex::encode(rand::random::<[u8; 16]>());
         let tokens = dir.path().join("tokens.csv");
-        std::fs::write(
-            &tokens,
-            format!("{admin_token},admin,admin,\"system:masters\"\n"),
-        )?;
+        let mut token_lines = format!("{admin_token},admin,admin,\"system:masters\"\n");
+        let mut user_tokens = HashMap::new();
+        for (user, group) in &options.users {
+            let token = hex::encode(rand::random::<[u8; 16]>());
+            token_lines.push_str(&format!("{token},{user},{user},\"{group}\"\n"));
+            user_tokens.insert(user.clone(), token);
+        }
+        std::fs::write(&tokens, token_lines)?;
 
         let (etcd, etcd_url, etcd_data) = start_etcd().await?;
 
         let port = ports::free_port();
-        let url = format!("https://127.0.0.1:{port}");
+        let address = options.address;
+        let url = format!("https://{address}:{port}");
         let mut command = Command::new(assets::find("kube-apiserver")?);
         let file_flags = [
             ("--tls-cert-file", &pki.server_cert),
@@ -73,18 +116,27 @@ impl TestCluster {
         for (flag, path) in file_flags {
             command.arg(format!("{flag}={}", path.display()));
         }
-        command.args([
-            &format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            &format!("--secure-port={port}"),
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            "--service-cluster-ip-range=10.96.0.0/16",
+        if let Some((cert, key)) = &pki.kubelet_client {
+            command.arg(format!("--kubelet-client-certificate={}", cert.display()));
+            command.arg(format!("--kubelet-client-key={}", key.display()));
+        }
+        let defaults = [
+            format!("--etcd-servers={etcd_url}"),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
+            format!("--secure-port={port}"),
+            "--authorization-mode=RBAC".to_owned(),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
             // Nothing serves the `kubernetes` Service's endpoints: skip reconciling them.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-        ]);
+            "--endpoint-reconciler-type=none".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        // An extra flag replaces the default of the same name (list flags would append).
+        let name = |flag: &str| flag.split('=').next().unwrap_or(flag).to_owned();
+        let replaced: Vec<String> = options.extra_args.iter().map(|f| name(f)).collect();
+        command.args(defaults.iter().filter(|f| !replaced.contains(&name(f))));
+        command.args(&options.extra_args);
         let apiserver = ChildProcess::spawn("kube-apiserver", command)?;
 
         let kubeconfig = dir.path().join("admin.kubeconfig");
@@ -99,6 +151,7 @@ impl TestCluster {
             client,
             kubeconfig,
             kubeconfigs_written: AtomicUsize::new(0),
+            user_tokens,
             dir,
             _etcd_data: etcd_data,
         };
@@ -149,6 +202,21 @@ impl TestCluster {
         let config = kubeconfig_json(&self.url, &self.ca_cert(), token);
         std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
         Ok(path)
+    }
+
+    /// Writes a kubeconfig for the static token of `user` (one of [`ApiServerOptions::users`]).
+    pub(crate) fn kubeconfig_for_user(&self, user: &str) -> Result<PathBuf> {
+        let token = self
+            .user_tokens
+            .get(user)
+            .with_context(|| format!("no static token for user {user}"))?;
+        self.kubeconfig_for_token(token)
+    }
+
+    /// A file of the cluster's PKI: [`Pki::CA_CERT`], [`Pki::CA_KEY`],
+    /// [`Pki::SERVICE_ACCOUNT_KEY`].
+    pub(crate) fn pki_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     /// Creates the namespace `name`.
@@ -261,23 +329,41 @@ async fn start_etcd() -> Result<(ChildProcess, String, TempDir)> {
 }
 
 /// The TLS and ServiceAccount keys, made with the `openssl` command (EC P-256: fast to generate).
-struct Pki {
+pub(crate) struct Pki {
     server_cert: PathBuf,
     server_key: PathBuf,
     service_account_key: PathBuf,
+    /// Certificate and key of the API server as a kubelet's client, if asked for.
+    kubelet_client: Option<(PathBuf, PathBuf)>,
 }
 
 impl Pki {
-    const CA_CERT: &str = "ca.crt";
+    pub(crate) const CA_CERT: &str = "ca.crt";
+    pub(crate) const CA_KEY: &str = "ca.key";
+    pub(crate) const SERVICE_ACCOUNT_KEY: &str = "service-account.key";
 
-    async fn create(dir: &Path) -> Result<Self> {
+    async fn create(dir: &Path, options: &ApiServerOptions) -> Result<Self> {
+        let mut sans = vec!["IP:127.0.0.1".to_owned(), "DNS:localhost".to_owned()];
+        let address = format!("IP:{}", options.address);
+        if !sans.contains(&address) {
+            sans.push(address);
+        }
+        sans.extend(options.extra_sans.iter().cloned());
         std::fs::write(
             dir.join("server.ext"),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+                sans.join(",")
+            ),
+        )?;
+        std::fs::write(
+            dir.join("client.ext"),
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+             extendedKeyUsage=clientAuth\n",
         )?;
         let ec_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-        let steps = [
+        let mut steps = vec![
             format!(
                 "req -x509 {ec_key} -days 3650 -keyout ca.key -out {} -subj /CN=tracing-lab-test-ca \
                  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
@@ -289,8 +375,25 @@ impl Pki {
                  -extfile server.ext -out server.crt",
                 Self::CA_CERT
             ),
-            "ecparam -name prime256v1 -genkey -noout -out service-account.key".to_owned(),
+            format!(
+                "ecparam -name prime256v1 -genkey -noout -out {}",
+                Self::SERVICE_ACCOUNT_KEY
+            ),
         ];
+        if options.kubelet_client_cert {
+            // The CN and group of kubeadm's apiserver-kubelet-client certificate.
+            steps.extend([
+                format!(
+                    "req {ec_key} -keyout kubelet-client.key -out kubelet-client.csr \
+                     -subj /O=system:masters/CN=kube-apiserver-kubelet-client"
+                ),
+                format!(
+                    "x509 -req -in kubelet-client.csr -CA {} -CAkey ca.key -CAcreateserial \
+                     -days 3650 -extfile client.ext -out kubelet-client.crt",
+                    Self::CA_CERT
+                ),
+            ]);
+        }
         let openssl = assets::find("openssl")?;
         for args in steps {
             let output = tokio::process::Command::new(&openssl)
@@ -308,7 +411,13 @@ impl Pki {
         Ok(Self {
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),
-            service_account_key: dir.join("service-account.key"),
+            service_account_key: dir.join(Self::SERVICE_ACCOUNT_KEY),
+            kubelet_client: options.kubelet_client_cert.then(|| {
+                (
+                    dir.join("kubelet-client.crt"),
+                    dir.join("kubelet-client.key"),
+                )
+            }),
         })
     }
 }

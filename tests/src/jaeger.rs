@@ -23,9 +23,8 @@ pub struct TraceBackend {
     // Processes before folders: fields drop in order.
     collector: ChildProcess,
     jaeger: ChildProcess,
-    query: String,
+    query: JaegerQuery,
     otlp: String,
-    http: reqwest::Client,
     _root: TempDir,
 }
 
@@ -46,17 +45,14 @@ impl TraceBackend {
         Ok(Self {
             collector,
             jaeger,
-            query: format!(
+            query: JaegerQuery::new(&format!(
                 "http://{}",
                 loopback.address(jaeger::JAEGER.suffix, jaeger::UI_PORT)?
-            ),
+            ))?,
             otlp: format!(
                 "http://{}",
                 loopback.address(collector::COLLECTOR.suffix, collector::OTLP_GRPC_PORT)?
             ),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
             _root: root,
         })
     }
@@ -66,8 +62,8 @@ impl TraceBackend {
         &self.otlp
     }
 
-    /// Jaeger's UI and query API, e.g. `http://127.0.0.1:PORT`.
-    pub fn query_url(&self) -> &str {
+    /// Jaeger's query API, as a student's tools read it.
+    pub fn query(&self) -> &JaegerQuery {
         &self.query
     }
 
@@ -77,6 +73,29 @@ impl TraceBackend {
 
     pub fn collector_process(&mut self) -> &mut ChildProcess {
         &mut self.collector
+    }
+}
+
+/// Jaeger's query API at one address (`/api/v3`, what the UI reads), wherever Jaeger runs.
+pub struct JaegerQuery {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl JaegerQuery {
+    /// The query API at `url`, e.g. `http://127.0.0.1:16686`.
+    pub fn new(url: &str) -> Result<Self> {
+        Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        })
+    }
+
+    /// Jaeger's UI and query API, e.g. `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The services Jaeger has traces of (`GET /api/v3/services`).
@@ -154,7 +173,7 @@ impl TraceBackend {
 
     /// `GET` on the query API: the JSON body, or `None` for 404 (Jaeger's "nothing found").
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Option<serde_json::Value>> {
-        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.query), query)?;
+        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), query)?;
         let response = self.http.get(url.clone()).send().await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {

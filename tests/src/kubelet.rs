@@ -568,14 +568,14 @@ mod tests {
             loopback.rewrite("api", "shop-kafka.class-1.svc:9092"),
             kafka
         );
-        // Both listen on 4317: the collector's own receiver and Jaeger's, which the collector exports to.
+        // The collector's own receivers and Jaeger's OTLP/HTTP one, which the collector exports to.
         let collector = loopback.address("collector", 4317).unwrap();
-        let jaeger = loopback.address("jaeger", 4317).unwrap();
+        let jaeger = loopback.address("jaeger", 4318).unwrap();
         assert_ne!(collector, jaeger);
         assert_eq!(loopback.rewrite("collector", "0.0.0.0:4317"), collector);
         assert_eq!(
-            loopback.rewrite("collector", "shop-jaeger-otlp:4317"),
-            jaeger
+            loopback.rewrite("collector", "http://shop-jaeger-otlp:4318"),
+            format!("http://{jaeger}")
         );
         assert_eq!(
             loopback.rewrite(

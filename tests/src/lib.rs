@@ -9,6 +9,10 @@
 //!   query API.
 //! - [`kubelet`]: what a kubelet does to a rendered container (environment, volumes, probes) and
 //!   the lab's in-cluster addresses mapped to loopback ports.
+//! - [`node::RealNode`]: a real single-node Kubernetes of host processes (control plane,
+//!   containerd, kubelet, kube-proxy, CNI bridge, CoreDNS), one per machine at a time.
+//! - [`node_lab::NodeLab`]: the operator installed by `make install` on a real node (see
+//!   [`node`]), labs applied to it, read through `kubectl` and the lab's NodePorts.
 //! - [`runner::LabRunner`]: a lab applied to a real API server, reconciled by the operator binary,
 //!   its containers run by a kubelet stand-in that follows `kubectl scale`.
 //! - [`redis::RedisServer`]: redis-server without persistence.
@@ -27,6 +31,8 @@ pub mod broker;
 pub mod jaeger;
 pub mod kubelet;
 pub mod lab;
+pub mod node;
+pub mod node_lab;
 pub mod otlp;
 pub mod pods;
 pub mod poll;

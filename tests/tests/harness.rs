@@ -220,13 +220,15 @@ async fn the_rendered_collector_and_jaeger_store_spans_that_the_query_api_return
         .await
         .unwrap();
     let spans = backend
+        .query()
         .wait_for(|spans| of(spans, "through-jaeger") == 2, WAIT)
         .await
         .unwrap();
     let trace_id = assert_two_spans(&spans, "through-jaeger");
-    assert_eq!(backend.trace(&trace_id).await.unwrap().len(), 2);
+    assert_eq!(backend.query().trace(&trace_id).await.unwrap().len(), 2);
     assert!(
         backend
+            .query()
             .trace("0123456789abcdef0123456789abcdef")
             .await
             .unwrap()
@@ -235,6 +237,7 @@ async fn the_rendered_collector_and_jaeger_store_spans_that_the_query_api_return
     );
     assert!(
         backend
+            .query()
             .services()
             .await
             .unwrap()

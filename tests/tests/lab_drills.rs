@@ -203,6 +203,7 @@ async fn stage_spans(lab: &LabRunner, name: &str, orders: &[String]) -> Vec<Rece
     };
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |all| {
                 let seen: std::collections::BTreeSet<String> = all

@@ -52,6 +52,7 @@ async fn the_rendered_lab_runs_and_traces_an_order_into_jaeger() {
     );
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |spans| spans.iter().any(|s| s.name == "analyze_order"),
             Duration::from_secs(60),
@@ -59,7 +60,7 @@ async fn the_rendered_lab_runs_and_traces_an_order_into_jaeger() {
         .await
         .unwrap();
     let analyze = spans.iter().find(|s| s.name == "analyze_order").unwrap();
-    let trace = lab.traces.trace(&analyze.trace_id).await.unwrap();
+    let trace = lab.traces.query().trace(&analyze.trace_id).await.unwrap();
     for role in Role::ALL {
         let span = trace
             .iter()

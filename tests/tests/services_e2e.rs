@@ -370,6 +370,7 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
 
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= N,
             PIPELINE_TIMEOUT,
@@ -378,7 +379,7 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
         .expect("spans arrive");
     // Let the last steps' batches arrive too.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let traces = by_trace(&lab.traces.spans(LOOKBACK).await.unwrap());
+    let traces = by_trace(&lab.traces.query().spans(LOOKBACK).await.unwrap());
     let mut seen = BTreeSet::new();
     for spans in traces.values().filter(|spans| {
         spans
@@ -455,6 +456,7 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     assert_eq!(status, 202);
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |spans| spans.iter().any(|s| s.name == "notify_order"),
             PIPELINE_TIMEOUT,
@@ -477,6 +479,7 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     );
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |spans| {
                 ["injected_latency", "process_order"]
@@ -497,7 +500,7 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
     // The failed order stops at notification.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(lab.analyzed().await.unwrap(), 0);
-    let spans = lab.traces.spans(LOOKBACK).await.unwrap();
+    let spans = lab.traces.query().spans(LOOKBACK).await.unwrap();
     assert!(!spans.iter().any(|s| s.name == "analyze_order"));
 }
 
@@ -531,6 +534,7 @@ async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
     // Every analysed order's trace: its root is the loadgen's client span, answered 202, and the
     // api's server span is that span's child.
     lab.traces
+        .query()
         .wait_for(
             |spans| {
                 let traces_with = |matches: fn(&ReceivedSpan) -> bool| -> BTreeSet<&str> {
@@ -548,7 +552,7 @@ async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
         )
         .await
         .unwrap();
-    for trace in by_trace(&lab.traces.spans(LOOKBACK).await.unwrap()).values() {
+    for trace in by_trace(&lab.traces.query().spans(LOOKBACK).await.unwrap()).values() {
         if !trace.iter().any(|s| s.name == "analyze_order") {
             continue;
         }

@@ -84,6 +84,7 @@ async fn order_trace(
     let id = order_id.to_owned();
     let all = lab
         .traces
+        .query()
         .wait_for(
             |all| {
                 by_trace(all).values().any(|trace| {
@@ -241,7 +242,12 @@ async fn workshop_baseline_one_order_is_one_trace_and_nothing_waits() {
     }
     let last = orders.last().unwrap().clone();
     order_trace(&lab, &last, 13, Duration::from_secs(30)).await;
-    let spans = lab.traces.spans(Duration::from_secs(600)).await.unwrap();
+    let spans = lab
+        .traces
+        .query()
+        .spans(Duration::from_secs(600))
+        .await
+        .unwrap();
     let mut waits: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for span in spans
         .iter()
@@ -382,6 +388,7 @@ async fn workshop_head_of_line_blocking_lag_grows_then_drains_after_scaling() {
     tokio::time::sleep(Duration::from_secs(40)).await;
     let spans = lab
         .traces
+        .query()
         .find("processing", Duration::from_secs(600))
         .await
         .unwrap();
@@ -461,6 +468,7 @@ async fn workshop_fault_injection_shows_errors_and_injected_latency() {
         .unwrap();
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |spans| spans.iter().filter(|s| s.name == "notify_order").count() >= 100,
             Duration::from_secs(180),
@@ -574,7 +582,12 @@ async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
     // Let every decision fall, with room for the batch on its way to Jaeger.
     tokio::time::sleep(wait + Duration::from_secs(10)).await;
     let orders = stored_orders(&lab, from, until).await;
-    let spans = lab.traces.spans(Duration::from_secs(900)).await.unwrap();
+    let spans = lab
+        .traces
+        .query()
+        .spans(Duration::from_secs(900))
+        .await
+        .unwrap();
     let kept: std::collections::BTreeSet<&str> = spans
         .iter()
         .filter_map(|s| str_attr(s, "order.id"))
@@ -630,6 +643,7 @@ async fn workshop_severe_work_shows_cpu_above_one_core_and_memory_past_the_thres
     };
     let spans = lab
         .traces
+        .query()
         .wait_for(
             |spans| spans.iter().filter(|s| is_severe_cpu(s)).count() >= 3,
             Duration::from_secs(240),
@@ -694,7 +708,12 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
             // Whatever is still on its way to Jaeger arrives within a few export intervals.
             tokio::time::sleep(Duration::from_secs(10)).await;
             let orders = stored_orders(lab, from, until).await;
-            let spans = lab.traces.spans(Duration::from_secs(900)).await.unwrap();
+            let spans = lab
+                .traces
+                .query()
+                .spans(Duration::from_secs(900))
+                .await
+                .unwrap();
             let traces = by_trace(&spans);
             let (mut whole, mut fragments) = (0, 0);
             for order in &orders {

@@ -68,9 +68,11 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
             "http": {"endpoint": format!("0.0.0.0:{OTLP_HTTP_PORT}")},
         }}},
         "processors": processors,
-        "exporters": {"otlp_grpc/jaeger": {
-            "endpoint": format!("{}:{JAEGER_OTLP_PORT}", lab.child(JAEGER_OTLP)),
-            "tls": {"insecure": true},
+        // OTLP/HTTP, not gRPC: each batch is a new request, so a Collector that starts before
+        // Jaeger exports as soon as Jaeger answers, where a gRPC channel backs off for minutes.
+        "exporters": {"otlp_http/jaeger": {
+            "endpoint": format!("http://{}:{JAEGER_OTLP_PORT}", lab.child(JAEGER_OTLP)),
+            "retry_on_failure": {"max_interval": "5s"},
         }},
         "service": {
             // Nothing in the lab scrapes the collector's own metrics; off, they hold no port.
@@ -79,7 +81,7 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
             "pipelines": {"traces": {
                 "receivers": ["otlp"],
                 "processors": pipeline,
-                "exporters": ["otlp_grpc/jaeger"],
+                "exporters": ["otlp_http/jaeger"],
             }},
         },
     });

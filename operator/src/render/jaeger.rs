@@ -18,7 +18,8 @@ pub const JAEGER: Component = Component {
     app: "jaeger",
 };
 pub const UI_PORT: i32 = 16686;
-pub const OTLP_PORT: i32 = 4317;
+/// OTLP/HTTP, which the Collector exports to.
+pub const OTLP_PORT: i32 = 4318;
 /// Jaeger's gRPC query API (the UI's HTTP API is on [`UI_PORT`]).
 const QUERY_GRPC_PORT: i32 = 16685;
 const HEALTH_PORT: i32 = 13133;
@@ -55,7 +56,7 @@ pub fn config(spec: &JaegerSpec) -> String {
                 "grpc": {"endpoint": format!("0.0.0.0:{QUERY_GRPC_PORT}")},
             },
         },
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": format!("0.0.0.0:{OTLP_PORT}")}}}},
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": format!("0.0.0.0:{OTLP_PORT}")}}}},
         "processors": {"batch": {}},
         "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
     });
@@ -76,7 +77,7 @@ pub fn services(lab: &LabRef, ui_node_port: Option<i32>) -> Vec<Service> {
     ui.node_port = ui_node_port;
     vec![
         service(lab, JAEGER.suffix, JAEGER, vec![ui]),
-        service(lab, OTLP_SUFFIX, JAEGER, vec![port("otlp-grpc", OTLP_PORT)]),
+        service(lab, OTLP_SUFFIX, JAEGER, vec![port("otlp-http", OTLP_PORT)]),
     ]
 }
 
@@ -96,7 +97,7 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
     c.ports = Some(vec![
         container_port("ui", UI_PORT),
         container_port("query-grpc", QUERY_GRPC_PORT),
-        container_port("otlp-grpc", OTLP_PORT),
+        container_port("otlp-http", OTLP_PORT),
         container_port("health", HEALTH_PORT),
     ]);
     c.volume_mounts = Some(vec![config_m, tmp_m]);

@@ -551,7 +551,7 @@ mod tests {
         let r = LabRef::new(&lab).unwrap();
         let off = collector::config(&r, &Default::default());
         assert!(!off.contains("tail_sampling"));
-        assert!(off.contains("demo-jaeger-otlp:4317"));
+        assert!(off.contains("http://demo-jaeger-otlp:4318"));
         let tail = crate::crd::TailSampling {
             enabled: true,
             latency_threshold_ms: 250,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from the Go module proxy, at the versions pinned in go.mod beside
-# this script, into "$assets". Go's module and build caches live under "$cache/go", so a rebuild
-# after a change of version reuses what it can and a run with both binaries present takes < 1 s.
+# Builds etcd and the Kubernetes control plane and node binaries (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy) from the Go module proxy, at the
+# versions pinned in go.mod beside this script, into "$assets". Go's module and build caches live under "$cache/go", so a rebuild
+# after a change of version reuses what it can and a run with every binary present takes < 1 s.
 # Usage: cache=DIR assets=DIR bash tests/env/kube/build.sh
 # Silent when the binaries are already there at the right versions; one line on stderr after a
 # build; the tail of the build log on failure.
@@ -18,15 +19,17 @@ kube_major=${BASH_REMATCH[1]} kube_minor=${BASH_REMATCH[2]}
 
 # A binary counts as built only if it reports the pinned version: this also replaces binaries
 # that an older setup left at the same paths (a Debian etcd symlink, a v1.20 kube-apiserver).
+kube_commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 have() {
   case $1 in
-    kube-apiserver) [ -x "$assets/kube-apiserver" ] &&
-      [ "$("$assets/kube-apiserver" --version 2>/dev/null)" = "Kubernetes $kube_version" ] ;;
     etcd) [ -x "$assets/etcd" ] &&
       [[ $("$assets/etcd" --version 2>/dev/null) == *"etcd Version: ${etcd_version#v}"* ]] ;;
+    *) [ -x "$assets/$1" ] && [ "$("$assets/$1" --version 2>/dev/null)" = "Kubernetes $kube_version" ] ;;
   esac
 }
-if have kube-apiserver && have etcd; then exit 0; fi
+missing=()
+for command in "${kube_commands[@]}"; do have "$command" || missing+=("$command"); done
+if [ ${#missing[@]} = 0 ] && have etcd; then exit 0; fi
 
 mkdir -p "$assets" "$cache/go/mod" "$cache/go/build"
 export GOTOOLCHAIN=local              # the machine's Go; go.mod needs >= 1.25
@@ -38,7 +41,7 @@ export GOFLAGS="-mod=readonly -modcacherw -buildvcs=false"
 
 log=$(mktemp)
 tmp=()
-trap 'rm -f "$log" "${tmp[@]}"' EXIT
+trap 'rm -rf "$log" "${tmp[@]}"' EXIT
 run() {
   if ! "$@" >>"$log" 2>&1; then
     tail -n 60 "$log" >&2
@@ -49,7 +52,7 @@ run() {
 start=$SECONDS
 cd "$here"
 
-if ! have kube-apiserver; then
+if [ ${#missing[@]} -gt 0 ]; then
   # The release date of the module, so /version's buildDate is the same on every machine.
   run go mod download k8s.io/kubernetes
   build_date=$(go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
@@ -59,11 +62,12 @@ if ! have kube-apiserver; then
           "-X $pkg.gitTreeState=clean" "-X $pkg.buildDate=$build_date"
           "-X $pkg.gitCommit=") # the proxy has no commit id: empty, not the "$Format:%H$" placeholder
   done
-  out="$assets/.kube-apiserver.tmp.$$"; tmp+=("$out")
-  # Tags as in upstream's release builds (hack/lib/golang.sh).
-  run go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w ${ver[*]}" -o "$out" \
-    k8s.io/kubernetes/cmd/kube-apiserver
-  mv -f "$out" "$assets/kube-apiserver"
+  out=$(mktemp -d "$assets/.kube.tmp.XXXXXX"); tmp+=("$out")
+  # One build for all of them, so their shared packages compile once. Tags as in upstream's
+  # release builds (hack/lib/golang.sh).
+  run go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w ${ver[*]}" -o "$out/" \
+    "${missing[@]/#/k8s.io/kubernetes/cmd/}"
+  for command in "${missing[@]}"; do mv -f "$out/$command" "$assets/$command"; done
 fi
 
 if ! have etcd; then
@@ -74,5 +78,7 @@ if ! have etcd; then
   mv -f "$out" "$assets/etcd"
 fi
 
-have kube-apiserver && have etcd || { echo "kube: built binaries do not report $kube_version / $etcd_version" >&2; exit 1; }
-echo "kube: built kube-apiserver $kube_version and etcd $etcd_version in $((SECONDS - start))s" >&2
+for command in etcd "${kube_commands[@]}"; do
+  have "$command" || { echo "kube: built $command does not report $kube_version / $etcd_version" >&2; exit 1; }
+done
+echo "kube: built ${missing[*]} $kube_version and etcd $etcd_version in $((SECONDS - start))s" >&2

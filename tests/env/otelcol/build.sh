@@ -3,12 +3,14 @@
 # Usage: cache=DIR assets=DIR bash tests/env/otelcol/build.sh
 # Modules come from the machine's Go module proxy into $cache/go/mod, compiled packages go to
 # $cache/go/build, so a rebuild after `rm $assets/otelcol` takes about a minute, and a run with
-# the binary present does nothing.
+# the binary built from the same manifest and go.sum does nothing.
 set -euo pipefail
 : "${cache:?set cache to the cache folder}" "${assets:?set assets to the binaries folder}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 builder_version=v0.161.0 # same release as every module in builder-config.yaml
-[ -x "$assets/otelcol" ] && exit 0
+# The binary is rebuilt when the manifest or the lock changes (a component added, say).
+stamp=$(cat "$here/builder-config.yaml" "$here/go.sum" | sha256sum | cut -d' ' -f1)
+[ -x "$assets/otelcol" ] && [ "$(cat "$assets/.otelcol.inputs" 2>/dev/null)" = "$stamp" ] && exit 0
 
 export GOTOOLCHAIN=local GOWORK=off GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build"
 mkdir -p "$assets" "$cache"
@@ -33,3 +35,4 @@ if ! (cd "$work" && TMPDIR="$work/tmp" CGO_ENABLED=0 \
 fi
 mv "$work/build/otelcol" "$assets/.otelcol.tmp.$$"
 mv "$assets/.otelcol.tmp.$$" "$assets/otelcol"
+echo "$stamp" >"$assets/.otelcol.inputs"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds every image a lab runs, with Docker, for the real-node tests: a private engine
+# (docker/engine.sh) makes the base images the Dockerfile names (images/base.sh), then runs
+# `make images` as a student does, builds the upstream images the lab pins (images/upstream.sh),
+# and saves them all into one docker-archive the tests import into the node's containerd.
+# The engine's data-root and the archive live in the cache, so an unchanged tree rebuilds nothing.
+# Usage: eval "$(bash tests/env/images.sh)"   (after tests/env/setup.sh; prints TRACING_LAB_IMAGES)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export cache="${TRACING_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tracing-lab}"
+export assets="$cache/assets"
+log() { echo "images: $*" >&2; }
+
+eval "$(bash "$here/docker/engine.sh" start)"
+trap 'bash "$here/docker/engine.sh" stop' EXIT
+# The engine has no bridge network (it leaves the host's iptables alone): builds use the host's.
+export DOCKER_BUILD_FLAGS="--network host"
+
+bash "$here/images/base.sh"
+start=$SECONDS
+out=$(mktemp)
+if ! "${MAKE:-make}" -C "$root" --no-print-directory images DOCKER_BUILD_FLAGS="$DOCKER_BUILD_FLAGS" >"$out" 2>&1; then
+  tail -n 60 "$out" >&2; rm -f "$out"; log "FAILED: make images"; exit 1
+fi
+rm -f "$out"
+log "make images: $((SECONDS - start)) s"
+bash "$here/images/upstream.sh"
+
+# What a lab runs: the operator names its upstream images; the two project images beside them.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
+images=("tracing-lab-operator:$version" "tracing-lab-service:$version")
+while read -r image; do images+=("$image"); done < <(
+  docker run --rm -i "tracing-lab-operator:$version" images -f - <"$root/examples/baseline.yaml" |
+    grep -v '^tracing-lab-service:')
+ids=$(for image in "${images[@]}"; do echo "$image $(docker image inspect -f '{{.Id}}' "$image")"; done)
+archive="$cache/images/lab.tar"
+mkdir -p "$cache/images"
+if [ ! -f "$archive" ] || [ "$(cat "$archive.ids" 2>/dev/null)" != "$ids" ]; then
+  docker save -o "$archive.tmp" "${images[@]}"
+  mv -f "$archive.tmp" "$archive"
+  echo "$ids" >"$archive.ids"
+  log "saved ${images[*]} into $archive"
+fi
+echo "export TRACING_LAB_IMAGES='$archive'"

@@ -1,0 +1,533 @@
+//! The workshop on a real node, where a node matters (images, users, limits, probes, DNS): the
+//! images `make images` built, the operator installed by `make install` as a pod under the chart's
+//! ServiceAccount, labs applied server-side, and each outcome read as a student reads it:
+//! `kubectl get tlab`, `kubectl scale`, `kubectl delete pod`, and the api's and Jaeger's NodePorts.
+//! Each test starts its own node (see `tracing_lab_tests::node`), one at a time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tracing_lab_tests::jaeger::JaegerQuery;
+use tracing_lab_tests::node_lab::{NodeLab, example};
+use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
+
+/// From `make apply`'s start: images already on the node, Kafka's first start on a busy machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// An example as written, as JSON.
+fn written(name: &str) -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(example(name)).unwrap()).unwrap()
+}
+
+fn str_attr<'a>(span: &'a ReceivedSpan, key: &str) -> Option<&'a str> {
+    span.attr(key).and_then(|v| v.as_str())
+}
+
+/// The trace of order `order_id` in Jaeger once it holds `spans` spans.
+async fn order_trace(
+    jaeger: &JaegerQuery,
+    order_id: &str,
+    spans: usize,
+    timeout: Duration,
+) -> Vec<ReceivedSpan> {
+    let of_order = |trace: &&Vec<ReceivedSpan>| {
+        trace
+            .iter()
+            .any(|s| str_attr(s, "order.id") == Some(order_id))
+    };
+    let all = jaeger
+        .wait_for(
+            |all| {
+                by_trace(all)
+                    .values()
+                    .any(|t| t.len() >= spans && of_order(&t))
+            },
+            timeout,
+        )
+        .await
+        .unwrap();
+    by_trace(&all).values().find(of_order).unwrap().clone()
+}
+
+/// The front door, as `make lab` runs it past `kind create cluster` and `kind load`: `make
+/// install` (Helm, the operator image as a pod), `make apply` of the baseline (server-side, then
+/// `scripts/wait-for-lab.sh` to Ready), a POST to the api's NodePort, and that order's trace from
+/// Jaeger's NodePort with every span, each naming the real pod that made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods() {
+    let mut lab = NodeLab::install("workshop").await.unwrap();
+    let started = Instant::now();
+    let progress = lab.make_apply(&example("baseline")).unwrap();
+    eprintln!(
+        "make apply: Ready in {:.0} s\n{progress}",
+        started.elapsed().as_secs_f64()
+    );
+    let ready = Instant::now();
+    let lines: Vec<&str> = progress
+        .lines()
+        .filter(|l| l.contains(": ") && l.contains('/'))
+        .collect();
+    assert!(lines.len() >= 2, "progress shown while waiting: {progress}");
+    let done = lines.last().unwrap();
+    for component in [
+        "api",
+        "processing",
+        "notification",
+        "analytics",
+        "kafka",
+        "redis",
+        "jaeger",
+        "collector",
+    ] {
+        assert!(
+            done.contains(&format!(" {component} 1/1")),
+            "{component} in {done}"
+        );
+    }
+    assert!(done.contains("| Ready=True"), "{done}");
+    let row = lab.row().unwrap();
+    assert_eq!(row["READY"], "True", "{row:?}");
+    assert_eq!(row["SERVICES"], "4/4", "{row:?}");
+
+    let order = lab.post_order("product-1", 1).await.unwrap();
+    let jaeger = lab.jaeger().unwrap();
+    let trace = order_trace(&jaeger, &order, 13, Duration::from_secs(30)).await;
+    eprintln!(
+        "order {order}: 13 spans in Jaeger {:.1} s after the lab was Ready",
+        ready.elapsed().as_secs_f64()
+    );
+    let by_id: BTreeMap<&str, &ReceivedSpan> =
+        trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let mut tree: Vec<(&str, &str, &str)> = trace
+        .iter()
+        .map(|s| {
+            let parent = s
+                .parent_span_id
+                .as_deref()
+                .and_then(|p| by_id.get(p))
+                .map_or("", |p| p.name.as_str());
+            (s.service_name.as_str(), s.name.as_str(), parent)
+        })
+        .collect();
+    tree.sort();
+    assert_eq!(
+        tree,
+        [
+            ("analytics", "analyze_order", "send notified-orders"),
+            ("analytics", "data_analysis", "analyze_order"),
+            ("api", "audit_logging", "create_order"),
+            ("api", "create_order", ""),
+            ("api", "input_validation", "create_order"),
+            ("api", "send orders", "create_order"),
+            ("notification", "message_formatting", "notify_order"),
+            ("notification", "notify_order", "send processed-orders"),
+            ("notification", "send notified-orders", "notify_order"),
+            ("processing", "business_logic", "process_order"),
+            ("processing", "data_transformation", "process_order"),
+            ("processing", "process_order", "send orders"),
+            ("processing", "send processed-orders", "process_order"),
+        ],
+        "the order's trace as Jaeger holds it"
+    );
+    let pods = lab
+        .kubectl(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"])
+        .unwrap();
+    let pods: Vec<&str> = pods.split_whitespace().collect();
+    for span in &trace {
+        let resource = |key: &str| span.resource.get(key).and_then(|v| v.as_str());
+        assert_eq!(
+            resource("k8s.namespace.name"),
+            Some("workshop"),
+            "{}",
+            span.name
+        );
+        let pod = resource("k8s.pod.name").unwrap_or_default();
+        assert!(
+            pod.starts_with(&format!("lab-{}-", span.service_name)) && pods.contains(&pod),
+            "{}: k8s.pod.name {pod:?} is not one of the pods {pods:?}",
+            span.name
+        );
+    }
+    assert!(
+        ready.elapsed() < Duration::from_secs(30),
+        "the first trace reached Jaeger {:.0} s after Ready",
+        ready.elapsed().as_secs_f64()
+    );
+
+    // The workshop's pace, one order a second, finds every consumer idle: a message waits a small
+    // fraction of its work (the benchmarks print the figure itself, about a millisecond).
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        orders.push(lab.post_order(&format!("product-{i}"), 1).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    order_trace(&jaeger, orders.last().unwrap(), 13, Duration::from_secs(30)).await;
+    let spans = jaeger.spans(Duration::from_secs(600)).await.unwrap();
+    for hop in ["process_order", "notify_order", "analyze_order"] {
+        let of_orders: Vec<&ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.name == hop)
+            .filter(|s| str_attr(s, "order.id").is_some_and(|id| orders.iter().any(|o| o == id)))
+            .collect();
+        assert_eq!(
+            of_orders.len(),
+            orders.len(),
+            "{hop} spans of the 20 orders"
+        );
+        let wait = median(
+            of_orders
+                .iter()
+                .filter_map(|s| s.attr("messaging.queue_wait_ms").and_then(|v| v.as_f64()))
+                .collect(),
+        );
+        let work = median(
+            of_orders
+                .iter()
+                .map(|s| s.duration().as_secs_f64() * 1000.0)
+                .collect(),
+        );
+        eprintln!("{hop}: median messaging.queue_wait_ms {wait}, median span {work:.1} ms");
+        assert!(
+            wait <= work / 2.0,
+            "{hop}: median queue wait {wait} ms against {work:.1} ms of work at one order a second"
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    assert!(!values.is_empty(), "no values");
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `messaging.queue_wait_ms` of the `name` spans started in `[from, to)` (Unix ms).
+fn queue_waits(spans: &[ReceivedSpan], name: &str, from: u64, to: u64) -> Vec<f64> {
+    spans
+        .iter()
+        .filter(|s| s.name == name && (from..to).contains(&(s.start_unix_nanos / 1_000_000)))
+        .filter_map(|s| s.attr("messaging.queue_wait_ms").and_then(|v| v.as_f64()))
+        .collect()
+}
+
+/// `kubectl get tlab`'s LAG, 0 while the operator has not measured it yet.
+fn lag(lab: &NodeLab) -> i64 {
+    lab.row().unwrap()["LAG"].parse().unwrap_or(0)
+}
+
+/// Exercise 3 on the node: behind one single-threaded processing pod the lag grows, the lab names
+/// processing and says to scale; `kubectl scale deploy/lab-processing --replicas=3` starts two
+/// more pods, the lag drains and the queue wait on `process_order` falls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
+    let mut lab = NodeLab::install("blocking").await.unwrap();
+    lab.apply(&written("head-of-line-blocking")).unwrap();
+    let took = lab.wait_ready(READY_TIMEOUT).await.unwrap();
+    eprintln!("lab Ready {:.0} s after the apply", took.as_secs_f64());
+
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let row = lab.row().unwrap();
+        eprintln!(
+            "  {:>4.0} s  LAG {:>3}  WORST {}",
+            started.elapsed().as_secs_f64(),
+            row["LAG"],
+            row["WORST"]
+        );
+        samples.push((
+            row["LAG"].parse::<f64>().unwrap_or(0.0),
+            row["WORST"].clone(),
+        ));
+    }
+    // Orders arrive one by one and each is a step: each 15 s window's mean rises.
+    let by_window: Vec<f64> = samples
+        .chunks(3)
+        .map(|w| w.iter().map(|(lag, _)| lag).sum::<f64>() / w.len() as f64)
+        .collect();
+    assert!(
+        by_window.windows(2).all(|w| w[1] > w[0]),
+        "LAG by 15 s window {by_window:?}"
+    );
+    assert_eq!(samples.last().unwrap().1, "processing", "{samples:?}");
+    let blocked_to = unix_ms();
+
+    lab.kubectl(&["scale", "deploy/lab-processing", "--replicas=3"])
+        .unwrap();
+    let scaled = Instant::now();
+    // Two more pods start, join the group and share the partitions. Under a steady load each pod
+    // has an order in hand, which is not committed: drained means at most one order per pod.
+    let mut after = Vec::new();
+    let drained = loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        after.push(lag(&lab));
+        if after.len() >= 3 && after[after.len() - 3..].iter().all(|&l| l <= 3) {
+            break scaled.elapsed();
+        }
+        assert!(
+            scaled.elapsed() < Duration::from_secs(120),
+            "LAG did not drain within 120 s of kubectl scale: {after:?}"
+        );
+    };
+    eprintln!(
+        "LAG after the scale, every 2 s: {after:?}; drained {:.0} s after it",
+        drained.as_secs_f64()
+    );
+    let ready = lab
+        .kubectl(&[
+            "get",
+            "deploy/lab-processing",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])
+        .unwrap();
+    assert_eq!(ready, "3");
+
+    // Orders that arrive once the backlog is gone wait far less than those behind it.
+    let drained_from = unix_ms() + 10_000;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let spans = lab
+        .jaeger()
+        .unwrap()
+        .find("processing", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let before = median(queue_waits(
+        &spans,
+        "process_order",
+        blocked_to - 15_000,
+        blocked_to,
+    ));
+    let now = median(queue_waits(
+        &spans,
+        "process_order",
+        drained_from,
+        unix_ms(),
+    ));
+    eprintln!("process_order median messaging.queue_wait_ms: {before} blocked, {now} scaled");
+    assert!(
+        now * 2.0 < before,
+        "queue wait {before} ms blocked, {now} ms scaled"
+    );
+}
+
+/// Exercise 5's warning, enforced by the kernel: two severe calls at once (256 MiB each) in a
+/// processing pod limited to 512 MiB. The kernel kills it, the kubelet restarts it, and
+/// `kubectl get tlab` names processing and OOMKilled in its MESSAGE column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn severe_work_over_its_memory_limit_is_oom_killed_and_named_in_kubectl_get_tlab() {
+    let mut lab = NodeLab::install("severe").await.unwrap();
+    let mut manifest = written("severe-workloads");
+    let processing = &mut manifest["spec"]["services"]["processing"];
+    processing["concurrency"] = json!(2);
+    processing["resources"] = json!({
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "512Mi"},
+    });
+    // Orders come from the test, two at a time, so both slots hold severe work together.
+    manifest["spec"]["loadGenerator"]["enabled"] = json!(false);
+    lab.apply(&manifest).unwrap();
+    lab.wait_ready(READY_TIMEOUT).await.unwrap();
+    let limit = lab
+        .kubectl(&[
+            "get",
+            "deploy/lab-processing",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
+        ])
+        .unwrap();
+    assert_eq!(limit, "512Mi");
+
+    for i in 0..6 {
+        lab.post_order(&format!("heavy-{i}"), 1).await.unwrap();
+    }
+    let (row, took) = lab
+        .wait_row("OOMKilled", Duration::from_secs(180), |row| {
+            row["MESSAGE"].contains("OOMKilled")
+        })
+        .await
+        .unwrap();
+    eprintln!(
+        "{:.0} s after the orders, kubectl get tlab: READY {} MESSAGE {}",
+        took.as_secs_f64(),
+        row["READY"],
+        row["MESSAGE"]
+    );
+    assert!(row["MESSAGE"].contains("processing"), "{row:?}");
+    let terminated = lab
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/component=processing",
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].lastState.terminated.reason} {.items[0].status.containerStatuses[0].lastState.terminated.exitCode}",
+        ])
+        .unwrap();
+    assert_eq!(
+        terminated, "OOMKilled 137",
+        "the kubelet's record of the kill"
+    );
+}
+
+/// An image that cannot be had is named in `kubectl get tlab` (ErrImagePull / ImagePullBackOff
+/// for a tag no registry serves, InvalidImageName for a reference the kubelet cannot parse), and
+/// a reference with a space is refused at apply time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_image_reference_is_named_in_the_status_and_a_space_is_refused_at_apply() {
+    let mut lab = NodeLab::install("images").await.unwrap();
+    let mut manifest = written("baseline");
+    manifest["spec"]["redis"] = json!({"image": "redis:0.0.0-no-such-tag"});
+    manifest["spec"]["jaeger"] = json!({"image": "Jaeger:UPPER-CASE"});
+    lab.apply(&manifest).unwrap();
+    let (row, _) = lab
+        .wait_row("naming both images", Duration::from_secs(180), |row| {
+            let m = &row["MESSAGE"];
+            m.contains("redis:0.0.0-no-such-tag") && m.contains("InvalidImageName")
+        })
+        .await
+        .unwrap();
+    eprintln!(
+        "kubectl get tlab: READY {} MESSAGE {}",
+        row["READY"], row["MESSAGE"]
+    );
+    assert_eq!(row["READY"], "False");
+    assert!(
+        row["MESSAGE"].contains("ErrImagePull") || row["MESSAGE"].contains("ImagePullBackOff"),
+        "{row:?}"
+    );
+
+    manifest["spec"]["redis"] = json!({"image": "redis: 8"});
+    let refused = lab.apply(&manifest).unwrap_err().to_string();
+    eprintln!("{refused}");
+    assert!(refused.contains("spec.redis.image"), "{refused}");
+}
+
+/// `kubectl exec` of redis-cli in the lab's Redis: one reply line per command.
+fn redis_cli(lab: &NodeLab, commands: &[String]) -> Vec<String> {
+    let mut args = vec!["exec", "deploy/lab-redis", "--", "sh", "-c"];
+    let script = commands
+        .iter()
+        .map(|c| format!("redis-cli {c}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    args.push(&script);
+    lab.kubectl(&args)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Kafka on a PersistentVolumeClaim (bound to a PersistentVolume the test makes, a host folder
+/// owned by Kafka's user): `kubectl delete pod lab-kafka-0` mid-stream, the StatefulSet brings the
+/// broker back on the same volume, and every order the api accepted is analysed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_on_a_volume_survives_kubectl_delete_pod_and_every_accepted_order_is_analysed() {
+    let mut lab = NodeLab::install("storage").await.unwrap();
+    let volume = tempfile::Builder::new()
+        .prefix("kafka-pv-")
+        .tempdir()
+        .unwrap();
+    std::os::unix::fs::chown(volume.path(), Some(1000), Some(1000)).unwrap();
+    let pv = json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "kafka-data"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": volume.path(), "type": "Directory"},
+        },
+    });
+    let file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    std::fs::write(file.path(), pv.to_string()).unwrap();
+    lab.kubectl(&["apply", "-f", file.path().to_str().unwrap()])
+        .unwrap();
+    let mut manifest = written("baseline");
+    manifest["spec"]["kafka"] =
+        json!({"storage": {"type": "persistentVolumeClaim", "size": "1Gi"}});
+    lab.apply(&manifest).unwrap();
+    lab.wait_ready(READY_TIMEOUT).await.unwrap();
+
+    let uid = |lab: &NodeLab| {
+        lab.kubectl(&[
+            "get",
+            "pod",
+            "lab-kafka-0",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .unwrap_or_default()
+    };
+    let first = uid(&lab);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let mut deleted = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(90) {
+        match lab
+            .post_order(&format!("durable-{}", accepted.len()), 1)
+            .await
+        {
+            Ok(id) => accepted.push(id),
+            Err(_) => refused += 1,
+        }
+        if deleted.is_none() && accepted.len() == 10 {
+            lab.kubectl(&["delete", "pod", "lab-kafka-0", "--wait=false"])
+                .unwrap();
+            deleted = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{} orders accepted, {refused} refused while Kafka was away (deleted at order 10)",
+        accepted.len()
+    );
+    let bound = lab
+        .kubectl(&["get", "pvc", "-o", "jsonpath={.items[0].spec.volumeName}"])
+        .unwrap();
+    assert_eq!(bound, "kafka-data");
+    let second = uid(&lab);
+    assert!(
+        !second.is_empty() && second != first,
+        "a new lab-kafka-0: {first} then {second}"
+    );
+    assert!(
+        accepted.len() > 20,
+        "the api accepted orders again after the broker came back"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let commands: Vec<String> = accepted
+        .iter()
+        .map(|id| format!("HGET order:{id} analyzed"))
+        .collect();
+    loop {
+        let replies = redis_cli(&lab, &commands);
+        let missing: Vec<&String> = accepted
+            .iter()
+            .zip(&replies)
+            .filter(|(_, r)| r.trim() != "1")
+            .map(|(id, _)| id)
+            .collect();
+        if missing.is_empty() && replies.len() == accepted.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted orders not analysed: {missing:?}",
+            missing.len(),
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
