@@ -89,9 +89,10 @@ load: cluster images ## load the lab's images into the kind node
 	done
 
 install: ## install the CRD and the operator with Helm into the current kubectl context
-	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current.
+	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current, and
+	@# Helm skips it (helm 4 applies CRDs server-side and would conflict with this apply).
 	kubectl apply --server-side --force-conflicts -f crds/tracinglab.yaml
-	helm upgrade --install $(RELEASE) $(CHART) --namespace $(OPERATOR_NAMESPACE) --create-namespace \
+	helm upgrade --install $(RELEASE) $(CHART) --namespace $(OPERATOR_NAMESPACE) --create-namespace --skip-crds \
 	  --set image.repository=$(firstword $(subst :, ,$(OPERATOR_IMAGE))) \
 	  --set image.tag=$(lastword $(subst :, ,$(OPERATOR_IMAGE))) --wait --timeout 5m
 

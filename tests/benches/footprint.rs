@@ -34,13 +34,8 @@ fn peak(values: &[f64]) -> f64 {
 }
 
 /// The kubelet's summary of the lab's pods: pod name → (millicores, MiB).
-fn sample(lab: &NodeLab, node: &str) -> Result<BTreeMap<String, (f64, f64)>> {
-    let raw = lab.kubectl(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
-    ])?;
-    let summary: Value = serde_json::from_str(&raw)?;
+async fn sample(lab: &NodeLab) -> Result<BTreeMap<String, (f64, f64)>> {
+    let summary = lab.node.stats_summary().await?;
     let mut pods = BTreeMap::new();
     for pod in summary["pods"]
         .as_array()
@@ -84,18 +79,12 @@ fn resources(lab: &NodeLab) -> Result<BTreeMap<String, (String, String)>> {
     Ok(out)
 }
 
-async fn measure(
-    lab: &NodeLab,
-    node: &str,
-    phase: &str,
-    length: Duration,
-    curve: bool,
-) -> Result<()> {
+async fn measure(lab: &NodeLab, phase: &str, length: Duration, curve: bool) -> Result<()> {
     let mut series: BTreeMap<String, Series> = BTreeMap::new();
     let started = Instant::now();
     while started.elapsed() < length {
         tokio::time::sleep(SAMPLE_EVERY).await;
-        for (pod, (cpu, memory)) in sample(lab, node)? {
+        for (pod, (cpu, memory)) in sample(lab).await? {
             let s = series.entry(pod).or_default();
             s.cpu.push(cpu);
             s.memory.push(memory);
@@ -149,19 +138,17 @@ async fn main() -> Result<()> {
     let mut lab = NodeLab::install("footprint").await?;
     let mut manifest: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(example("baseline"))?)?;
-    lab.apply(&manifest)?;
+    lab.apply(&manifest).await?;
     lab.wait_ready(Duration::from_secs(300)).await?;
-    let node = lab.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])?;
-    measure(&lab, &node, "baseline, idle", IDLE, false).await?;
+    measure(&lab, "baseline, idle", IDLE, false).await?;
 
     manifest["spec"]["loadGenerator"] = json!({"enabled": true});
-    lab.apply(&manifest)?;
+    lab.apply(&manifest).await?;
     let rate = lab.lab()?["spec"]["loadGenerator"]["ordersPerSecond"].clone();
     lab.wait_ready(Duration::from_secs(120)).await?;
     let soak = minutes >= 30;
     measure(
         &lab,
-        &node,
         &format!("baseline under its load generator ({rate} orders/s)"),
         Duration::from_secs(minutes * 60),
         soak,
@@ -177,7 +164,7 @@ async fn main() -> Result<()> {
 
     // Every order the api stored, analysed once the load stops and the lag drains.
     manifest["spec"]["loadGenerator"] = json!({"enabled": false});
-    lab.apply(&manifest)?;
+    lab.apply(&manifest).await?;
     lab.wait_row("drained", Duration::from_secs(300), |row| row["LAG"] == "0")
         .await?;
     let counts = lab.kubectl(&[

@@ -95,12 +95,12 @@ impl NodeLab {
     }
 
     /// `kubectl apply --server-side` of a TracingLab (as JSON) into the namespace, created if new.
-    pub fn apply(&mut self, manifest: &Value) -> Result<()> {
+    pub async fn apply(&mut self, manifest: &Value) -> Result<()> {
         if self
             .kubectl(&["get", "namespace", &self.namespace])
             .is_err()
         {
-            self.kubectl(&["create", "namespace", &self.namespace])?;
+            self.node.create_namespace(&self.namespace).await?;
         }
         let file = tempfile::Builder::new().suffix(".json").tempfile()?;
         std::fs::write(file.path(), serde_json::to_vec(manifest)?)?;

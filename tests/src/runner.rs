@@ -123,11 +123,6 @@ impl AppliedLab {
             loopback,
         })
     }
-
-    /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
-    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        kubectl(&self.cluster, &self.namespace, args)
-    }
 }
 
 impl LabRunner {

@@ -155,8 +155,10 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         ready.elapsed().as_secs_f64()
     );
 
-    // The workshop's pace, one order a second, finds every consumer idle: a message waits a small
-    // fraction of its work (the benchmarks print the figure itself, about a millisecond).
+    // The workshop's pace, one order a second, finds every consumer idle: no message waits behind
+    // another, so its queue wait is the broker's hop alone, a few milliseconds, far below the
+    // second between orders (a bound with room for a busy two-core machine; the benchmarks print
+    // the figure itself).
     let mut orders = Vec::new();
     for i in 0..20 {
         orders.push(lab.post_order(&format!("product-{i}"), 1).await.unwrap());
@@ -189,8 +191,8 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         );
         eprintln!("{hop}: median messaging.queue_wait_ms {wait}, median span {work:.1} ms");
         assert!(
-            wait <= work / 2.0,
-            "{hop}: median queue wait {wait} ms against {work:.1} ms of work at one order a second"
+            wait <= 50.0,
+            "{hop}: median queue wait {wait} ms at one order a second ({work:.1} ms of work)"
         );
     }
 }
@@ -228,7 +230,7 @@ fn lag(lab: &NodeLab) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
     let mut lab = NodeLab::install("blocking").await.unwrap();
-    lab.apply(&written("head-of-line-blocking")).unwrap();
+    lab.apply(&written("head-of-line-blocking")).await.unwrap();
     let took = lab.wait_ready(READY_TIMEOUT).await.unwrap();
     eprintln!("lab Ready {:.0} s after the apply", took.as_secs_f64());
 
@@ -258,6 +260,17 @@ async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
         "LAG by 15 s window {by_window:?}"
     );
     assert_eq!(samples.last().unwrap().1, "processing", "{samples:?}");
+    let groups = lab.lab().unwrap()["status"]["kafka"]["groups"].clone();
+    let advice = groups
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["group"] == "processing")
+        .and_then(|g| g["advice"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!("advice: {advice}");
+    assert!(advice.contains("scal"), "{groups}");
     let blocked_to = unix_ms();
 
     lab.kubectl(&["scale", "deploy/lab-processing", "--replicas=3"])
@@ -334,7 +347,7 @@ async fn severe_work_over_its_memory_limit_is_oom_killed_and_named_in_kubectl_ge
     });
     // Orders come from the test, two at a time, so both slots hold severe work together.
     manifest["spec"]["loadGenerator"]["enabled"] = json!(false);
-    lab.apply(&manifest).unwrap();
+    lab.apply(&manifest).await.unwrap();
     lab.wait_ready(READY_TIMEOUT).await.unwrap();
     let limit = lab
         .kubectl(&[
@@ -387,7 +400,7 @@ async fn a_bad_image_reference_is_named_in_the_status_and_a_space_is_refused_at_
     let mut manifest = written("baseline");
     manifest["spec"]["redis"] = json!({"image": "redis:0.0.0-no-such-tag"});
     manifest["spec"]["jaeger"] = json!({"image": "Jaeger:UPPER-CASE"});
-    lab.apply(&manifest).unwrap();
+    lab.apply(&manifest).await.unwrap();
     let (row, _) = lab
         .wait_row("naming both images", Duration::from_secs(180), |row| {
             let m = &row["MESSAGE"];
@@ -406,7 +419,7 @@ async fn a_bad_image_reference_is_named_in_the_status_and_a_space_is_refused_at_
     );
 
     manifest["spec"]["redis"] = json!({"image": "redis: 8"});
-    let refused = lab.apply(&manifest).unwrap_err().to_string();
+    let refused = lab.apply(&manifest).await.unwrap_err().to_string();
     eprintln!("{refused}");
     assert!(refused.contains("spec.redis.image"), "{refused}");
 }
@@ -455,7 +468,7 @@ async fn kafka_on_a_volume_survives_kubectl_delete_pod_and_every_accepted_order_
     let mut manifest = written("baseline");
     manifest["spec"]["kafka"] =
         json!({"storage": {"type": "persistentVolumeClaim", "size": "1Gi"}});
-    lab.apply(&manifest).unwrap();
+    lab.apply(&manifest).await.unwrap();
     lab.wait_ready(READY_TIMEOUT).await.unwrap();
 
     let uid = |lab: &NodeLab| {

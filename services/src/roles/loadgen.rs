@@ -39,9 +39,12 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    // A connection per order: the api Service balances connections, so scaled api pods share the
+    // load, and an order never rides a connection opened before the api had endpoints.
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(0)
         .build()?;
     let url = format!("{target}/order");
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / orders_per_second));
