@@ -49,7 +49,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
 
 use crate::apiserver::{ApiServerOptions, Pki, TestCluster};
-use crate::{assets, ports, process::ChildProcess};
+use crate::{assets, ports, process::ChildProcess, procfs};
 
 /// The node's name (`kubectl get nodes`).
 pub const NODE_NAME: &str = "tracing-lab-node";
@@ -320,7 +320,7 @@ impl RealNode {
             dir: self.host.paths.dir.clone(),
             processes: processes
                 .into_iter()
-                .filter_map(|pid| Some((pid, start_time(pid)?)))
+                .filter_map(|pid| Some((pid, procfs::start_time(pid)?)))
                 .collect(),
             sysctls: self.host.sysctls.clone(),
             shim_sockets: shim_sockets(&self.host.paths),
@@ -407,7 +407,7 @@ impl Footprint {
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         for (pid, started) in &self.processes {
-            if start_time(*pid) == Some(*started) {
+            if procfs::start_time(*pid) == Some(*started) {
                 left.push(format!("process {pid} ({}) runs", comm(*pid)));
             }
         }
@@ -1431,12 +1431,6 @@ fn shim_sockets(paths: &Paths) -> Vec<PathBuf> {
 }
 
 /// Field 22 of /proc/PID/stat: when the process started (tells a reused pid apart).
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
-}
-
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim().to_owned())

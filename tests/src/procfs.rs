@@ -1,5 +1,6 @@
-//! What the kernel reports about a process, for benchmarks: CPU time per thread (scheduler
-//! accounting, in nanoseconds) and fields of `/proc/PID/status`.
+//! What the kernel reports about a process: CPU time per thread (scheduler accounting, in
+//! nanoseconds), fields of `/proc/PID/status`, and when it started (a pid with its start time
+//! names one process, even after the pid is reused).
 
 use anyhow::{Context, Result};
 use std::time::Duration;
@@ -49,4 +50,15 @@ pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
                 .ok()
         })
         .with_context(|| format!("{field} in /proc/{pid}/status"))
+}
+
+/// When the live process `pid` started; `None` once it has exited, even while it waits as a
+/// zombie for whoever adopted it (a killed shim's parent is PID 1, which reaps when it likes).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 2..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
