@@ -3,8 +3,8 @@
 #   docker build --target operator -t tracing-lab-operator:0.1.0 .
 #   docker build --target service  -t tracing-lab-service:0.1.0 .
 # Stages: chef (toolchain + C build tools) -> planner (dependency recipe) -> builder (dependencies
-# in their own cached layer, then both binaries) -> operator | service (one binary each on a slim
-# base, non-root).
+# in their own cached layer, then both binaries from the crates they are made of) -> operator |
+# service (one binary each on a slim base, non-root).
 ARG RUST_VERSION=1.95
 ARG CARGO_CHEF_VERSION=0.1.78
 
@@ -25,7 +25,14 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is reused until Cargo.toml/Cargo.lock change.
 RUN cargo chef cook --release --locked -p tracing-lab-operator -p tracing-lab-service --recipe-path recipe.json
-COPY . .
+# The crates the binaries are made of, and the workspace's manifests; the tests crate keeps the
+# placeholder sources cook left, so a change to the tests does not rebuild the images.
+COPY Cargo.toml Cargo.lock ./
+COPY tests/Cargo.toml tests/
+COPY lab-config lab-config
+COPY telemetry telemetry
+COPY operator operator
+COPY services services
 RUN cargo build --release --locked -p tracing-lab-operator -p tracing-lab-service
 
 # The binaries need glibc, libgcc_s and zlib (librdkafka): all in bookworm-slim, zlib not in distroless/cc.

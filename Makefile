@@ -1,8 +1,11 @@
 # One entry point for developers, CI and workshop instructors. `make help` lists the targets.
-SHELL := /bin/bash
-.SHELLFLAGS := -euo pipefail -c
+# Recipes are POSIX sh that stop at the first failure themselves (`&&`, `set -e`): make 3.81 and
+# bash 3.2 (macOS) ignore or lack what they would otherwise rely on (`.SHELLFLAGS`, bash 4).
+SHELL := /bin/sh
 export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/target
-TESTENV = eval "$$(bash tests/env/setup.sh)"
+# The assignment fails when the script does; `eval "$(script)"` alone would not.
+TESTENV = testenv=$$(bash tests/env/setup.sh) && eval "$$testenv"
+IMAGES = images=$$(bash tests/env/images.sh) && eval "$$images"
 
 .PHONY: help packages test lint build lab prerequisites docker cluster images load install apply clean chart-lint release bench
 
@@ -32,33 +35,34 @@ lint: packages ## formatting and clippy
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test: packages lint build chart-lint ## the whole test suite against real servers and a real node (installs them on first run)
-	$(TESTENV) && eval "$$(bash tests/env/images.sh)" && cargo nextest run --workspace --locked --no-fail-fast
+	$(TESTENV) && $(IMAGES) && cargo nextest run --workspace --locked --no-fail-fast
 
 # helm notes, on every run, that it follows the chart's CRD symlink into crds/: expected, so hidden.
 bench: packages ## benchmarks against real servers, printing their figures (release build)
 	cargo build --release --locked --bins
-	$(TESTENV) && eval "$$(bash tests/env/images.sh)" && cargo bench --locked -p tracing-lab-tests
+	$(TESTENV) && $(IMAGES) && cargo bench --locked -p tracing-lab-tests
 
 chart-lint: ## helm lint --strict and helm template of the chart, with defaults and every ci/ values file
-	$(TESTENV) && for values in "" $(CHART)/ci/*-values.yaml; do \
+	$(TESTENV) && err=$$(mktemp) && set -e && for values in "" $(CHART)/ci/*-values.yaml; do \
 	  echo "chart: helm lint --strict, helm template with $${values:-defaults}"; \
-	  helm lint --strict --quiet $(CHART) $${values:+-f "$$values"} 2> >(grep -v 'found symbolic link in path' >&2); \
-	  helm template chart-lint $(CHART) --namespace chart-lint $${values:+-f "$$values"} >/dev/null \
-	    2> >(grep -v 'found symbolic link in path' >&2); \
-	done
+	  helm lint --strict --quiet $(CHART) $${values:+-f "$$values"} 2>"$$err" \
+	    || { cat "$$err" >&2; exit 1; }; \
+	  helm template chart-lint $(CHART) --namespace chart-lint $${values:+-f "$$values"} >/dev/null 2>"$$err" \
+	    || { cat "$$err" >&2; exit 1; }; \
+	  grep -v 'found symbolic link in path' "$$err" >&2 || true; \
+	done; rm -f "$$err"
 
 release: ## the Dockerfile's own `cargo build` line, run here without Docker
-	line=$$(sed -n 's/^RUN \(cargo build .*\)/\1/p' Dockerfile); echo "$$line"; $$line
+	line=$$(sed -n 's/^RUN \(cargo build .*\)/\1/p' Dockerfile) && echo "$$line" && $$line
 
 prerequisites: ## check that docker, kind, kubectl and helm are installed and usable
-	@declare -A how=( \
-	  [docker]="https://docs.docker.com/engine/install/" \
-	  [kind]="https://kind.sigs.k8s.io/docs/user/quick-start/#installation" \
-	  [kubectl]="https://kubernetes.io/docs/tasks/tools/" \
-	  [helm]="https://helm.sh/docs/intro/install/"); \
-	missing=0; \
-	for tool in docker kind kubectl helm; do \
-	  command -v $$tool >/dev/null || { echo "missing: $$tool (install: $${how[$$tool]})" >&2; missing=1; }; \
+	@missing=0; \
+	for need in docker=https://docs.docker.com/engine/install/ \
+	  kind=https://kind.sigs.k8s.io/docs/user/quick-start/#installation \
+	  kubectl=https://kubernetes.io/docs/tasks/tools/ \
+	  helm=https://helm.sh/docs/intro/install/; do \
+	  tool=$${need%%=*}; \
+	  command -v "$$tool" >/dev/null || { echo "missing: $$tool (install: $${need#*=})" >&2; missing=1; }; \
 	done; \
 	[ $$missing = 0 ] || { echo "make lab needs the programs above on PATH" >&2; exit 1; }; \
 	echo "prerequisites: docker, kind, kubectl, helm found"
@@ -76,17 +80,17 @@ docker: ## check that the Docker engine answers
 	@docker info >/dev/null 2>&1 || { echo "docker is installed but its daemon does not answer: start Docker, or give this user access to it" >&2; exit 1; }
 
 images: docker ## build the operator and service images (one Dockerfile, one shared builder)
-	docker build $(DOCKER_BUILD_FLAGS) --target operator -t $(OPERATOR_IMAGE) .
-	docker build $(DOCKER_BUILD_FLAGS) --target service -t $(SERVICE_IMAGE) .
+	@# BuildKit would attach a provenance attestation, which kind cannot load (kind#3795).
+	attest=$$(docker buildx version >/dev/null 2>&1 && echo --provenance=false || true) && \
+	docker build $$attest $(DOCKER_BUILD_FLAGS) --target operator -t $(OPERATOR_IMAGE) . && \
+	docker build $$attest $(DOCKER_BUILD_FLAGS) --target service -t $(SERVICE_IMAGE) .
 
 load: cluster images ## load the lab's images into the kind node
-	kind load docker-image --name $(CLUSTER) $(OPERATOR_IMAGE) $(SERVICE_IMAGE)
 	@# Each upstream image is pulled once and loaded into the node, so a class behind one address
 	@# does not meet the registry's pull limits; the operator names what the lab runs.
-	@for image in $$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:'); do \
-	  docker image inspect "$$image" >/dev/null 2>&1 || docker pull "$$image"; \
-	  kind load docker-image --name $(CLUSTER) "$$image"; \
-	done
+	upstream=$$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:') && \
+	sh scripts/load-images.sh "kind load image-archive --name $(CLUSTER)" \
+	  $(OPERATOR_IMAGE) $(SERVICE_IMAGE) $$upstream
 
 install: ## install the CRD and the operator with Helm into the current kubectl context
 	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current, and
@@ -100,7 +104,7 @@ apply: ## apply $(LAB) server-side into $(LAB_NAMESPACE) and wait until it is Re
 	kubectl get namespace $(LAB_NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(LAB_NAMESPACE)
 	kubectl apply --server-side --namespace $(LAB_NAMESPACE) -f $(LAB)
 	@# Component by component, from the lab's status, until it is Ready.
-	bash scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
+	sh scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
 	@kubectl get tlab --namespace $(LAB_NAMESPACE)
 
 lab: load install apply ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs

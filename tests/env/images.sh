@@ -2,7 +2,9 @@
 # Builds every image a lab runs, with Docker, for the real-node tests: a private engine
 # (docker/engine.sh) makes the base images the Dockerfile names (images/base.sh), then runs
 # `make images` as a student does, builds the upstream images the lab pins (images/upstream.sh),
-# and saves them all into one docker-archive the tests import into the node's containerd.
+# and saves each into a docker-archive the way `make load` does (scripts/load-images.sh, with a
+# copy into the cache as its loader): the tests import those archives into the node's containerd
+# as `kind load image-archive` does.
 # The engine's data-root and the archive live in the cache, so an unchanged tree rebuilds nothing.
 # Usage: eval "$(bash tests/env/images.sh)"   (after tests/env/setup.sh; prints TRACING_LAB_IMAGES)
 set -euo pipefail
@@ -34,12 +36,13 @@ while read -r image; do images+=("$image"); done < <(
   docker run --rm -i "tracing-lab-operator:$version" images -f - <"$root/examples/baseline.yaml" |
     grep -v '^tracing-lab-service:')
 ids=$(for image in "${images[@]}"; do echo "$image $(docker image inspect -f '{{.Id}}' "$image")"; done)
-archive="$cache/images/lab.tar"
-mkdir -p "$cache/images"
-if [ ! -f "$archive" ] || [ "$(cat "$archive.ids" 2>/dev/null)" != "$ids" ]; then
-  docker save -o "$archive.tmp" "${images[@]}"
-  mv -f "$archive.tmp" "$archive"
-  echo "$ids" >"$archive.ids"
-  log "saved ${images[*]} into $archive"
+archives="$cache/images/lab"
+if [ ! -d "$archives" ] || [ "$(cat "$archives.ids" 2>/dev/null)" != "$ids" ]; then
+  rm -rf "$archives" "$archives.tmp" "$cache/images/lab.tar" "$cache/images/lab.tar.ids"
+  mkdir -p "$archives.tmp"
+  sh "$root/scripts/load-images.sh" "cp -t $archives.tmp" "${images[@]}" >&2
+  mv "$archives.tmp" "$archives"
+  echo "$ids" >"$archives.ids"
+  log "saved ${images[*]} into $archives"
 fi
-echo "export TRACING_LAB_IMAGES='$archive'"
+echo "export TRACING_LAB_IMAGES='$archives'"

@@ -4,12 +4,13 @@
 # redis-server, Kafka on a Java runtime (resolved with Maven), and openssl for the API server's keys.
 # The real node and the images: Debian's Docker engine (with containerd and runc, which the node's
 # CRI runtime also uses), debootstrap for the base image, iptables for kube-proxy and the CNI.
+# ShellCheck and posh check that what students run is POSIX sh.
 # Go (1.24 or newer, for the Kubernetes, Collector and Jaeger builds) comes with the machine.
 set -euo pipefail
 log() { echo "packages: $*" >&2; }
 
 need=()
-for p in cmake libcurl4-openssl-dev redis-server openssl unzip docker.io containerd runc debootstrap iptables; do
+for p in cmake libcurl4-openssl-dev redis-server openssl unzip docker.io containerd runc debootstrap iptables shellcheck posh; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)

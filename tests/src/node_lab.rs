@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::assets;
 use crate::jaeger::JaegerQuery;
 use crate::node::RealNode;
-use crate::runner::table_row;
+use crate::runner::{self, table_row};
 
 /// How often a wait reads `kubectl get tlab` again.
 const POLL: Duration = Duration::from_secs(1);
@@ -29,22 +29,31 @@ pub fn example(name: &str) -> PathBuf {
     repository().join("examples").join(format!("{name}.yaml"))
 }
 
-/// The docker-archive of every image a lab runs, written by `tests/env/images.sh`
-/// (`$TRACING_LAB_IMAGES`, else its place in the cache).
-pub fn images_archive() -> Result<PathBuf> {
-    let archive = match std::env::var_os("TRACING_LAB_IMAGES").filter(|v| !v.is_empty()) {
+/// The docker-archives of the images a lab runs, one per image as `make load` saves them
+/// (`scripts/load-images.sh`), written by `tests/env/images.sh` into `$TRACING_LAB_IMAGES`, else
+/// its place in the cache.
+pub fn images_archives() -> Result<Vec<PathBuf>> {
+    let folder = match std::env::var_os("TRACING_LAB_IMAGES").filter(|v| !v.is_empty()) {
         Some(path) => PathBuf::from(path),
         None => assets::cache_dir()
             .context("no cache folder ($HOME unset)")?
             .with_file_name("images")
-            .join("lab.tar"),
+            .join("lab"),
     };
-    ensure!(
-        archive.is_file(),
-        "{} missing: run `eval \"$(bash tests/env/images.sh)\"` first (it builds the lab's images with Docker)",
-        archive.display()
-    );
-    Ok(archive)
+    let missing = || {
+        format!(
+            "{} missing: run `eval \"$(bash tests/env/images.sh)\"` first (it builds the lab's images with Docker)",
+            folder.display()
+        )
+    };
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .with_context(missing)?
+        .map(|entry| Ok(entry?.path()))
+        .collect::<Result<_>>()?;
+    archives.retain(|p| p.extension().is_some_and(|e| e == "tar"));
+    archives.sort();
+    ensure!(!archives.is_empty(), "{}", missing());
+    Ok(archives)
 }
 
 /// A real node with the lab's images and the operator installed, and the lab of one namespace.
@@ -61,7 +70,10 @@ impl NodeLab {
     pub async fn install(namespace: &str) -> Result<Self> {
         let node = RealNode::start().await?;
         let started = Instant::now();
-        node.import_images(&images_archive()?).await?;
+        // One archive at a time, as `kind load image-archive` imports each into the node.
+        for archive in images_archives()? {
+            node.import_images(&archive).await?;
+        }
         eprintln!(
             "node: lab images imported in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -134,18 +146,7 @@ impl NodeLab {
 
     /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .tool(Command::new(assets::find("kubectl")?))?
-            .args(["--namespace", &self.namespace])
-            .args(args)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
+        runner::kubectl(self.node.kubeconfig(), &self.namespace, args)
     }
 
     /// `kubectl get tlab`: the lab's row, column name → value, as a student reads it.

@@ -133,7 +133,7 @@ impl LabRunner {
 
     /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        kubectl(&self.cluster, &self.namespace, args)
+        kubectl(self.cluster.kubeconfig(), &self.namespace, args)
     }
 
     /// `kubectl apply --server-side` of `manifest` (a TracingLab as JSON, e.g. an example the
@@ -213,7 +213,7 @@ fn start_operator(cluster: &TestCluster, kafka_port: u16) -> Result<ChildProcess
 fn kubectl_apply(cluster: &TestCluster, namespace: &str, manifest: &Path) -> Result<String> {
     let path = manifest.to_str().context("a manifest path that is UTF-8")?;
     let applied = kubectl(
-        cluster,
+        cluster.kubeconfig(),
         namespace,
         &["apply", "--server-side", "-f", path, "-o", "name"],
     )?;
@@ -224,11 +224,13 @@ fn kubectl_apply(cluster: &TestCluster, namespace: &str, manifest: &Path) -> Res
     Ok(name.to_owned())
 }
 
-fn kubectl(cluster: &TestCluster, namespace: &str, args: &[&str]) -> Result<String> {
+/// `kubectl --namespace NAMESPACE ARGS` with `kubeconfig`; its standard output, or an error
+/// with what it printed on standard error.
+pub fn kubectl(kubeconfig: &Path, namespace: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(assets::find("kubectl")?)
         .args(["--namespace", namespace])
         .args(args)
-        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("KUBECONFIG", kubeconfig)
         .output()?;
     ensure!(
         out.status.success(),

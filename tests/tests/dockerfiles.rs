@@ -182,13 +182,34 @@ fn one_builder_compiles_both_binaries_and_caches_their_dependencies() {
         cook.contains(&format!("cargo chef cook --release --locked{packages}")),
         "cook like the build: {cook}"
     );
-    let sources_at = builder
-        .position("COPY", ". .")
-        .expect("a COPY of the sources");
+    // Then the sources of every workspace crate but the tests (the binaries do not depend on
+    // them), so that a change to a test does not rebuild the images: the tests crate needs only
+    // its manifest there, beside the placeholder sources cook leaves.
+    let copied: Vec<(usize, &str)> = builder
+        .instructions
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.keyword == "COPY" && !i.args.starts_with("--from"))
+        .map(|(at, i)| (at, i.args.as_str()))
+        .collect();
     assert!(
-        cook_at < sources_at && sources_at < build_at,
-        "order must be cook, COPY . ., build"
+        copied.iter().all(|(at, _)| cook_at < *at && *at < build_at),
+        "order must be cook, COPY the sources, build: {copied:?}"
     );
+    let sources: Vec<&str> = copied
+        .iter()
+        .flat_map(|(_, args)| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    let mut wanted = vec!["Cargo.toml", "Cargo.lock", "tests/Cargo.toml"];
+    let members = workspace_members();
+    wanted.extend(members.iter().map(String::as_str).filter(|m| *m != "tests"));
+    let mut sorted = sources.clone();
+    sorted.sort();
+    wanted.sort();
+    assert_eq!(sorted, wanted, "what the builder copies after cook");
 
     // librdkafka is compiled from source.
     let setup: String = lineage(&file, builder.name().expect("a named builder"))
@@ -294,6 +315,21 @@ fn workspace_rust_version() -> String {
         .expect("the workspace declares rust-version")
 }
 
+/// The workspace's member folders, from `members = [...]` in the root manifest.
+fn workspace_members() -> Vec<String> {
+    let manifest =
+        std::fs::read_to_string(root().join("Cargo.toml")).expect("workspace Cargo.toml");
+    let list = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members = "))
+        .expect("the workspace lists its members on one line");
+    list.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
 fn version_at_least(have: &str, need: &str) -> bool {
     let parts = |v: &str| {
         v.split('.')
@@ -312,7 +348,8 @@ fn docker_context_leaves_out_build_output_and_history() {
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
         .collect();
-    for needed in ["target", ".git"] {
+    // tests/tests too: a new integration test would otherwise change cook's recipe.
+    for needed in ["target", ".git", "tests/tests"] {
         assert!(
             entries.contains(&needed),
             ".dockerignore must exclude {needed}"
