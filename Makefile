@@ -55,17 +55,8 @@ chart-lint: ## helm lint --strict and helm template of the chart, with defaults 
 release: ## the Dockerfile's own `cargo build` line, run here without Docker
 	line=$$(sed -n 's/^RUN \(cargo build .*\)/\1/p' Dockerfile) && echo "$$line" && $$line
 
-prerequisites: ## check that docker, kind, kubectl and helm are installed and usable
-	@missing=0; \
-	for need in docker=https://docs.docker.com/engine/install/ \
-	  kind=https://kind.sigs.k8s.io/docs/user/quick-start/#installation \
-	  kubectl=https://kubernetes.io/docs/tasks/tools/ \
-	  helm=https://helm.sh/docs/intro/install/; do \
-	  tool=$${need%%=*}; \
-	  command -v "$$tool" >/dev/null || { echo "missing: $$tool (install: $${need#*=})" >&2; missing=1; }; \
-	done; \
-	[ $$missing = 0 ] || { echo "make lab needs the programs above on PATH" >&2; exit 1; }; \
-	echo "prerequisites: docker, kind, kubectl, helm found"
+prerequisites: ## check docker (and its CPUs and memory), kind, kubectl and helm, and their versions
+	@$(SHELL) scripts/prerequisites.sh
 
 cluster: prerequisites docker ## create the kind cluster from kind-config.yaml unless it exists
 	@if kind get clusters 2>/dev/null | grep -qx '$(CLUSTER)'; then \
@@ -89,7 +80,7 @@ load: cluster images ## load the lab's images into the kind node
 	@# Each upstream image is pulled once and loaded into the node, so a class behind one address
 	@# does not meet the registry's pull limits; the operator names what the lab runs.
 	upstream=$$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:') && \
-	sh scripts/load-images.sh "kind load image-archive --name $(CLUSTER)" \
+	$(SHELL) scripts/load-images.sh "kind load image-archive --name $(CLUSTER)" \
 	  $(OPERATOR_IMAGE) $(SERVICE_IMAGE) $$upstream
 
 install: ## install the CRD and the operator with Helm into the current kubectl context
@@ -104,7 +95,7 @@ apply: ## apply $(LAB) server-side into $(LAB_NAMESPACE) and wait until it is Re
 	kubectl get namespace $(LAB_NAMESPACE) >/dev/null 2>&1 || kubectl create namespace $(LAB_NAMESPACE)
 	kubectl apply --server-side --namespace $(LAB_NAMESPACE) -f $(LAB)
 	@# Component by component, from the lab's status, until it is Ready.
-	sh scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
+	$(SHELL) scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
 	@kubectl get tlab --namespace $(LAB_NAMESPACE)
 
 lab: load install apply ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs

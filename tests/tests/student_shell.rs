@@ -61,34 +61,65 @@ fn student_recipes_and_scripts_have_no_bashisms() {
     );
 }
 
-#[test]
-fn make_prerequisites_under_posh_names_each_missing_program_and_where_to_get_it() {
-    let make = which("make");
-    let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(make)
+/// `make prerequisites` run by posh, with only `programs` (and the text tools make and the script
+/// use) on PATH; its standard error.
+fn prerequisites_with(programs: &[&str], env: &[(&str, String)]) -> String {
+    let bin = tempfile::tempdir().unwrap();
+    for program in programs.iter().chain(&["sed", "head"]) {
+        std::os::unix::fs::symlink(which(program), bin.path().join(program)).unwrap();
+    }
+    let out = Command::new(which("make"))
         .current_dir(root())
         .args(["prerequisites", "SHELL=/bin/posh"])
-        .env("PATH", empty.path())
+        .env("PATH", bin.path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("make runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{stderr}");
-    for (tool, url) in [
-        ("docker", "https://docs.docker.com/engine/install/"),
-        (
-            "kind",
-            "https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
-        ),
-        ("kubectl", "https://kubernetes.io/docs/tasks/tools/"),
-        ("helm", "https://helm.sh/docs/intro/install/"),
-    ] {
-        assert!(
-            stderr.contains(&format!("missing: {tool} (install: {url})")),
-            "{stderr}"
-        );
-    }
     assert!(
-        stderr.contains("make lab needs the programs above on PATH"),
+        stderr.contains("make lab needs what is named above"),
+        "{stderr}"
+    );
+    stderr
+}
+
+/// What the check reported, one problem per line.
+fn problems(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("make") && !l.contains("make lab needs"))
+        .collect()
+}
+
+#[test]
+fn make_prerequisites_under_posh_names_each_missing_program_and_where_to_get_it() {
+    let stderr = prerequisites_with(&[], &[]);
+    assert_eq!(
+        problems(&stderr),
+        [
+            "missing: docker (install: https://docs.docker.com/engine/install/)",
+            "missing: kind (install: https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+            "missing: kubectl (install: https://kubernetes.io/docs/tasks/tools/)",
+            "missing: helm (install: https://helm.sh/docs/intro/install/)",
+        ],
+        "{stderr}"
+    );
+}
+
+/// With the real kubectl and helm (1.35 and 4 here) and a Docker client whose daemon is not
+/// there: their versions pass, the daemon and kind are named.
+#[test]
+fn make_prerequisites_under_posh_reads_real_versions_and_names_a_silent_docker_daemon() {
+    let nowhere = tempfile::tempdir().unwrap();
+    let socket = format!("unix://{}/docker.sock", nowhere.path().display());
+    let stderr = prerequisites_with(&["docker", "kubectl", "helm"], &[("DOCKER_HOST", socket)]);
+    assert_eq!(
+        problems(&stderr),
+        [
+            "docker: the daemon does not answer: start Docker, or give this user access to it",
+            "missing: kind (install: https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+        ],
         "{stderr}"
     );
 }
