@@ -199,8 +199,9 @@ pub struct KafkaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
-    /// Partitions of each topic the services create. Consumers beyond this number (replicas x
-    /// concurrency) sit idle, so it caps how far scaling a consumer helps.
+    /// Partitions of each topic the services create. Kafka gives each partition to one pod of a
+    /// consumer service, so pods beyond this number sit idle: it caps how far adding replicas
+    /// helps. `concurrency` (messages at once within a pod) is not bound by it.
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 1000))]
     pub partitions: i32,

@@ -338,15 +338,14 @@ async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn severe_work_over_its_memory_limit_is_oom_killed_and_named_in_kubectl_get_tlab() {
     let mut lab = NodeLab::install("severe").await.unwrap();
-    let mut manifest = written("severe-workloads");
-    let processing = &mut manifest["spec"]["services"]["processing"];
-    processing["concurrency"] = json!(2);
-    processing["resources"] = json!({
-        "requests": {"cpu": "250m", "memory": "256Mi"},
-        "limits": {"cpu": "2", "memory": "512Mi"},
-    });
-    // Orders come from the test, two at a time, so both slots hold severe work together.
-    manifest["spec"]["loadGenerator"]["enabled"] = json!(false);
+    // Exercise 5's example: processing takes two severe calls at once inside 512Mi, and the
+    // orders come from the test, so both slots hold severe work together.
+    let manifest = written("severe-oom");
+    assert_eq!(manifest["spec"]["loadGenerator"]["enabled"], json!(false));
+    assert_eq!(
+        manifest["spec"]["services"]["processing"]["concurrency"],
+        json!(2)
+    );
     lab.apply(&manifest).await.unwrap();
     lab.wait_ready(READY_TIMEOUT).await.unwrap();
     let limit = lab
