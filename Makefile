@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/ta
 TESTENV = testenv=$$(bash tests/env/setup.sh) && eval "$$testenv"
 IMAGES = images=$$(bash tests/env/images.sh) && eval "$$images"
 
-.PHONY: help packages test lint build lab prerequisites docker cluster images load install apply clean chart-lint release bench
+.PHONY: help packages test lint build lab prerequisites docker cluster images load install apply reset class clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -98,12 +98,27 @@ apply: ## apply $(LAB) server-side into $(LAB_NAMESPACE) and wait until it is Re
 	$(SHELL) scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
 	@kubectl get tlab --namespace $(LAB_NAMESPACE)
 
+reset: ## delete $(LAB)'s lab and all it held (traces, Kafka's messages and offsets, Redis), then apply it again
+	@# Foreground: kubectl returns once the lab's children and Kafka's claim are gone, so the new
+	@# lab starts empty.
+	kubectl delete --namespace $(LAB_NAMESPACE) -f $(LAB) --cascade=foreground --wait --ignore-not-found --timeout 5m
+	kubectl apply --server-side --namespace $(LAB_NAMESPACE) -f $(LAB)
+	$(SHELL) scripts/wait-for-lab.sh $(LAB_NAMESPACE) 900
+	@kubectl get tlab --namespace $(LAB_NAMESPACE)
+
 lab: load install apply ## the whole workshop on kind: cluster, images, operator, a Ready lab, then the URLs
 	@echo
 	@echo "Jaeger UI:   http://localhost:16686"
 	@echo "Orders API:  http://localhost:8080"
 	@echo "First order: curl -X POST http://localhost:8080/order -H 'Content-Type: application/json' -d '{\"item\": \"test-product\", \"quantity\": 1}'"
 	@echo "Then follow docs/workshop.md."
+
+# A class: `make lab` once by the instructor, then `make class STUDENTS=30`.
+STUDENTS ?= 0
+CLASS_PREFIX ?= student-
+CLASS_FOLDER ?= class
+class: ## per student (STUDENTS=N): a namespace, RBAC for the workshop, a quota of one lab, a kubeconfig in class/
+	$(SHELL) scripts/class.sh $(STUDENTS) $(CLASS_PREFIX) $(CLASS_FOLDER)
 
 clean: ## delete the kind cluster (and everything in it)
 	@if command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx '$(CLUSTER)'; then \

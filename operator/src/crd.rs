@@ -57,7 +57,12 @@ const IMAGE_REFERENCE: &str = r"^\S+$";
         json_path = ".status.kafka.worstGroup",
         description = "consumer group with the most messages waiting"
     ),
-    printcolumn(name = "API", type_ = "string", json_path = ".status.urls.api"),
+    printcolumn(
+        name = "API",
+        type_ = "string",
+        json_path = ".status.urls.apiLocal",
+        description = "where to open the api from your machine"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -168,7 +173,7 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
-    /// Container resources. Defaults to requests 100m CPU / 64Mi, limits 2 CPU / 512Mi.
+    /// Container resources. Defaults to requests 100m CPU / 32Mi, limits 2 CPU / 512Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
@@ -205,7 +210,7 @@ pub struct KafkaSpec {
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 1000))]
     pub partitions: i32,
-    /// Container resources; defaults to requests 250m CPU / 768Mi, limits 1 CPU / 1Gi.
+    /// Container resources; defaults to requests 250m CPU / 512Mi, limits 1 CPU / 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
@@ -289,18 +294,21 @@ pub struct JaegerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
-    /// Most traces kept in memory; the oldest are dropped beyond it.
+    /// Most traces kept in memory; the oldest are dropped beyond it. Each takes about 40 KiB, so
+    /// they must fit under the memory limit (about 26,000 in the default 1Gi).
     #[serde(default = "default_max_traces")]
     #[schemars(range(min = 100, max = 10000000))]
     pub max_traces: i64,
-    /// Container resources; defaults to requests 100m CPU / 256Mi, limits 1 CPU / 1Gi.
+    /// Container resources; defaults to requests 100m CPU / 128Mi, limits 1 CPU / 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = non_negative_quantities)]
     pub resources: Option<ResourceRequirements>,
 }
 
+/// About 780 MiB of traces at [`crate::render::jaeger::TRACE_KIB`] each: under the default 1Gi
+/// limit, and hours of a workshop's load generator.
 fn default_max_traces() -> i64 {
-    50_000
+    20_000
 }
 
 impl Default for JaegerSpec {
@@ -649,6 +657,14 @@ pub struct LabUrls {
     /// The Jaeger UI through its node port, when node ports are enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jaeger_ui_node_port: Option<String>,
+    /// Where a student opens the api from their machine: `http://localhost:8080` when the lab has
+    /// the node port `kind-config.yaml` maps there (30080), the node port on a node's address when
+    /// it has another, and the `kubectl port-forward` to run when it has none.
+    #[serde(default)]
+    pub api_local: String,
+    /// The same for the Jaeger UI: `http://localhost:16686` through node port 30686.
+    #[serde(default)]
+    pub jaeger_ui_local: String,
 }
 
 /// The CRD as YAML, exactly what `crds/tracinglab.yaml` holds.
@@ -707,7 +723,7 @@ mod tests {
         let spec: TracingLabSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(spec.kafka.partitions, 6);
         assert_eq!(spec.kafka.storage.type_, StorageType::EmptyDir);
-        assert_eq!(spec.jaeger.max_traces, 50_000);
+        assert_eq!(spec.jaeger.max_traces, 20_000);
         assert!(!spec.load_generator.enabled);
         assert!(spec.access.node_ports.is_none());
         assert_eq!(spec.sampling.head.sampler, Sampler::ParentBasedAlwaysOn);

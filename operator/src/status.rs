@@ -146,8 +146,38 @@ pub fn reconciler_part(status: &TracingLabStatus) -> TracingLabStatus {
     }
 }
 
+/// The node ports `kind-config.yaml` maps to the host, and the host port each appears on.
+pub const KIND_MAPPED_PORTS: [(i32, u16); 2] = [(30080, 8080), (30686, 16686)];
+/// Local ports of the port-forwards for a lab without node ports: ports kind's mappings leave
+/// free, as the chart's NOTES use.
+const FORWARDED_API: u16 = 18080;
+const FORWARDED_JAEGER_UI: u16 = 26686;
+
+/// Where a student reaches a Service of the lab from their machine.
+fn local(node_port: Option<i32>, service: &str, port: i32, forwarded: u16) -> String {
+    match node_port {
+        Some(node_port) => match KIND_MAPPED_PORTS.iter().find(|(n, _)| *n == node_port) {
+            Some((_, host)) => format!("http://localhost:{host}"),
+            None => format!("http://<node-address>:{node_port}"),
+        },
+        None => format!("port-forward svc/{service} {forwarded}:{port}"),
+    }
+}
+
 pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls {
     LabUrls {
+        api_local: local(
+            node_ports.map(|p| p.api),
+            &lab.child(Role::Api.name()),
+            services::PORT,
+            FORWARDED_API,
+        ),
+        jaeger_ui_local: local(
+            node_ports.map(|p| p.jaeger_ui),
+            &lab.child(jaeger::JAEGER.suffix),
+            jaeger::UI_PORT,
+            FORWARDED_JAEGER_UI,
+        ),
         api: format!("http://{}:{}", lab.host(Role::Api.name()), services::PORT),
         jaeger_ui: format!(
             "http://{}:{}",
@@ -376,6 +406,41 @@ mod tests {
             s.urls.as_ref().unwrap().api,
             "http://demo-api.students.svc:8080"
         );
+    }
+
+    #[test]
+    fn the_local_urls_are_what_a_student_opens() {
+        let r = LabRef::new(&lab(Default::default())).unwrap();
+        let with = |api, jaeger_ui| urls(&r, Some(&crate::crd::NodePorts { api, jaeger_ui }));
+        let kind = with(30080, 30686);
+        assert_eq!(kind.api_local, "http://localhost:8080");
+        assert_eq!(kind.jaeger_ui_local, "http://localhost:16686");
+        let other = with(30123, 30686);
+        assert_eq!(other.api_local, "http://<node-address>:30123");
+        let none = urls(&r, None);
+        assert_eq!(none.api_local, "port-forward svc/demo-api 18080:8080");
+        assert_eq!(
+            none.jaeger_ui_local,
+            "port-forward svc/demo-jaeger 26686:16686"
+        );
+    }
+
+    /// The mapping the URLs promise is the one kind-config.yaml makes.
+    #[test]
+    fn kind_config_maps_the_node_ports_the_urls_name() {
+        let config: serde_json::Value =
+            serde_saphyr::from_str(include_str!("../../kind-config.yaml")).unwrap();
+        let mappings = config["nodes"][0]["extraPortMappings"].as_array().unwrap();
+        let mapped: Vec<(i32, u16)> = mappings
+            .iter()
+            .map(|m| {
+                (
+                    m["containerPort"].as_i64().unwrap() as i32,
+                    m["hostPort"].as_u64().unwrap() as u16,
+                )
+            })
+            .collect();
+        assert_eq!(mapped, KIND_MAPPED_PORTS);
     }
 
     #[test]

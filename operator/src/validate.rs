@@ -3,7 +3,7 @@
 
 use crate::crd::TracingLabSpec;
 use crate::quantity;
-use crate::render::kafka;
+use crate::render::{jaeger, kafka};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use tracing_lab_config::{LabConfig, Role};
 
@@ -41,7 +41,35 @@ pub fn problems(spec: &TracingLabSpec) -> Vec<String> {
         );
     }
     problems.extend(resource_problems(spec));
+    problems.extend(jaeger_memory_problem(spec));
     problems
+}
+
+/// `maxTraces` of the lab's traces must fit in Jaeger's memory limit, or Jaeger is OOM-killed
+/// hours into a workshop, losing every trace.
+fn jaeger_memory_problem(spec: &TracingLabSpec) -> Option<String> {
+    let set = spec
+        .jaeger
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref()?.get("memory"))
+        .map(|q| q.0.as_str());
+    let limit = set.unwrap_or(jaeger::MEMORY_LIMIT);
+    let bytes = quantity::nanos(limit).ok()? / 1_000_000_000;
+    let traces = i128::from(spec.jaeger.max_traces);
+    let needed = traces * jaeger::TRACE_KIB * 1024;
+    (needed > bytes).then(|| {
+        let field = match set {
+            Some(_) => "spec.jaeger.resources.limits.memory",
+            None => "the default",
+        };
+        format!(
+            "spec.jaeger.maxTraces: {traces} traces take about {} MiB in Jaeger (about {} KiB each), more than its memory limit {limit} ({field}); lower maxTraces to {} or raise the limit",
+            needed >> 20,
+            jaeger::TRACE_KIB,
+            bytes / (jaeger::TRACE_KIB * 1024)
+        )
+    })
 }
 
 /// Requests and limits that cannot work: the API server refuses a pod whose request is above its
@@ -219,8 +247,37 @@ mod tests {
         );
         // Other components have no fixed heap.
         assert!(
-            resources(serde_json::json!({"jaeger": {"resources": {"limits": {"memory": "64Mi"}}}}))
-                .is_empty()
+            resources(
+                serde_json::json!({"collector": {"resources": {"limits": {"memory": "64Mi"}}}})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn jaeger_must_hold_max_traces_under_its_memory_limit() {
+        let problems =
+            |jaeger: serde_json::Value| resources(serde_json::json!({ "jaeger": jaeger }));
+        assert_eq!(problems(serde_json::json!({})), Vec::<String>::new());
+        assert_eq!(
+            problems(serde_json::json!({"maxTraces": 50000})),
+            [
+                "spec.jaeger.maxTraces: 50000 traces take about 1953 MiB in Jaeger (about 40 KiB each), more than its memory limit 1Gi (the default); lower maxTraces to 26214 or raise the limit"
+            ]
+        );
+        assert_eq!(
+            problems(
+                serde_json::json!({"maxTraces": 50000, "resources": {"limits": {"memory": "512Mi"}}})
+            ),
+            [
+                "spec.jaeger.maxTraces: 50000 traces take about 1953 MiB in Jaeger (about 40 KiB each), more than its memory limit 512Mi (spec.jaeger.resources.limits.memory); lower maxTraces to 13107 or raise the limit"
+            ]
+        );
+        assert!(
+            problems(
+                serde_json::json!({"maxTraces": 50000, "resources": {"limits": {"memory": "2Gi"}}})
+            )
+            .is_empty()
         );
     }
 

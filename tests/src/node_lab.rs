@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::assets;
 use crate::jaeger::JaegerQuery;
 use crate::node::RealNode;
 use crate::runner::{self, table_row};
+use crate::{assets, process};
 
 /// How often a wait reads `kubectl get tlab` again.
 const POLL: Duration = Duration::from_secs(1);
@@ -125,11 +125,8 @@ impl NodeLab {
     /// `make TARGETS VARS…` in the repository against this node (kubectl and helm of the test
     /// set-up first on PATH); fails with its output unless it succeeds.
     pub fn make(&self, targets: &[&str], vars: &[(&str, &str)]) -> Result<Output> {
-        let mut command = Command::new("make");
+        let mut command = process::make()?;
         command
-            .arg("-C")
-            .arg(repository())
-            .arg("--no-print-directory")
             .args(targets)
             .args(vars.iter().map(|(k, v)| format!("{k}={v}")));
         let out = self.tool(command)?.output()?;

@@ -257,6 +257,26 @@ pub fn project_command(name: &str) -> Result<Command> {
     Ok(Command::new(project_binary(name)?))
 }
 
+/// `make -C REPOSITORY --no-print-directory` as someone types it in the repository, not as a
+/// sub-make of the `make test` the suite may run under, whose flags would leak in. Found on this
+/// process's PATH, so that a test may give the recipes another.
+pub fn make() -> Result<Command> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let make = std::env::split_paths(&path)
+        .map(|dir| dir.join("make"))
+        .find(|candidate| candidate.is_file())
+        .context("make is not on PATH")?;
+    let mut command = Command::new(make);
+    command
+        .arg("-C")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .arg("--no-print-directory");
+    for inherited in ["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"] {
+        command.env_remove(inherited);
+    }
+    Ok(command)
+}
+
 /// "exit code 1" or "signal 9".
 fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {

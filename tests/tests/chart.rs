@@ -39,9 +39,22 @@ struct Helm {
 }
 
 impl Helm {
+    /// helm 4, what `make install` runs here.
     fn new() -> Self {
+        Self::named("helm")
+    }
+
+    /// helm 3: the chart supports both.
+    fn v3() -> Self {
+        let helm = Self::named("helm3");
+        let version = helm.ok(&["version", "--template", "{{.Version}}"]);
+        assert!(version.starts_with("v3."), "{version}");
+        helm
+    }
+
+    fn named(binary: &str) -> Self {
         Self {
-            bin: assets::find("helm").expect("helm"),
+            bin: assets::find(binary).expect(binary),
             home: tempfile::tempdir().expect("temp dir"),
         }
     }
@@ -296,19 +309,20 @@ fn expected_rules() -> Value {
 }
 
 #[test]
-fn lints_strictly_with_defaults_and_every_values_file() {
-    let helm = Helm::new();
-    let chart = chart();
-    let chart = chart.to_str().unwrap();
-    let out = helm.ok(&["lint", "--strict", chart]);
-    assert!(out.contains("0 chart(s) failed"), "{out}");
-    for file in values_files() {
-        let out = helm.ok(&["lint", "--strict", chart, "-f", file.to_str().unwrap()]);
-        assert!(
-            out.contains("0 chart(s) failed"),
-            "{}: {out}",
-            file.display()
-        );
+fn lints_strictly_with_defaults_and_every_values_file_with_helm_4_and_3() {
+    for helm in [Helm::new(), Helm::v3()] {
+        let chart = chart();
+        let chart = chart.to_str().unwrap();
+        let out = helm.ok(&["lint", "--strict", chart]);
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+        for file in values_files() {
+            let out = helm.ok(&["lint", "--strict", chart, "-f", file.to_str().unwrap()]);
+            assert!(
+                out.contains("0 chart(s) failed"),
+                "{}: {out}",
+                file.display()
+            );
+        }
     }
 }
 
@@ -570,7 +584,7 @@ async fn deployment_names(client: &Client, ns: &str) -> Vec<String> {
 
 /// Installs the chart, runs the operator binary with the chart's ServiceAccount token, and has it
 /// do everything it does: apply a lab's children, write status, prune, publish an event.
-async fn operator_under_the_charts_account(watch: Option<&str>) {
+async fn operator_under_the_charts_account(watch: Option<&str>, helm: Helm) {
     let cluster = TestCluster::start().await.expect("API server starts");
     let admin = cluster.client();
     let lab_ns = watch.unwrap_or("workshop");
@@ -579,7 +593,6 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
         .await
         .expect("lab namespace");
 
-    let helm = Helm::new();
     let chart = chart();
     let kubeconfig = cluster
         .kubeconfig()
@@ -822,10 +835,15 @@ async fn operator_under_the_charts_account(watch: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn installed_chart_lets_the_operator_run_a_lab_in_every_namespace() {
-    operator_under_the_charts_account(None).await;
+    operator_under_the_charts_account(None, Helm::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn installed_chart_lets_the_operator_run_a_lab_in_its_one_namespace() {
-    operator_under_the_charts_account(Some("students")).await;
+    operator_under_the_charts_account(Some("students"), Helm::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn installed_with_helm_3_the_chart_lets_the_operator_run_a_lab() {
+    operator_under_the_charts_account(Some("students"), Helm::v3()).await;
 }

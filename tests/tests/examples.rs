@@ -728,3 +728,22 @@ async fn applying_an_example_gives_the_same_lab_whatever_came_before() {
         }
     }
 }
+
+/// A class strips node ports with `sed '/^  access:/,$d'` (README, "A class on one cluster"), so
+/// `access` must close every example.
+#[test]
+fn access_is_the_last_block_of_every_example() {
+    for name in EXAMPLES {
+        let text = std::fs::read_to_string(example_path(name)).unwrap();
+        let at = text
+            .find("\n  access:\n")
+            .unwrap_or_else(|| panic!("{name}: no `access` block"));
+        let after: Vec<&str> = text[at + 1..].lines().skip(1).collect();
+        assert!(
+            after
+                .iter()
+                .all(|l| l.starts_with("    ") || l.trim().is_empty()),
+            "{name}: something follows `access`: {after:?}"
+        );
+    }
+}

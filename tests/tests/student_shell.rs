@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The targets a student types; `make -n` prints their prerequisites' recipes too.
-const STUDENT_TARGETS: [&str; 2] = ["lab", "clean"];
+use tracing_lab_tests::process::make;
+
+/// The targets a student or instructor types; `make -n` prints their prerequisites' recipes too.
+const STUDENT_TARGETS: [&str; 3] = ["lab", "class", "clean"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,8 +20,8 @@ fn root() -> PathBuf {
 
 #[test]
 fn student_recipes_and_scripts_have_no_bashisms() {
-    let recipes = Command::new("make")
-        .current_dir(root())
+    let recipes = make()
+        .unwrap()
         .arg("--dry-run")
         .args(STUDENT_TARGETS)
         .output()
@@ -34,6 +36,7 @@ fn student_recipes_and_scripts_have_no_bashisms() {
         "kind create cluster",
         "scripts/load-images.sh",
         "helm upgrade --install",
+        "scripts/class.sh",
     ] {
         assert!(text.contains(step), "make -n lab runs no {step}:\n{text}");
     }
@@ -68,8 +71,8 @@ fn prerequisites_with(programs: &[&str], env: &[(&str, String)]) -> String {
     for program in programs.iter().chain(&["sed", "head"]) {
         std::os::unix::fs::symlink(which(program), bin.path().join(program)).unwrap();
     }
-    let out = Command::new(which("make"))
-        .current_dir(root())
+    let out = make()
+        .unwrap()
         .args(["prerequisites", "SHELL=/bin/posh"])
         .env("PATH", bin.path())
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -115,7 +115,7 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
     broker.volume_mounts = Some(vec![data_m, config_m, logs_m, tmp_m]);
     broker.resources = Some(resources(
         spec.resources.as_ref(),
-        ("250m", "768Mi"),
+        ("250m", "512Mi"),
         ("1", "1Gi"),
     ));
     broker.startup_probe = Some(Probe {

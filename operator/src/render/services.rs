@@ -80,7 +80,7 @@ pub fn deployment_(
         role.name(),
         spec.sampling.for_role(role),
         Vec::new(),
-        resources(service.resources.as_ref(), ("100m", "64Mi"), ("2", "512Mi")),
+        resources(service.resources.as_ref(), ("100m", "32Mi"), ("2", "512Mi")),
         "/ready",
     );
     deployment(
