@@ -91,6 +91,14 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
     let row = lab.row().unwrap();
     assert_eq!(row["READY"], "True", "{row:?}");
     assert_eq!(row["SERVICES"], "4/4", "{row:?}");
+    // Every image came from the bundle: the kubelet found each one on the node.
+    let reasons = lab
+        .kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"])
+        .unwrap();
+    assert!(
+        !reasons.split_whitespace().any(|r| r == "Pulling") && reasons.contains("Pulled"),
+        "events: {reasons}"
+    );
 
     let order = lab.post_order("product-1", 1).await.unwrap();
     let jaeger = lab.jaeger().unwrap();
@@ -156,6 +164,33 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         "the first trace reached Jaeger {:.0} s after Ready",
         ready.elapsed().as_secs_f64()
     );
+
+    // Propagation by hand (Exercise 1, step 5): an order sent with a made-up `traceparent` is in
+    // Jaeger under that trace id, whole, its `create_order` a child of the made-up span.
+    let (trace_id, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let response = reqwest::Client::new()
+        .post(format!("{}/order", lab.api_url().unwrap()))
+        .header("traceparent", format!("00-{trace_id}-{parent}-01"))
+        .json(&json!({"item": "by-hand", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let by_hand = eventually(
+        "the order under its own trace id",
+        Duration::from_secs(30),
+        || async {
+            match jaeger.trace(trace_id).await {
+                Ok(spans) if spans.len() >= 13 => Ok(spans),
+                Ok(spans) => Err(format!("{} of 13 spans", spans.len())),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        },
+    )
+    .await;
+    let root = by_hand.iter().find(|s| s.name == "create_order").unwrap();
+    assert_eq!(root.parent_span_id.as_deref(), Some(parent));
+    assert!(by_hand.iter().all(|s| s.trace_id == trace_id));
 
     // The workshop's pace, one order a second, finds every consumer idle: no message waits behind
     // another, so its queue wait is the broker's hop alone, a few milliseconds, far below the
@@ -494,9 +529,6 @@ fn redis_cli(lab: &NodeLab, commands: &[String]) -> Vec<String> {
 /// owned by Kafka's user): `kubectl delete pod lab-kafka-0` mid-stream, the StatefulSet brings the
 /// broker back on the same volume, and every order the api accepted is analysed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open defect: in 2 of 4 runs processing never rejoined its group after the broker's \
-            pod was replaced (connects to the Service time out, readiness fails); run with \
-            --run-ignored to reproduce"]
 async fn kafka_on_a_volume_survives_kubectl_delete_pod_and_every_accepted_order_is_analysed() {
     let mut lab = NodeLab::install("storage").await.unwrap();
     let volume = tempfile::Builder::new()
@@ -609,5 +641,14 @@ async fn kafka_on_a_volume_survives_kubectl_delete_pod_and_every_accepted_order_
             );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // A fenced broker's empty broker list made these clients forget the cluster (see
+    // services/src/kafka/rebootstrap.rs); it happens in some runs, not all.
+    for role in ["api", "processing", "notification", "analytics"] {
+        let log = lab
+            .kubectl(&["logs", &format!("deploy/lab-{role}"), "--tail=-1"])
+            .unwrap_or_default();
+        let forgot = log.matches("forgot every broker").count();
+        eprintln!("{role}: bootstrap servers added again {forgot} times");
     }
 }

@@ -134,6 +134,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// Needs a Tokio runtime.
     pub fn new(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared::default());
         let inner: StreamConsumer<Rebalancing> = client_config(bootstrap)
@@ -160,8 +161,10 @@ impl Consumer {
         inner
             .subscribe(&[topic])
             .with_context(|| format!("subscribing to {topic}"))?;
+        let inner = Arc::new(inner);
+        super::rebootstrap::watch(Arc::downgrade(&inner), |c| c.client(), bootstrap)?;
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
             shared,
             topic: topic.to_owned(),
         })

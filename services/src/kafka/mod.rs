@@ -6,6 +6,7 @@ mod consumer;
 mod headers;
 mod offsets;
 mod producer;
+mod rebootstrap;
 
 pub use consumer::Consumer;
 pub use headers::{CheckedHeaders, InvalidHeader, check_headers};

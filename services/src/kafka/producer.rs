@@ -86,8 +86,9 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// Needs a Tokio runtime.
     pub fn new(bootstrap: &str) -> anyhow::Result<Self> {
-        let inner = client_config(bootstrap)
+        let inner: ThreadedProducer<Reports> = client_config(bootstrap)
             // Retries of a timed-out request never duplicate or reorder a record.
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -102,9 +103,9 @@ impl Producer {
             .set("queue.buffering.max.messages", "10000")
             .create_with_context(Reports)
             .context("creating the Kafka producer")?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        super::rebootstrap::watch(Arc::downgrade(&inner), |p| p.client(), bootstrap)?;
+        Ok(Self { inner })
     }
 
     /// Sends and waits for the acknowledgement (at most [`DELIVERY_TIMEOUT`]).
