@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/ta
 TESTENV = testenv=$$(bash tests/env/setup.sh) && eval "$$testenv"
 IMAGES = images=$$(bash tests/env/images.sh) && eval "$$images"
 
-.PHONY: help packages test lint build lab prerequisites docker cluster images load install apply reset class clean chart-lint release bench
+.PHONY: help packages test lint build lab prerequisites docker cluster images bundle load install apply reset class clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -76,12 +76,23 @@ images: docker ## build the operator and service images (one Dockerfile, one sha
 	docker build $$attest $(DOCKER_BUILD_FLAGS) --target operator -t $(OPERATOR_IMAGE) . && \
 	docker build $$attest $(DOCKER_BUILD_FLAGS) --target service -t $(SERVICE_IMAGE) .
 
-load: cluster images ## load the lab's images into the kind node
-	@# Each upstream image is pulled once and loaded into the node, so a class behind one address
-	@# does not meet the registry's pull limits; the operator names what the lab runs.
-	upstream=$$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:') && \
-	$(SHELL) scripts/load-images.sh "kind load image-archive --name $(CLUSTER)" \
-	  $(OPERATOR_IMAGE) $(SERVICE_IMAGE) $$upstream
+# The images a lab of $(LAB) runs: ours, and the upstream ones the operator names.
+LAB_IMAGES = upstream=$$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:') && \
+	images="$(OPERATOR_IMAGE) $(SERVICE_IMAGE) $$upstream"
+
+bundle: images ## one archive of every image a lab needs (BUNDLE=file), for `make lab BUNDLE=file` where the network is poor
+	$(LAB_IMAGES) && $(SHELL) scripts/bundle.sh $(or $(BUNDLE),tracing-lab-images.tar) $$images
+
+load: cluster $(if $(BUNDLE),,images) ## load the lab's images into the kind node: from BUNDLE if given, else built and pulled here
+	@# Every upstream image is pulled once and the node gets one archive of the Docker engine's own
+	@# platform: a class behind one address does not meet the registry's pull limits.
+	@if [ -n "$(BUNDLE)" ]; then \
+	  [ -f "$(BUNDLE)" ] || { echo "BUNDLE=$(BUNDLE): no such file (make bundle BUNDLE=$(BUNDLE) writes it)" >&2; exit 1; }; \
+	  kind load image-archive --name $(CLUSTER) "$(BUNDLE)"; \
+	else \
+	  archive=$$(mktemp) && trap 'rm -f "$$archive"' EXIT && $(LAB_IMAGES) && \
+	  $(SHELL) scripts/bundle.sh "$$archive" $$images && kind load image-archive --name $(CLUSTER) "$$archive"; \
+	fi
 
 install: ## install the CRD and the operator with Helm into the current kubectl context
 	@# Helm installs CRDs only on first install; applying it keeps an existing cluster current, and

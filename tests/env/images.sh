@@ -2,9 +2,8 @@
 # Builds every image a lab runs, with Docker, for the real-node tests: a private engine
 # (docker/engine.sh) makes the base images the Dockerfile names (images/base.sh), then runs
 # `make images` as a student does, builds the upstream images the lab pins (images/upstream.sh),
-# and saves each into a docker-archive the way `make load` does (scripts/load-images.sh, with a
-# copy into the cache as its loader): the tests import those archives into the node's containerd
-# as `kind load image-archive` does.
+# and writes them into one archive with `make bundle`, as an instructor does for an offline room:
+# the tests import it into the node's containerd as `kind load image-archive` does.
 # The engine's data-root and the archive live in the cache, so an unchanged tree rebuilds nothing.
 # Usage: eval "$(bash tests/env/images.sh)"   (after tests/env/setup.sh; prints TRACING_LAB_IMAGES)
 set -euo pipefail
@@ -36,13 +35,12 @@ while read -r image; do images+=("$image"); done < <(
   docker run --rm -i "tracing-lab-operator:$version" images -f - <"$root/examples/baseline.yaml" |
     grep -v '^tracing-lab-service:')
 ids=$(for image in "${images[@]}"; do echo "$image $(docker image inspect -f '{{.Id}}' "$image")"; done)
-archives="$cache/images/lab"
-if [ ! -d "$archives" ] || [ "$(cat "$archives.ids" 2>/dev/null)" != "$ids" ]; then
-  rm -rf "$archives" "$archives.tmp" "$cache/images/lab.tar" "$cache/images/lab.tar.ids"
-  mkdir -p "$archives.tmp"
-  sh "$root/scripts/load-images.sh" "cp -t $archives.tmp" "${images[@]}" >&2
-  mv "$archives.tmp" "$archives"
-  echo "$ids" >"$archives.ids"
-  log "saved ${images[*]} into $archives"
+bundle="$cache/images/lab.tar"
+if [ ! -f "$bundle" ] || [ "$(cat "$bundle.ids" 2>/dev/null)" != "$ids" ]; then
+  rm -rf "$bundle" "$cache/images/lab" "$cache/images/lab.ids"
+  mkdir -p "$(dirname "$bundle")"
+  "${MAKE:-make}" -C "$root" --no-print-directory bundle BUNDLE="$bundle" DOCKER_BUILD_FLAGS="$DOCKER_BUILD_FLAGS" >&2
+  echo "$ids" >"$bundle.ids"
+  log "make bundle: ${images[*]} into $bundle"
 fi
-echo "export TRACING_LAB_IMAGES='$archives'"
+echo "export TRACING_LAB_IMAGES='$bundle'"

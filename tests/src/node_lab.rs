@@ -29,31 +29,22 @@ pub fn example(name: &str) -> PathBuf {
     repository().join("examples").join(format!("{name}.yaml"))
 }
 
-/// The docker-archives of the images a lab runs, one per image as `make load` saves them
-/// (`scripts/load-images.sh`), written by `tests/env/images.sh` into `$TRACING_LAB_IMAGES`, else
-/// its place in the cache.
-pub fn images_archives() -> Result<Vec<PathBuf>> {
-    let folder = match std::env::var_os("TRACING_LAB_IMAGES").filter(|v| !v.is_empty()) {
+/// The archive of every image a lab runs, as `make bundle` writes it, made by
+/// `tests/env/images.sh` at `$TRACING_LAB_IMAGES`, else at its place in the cache.
+pub fn images_bundle() -> Result<PathBuf> {
+    let bundle = match std::env::var_os("TRACING_LAB_IMAGES").filter(|v| !v.is_empty()) {
         Some(path) => PathBuf::from(path),
         None => assets::cache_dir()
             .context("no cache folder ($HOME unset)")?
             .with_file_name("images")
-            .join("lab"),
+            .join("lab.tar"),
     };
-    let missing = || {
-        format!(
-            "{} missing: run `eval \"$(bash tests/env/images.sh)\"` first (it builds the lab's images with Docker)",
-            folder.display()
-        )
-    };
-    let mut archives: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .with_context(missing)?
-        .map(|entry| Ok(entry?.path()))
-        .collect::<Result<_>>()?;
-    archives.retain(|p| p.extension().is_some_and(|e| e == "tar"));
-    archives.sort();
-    ensure!(!archives.is_empty(), "{}", missing());
-    Ok(archives)
+    ensure!(
+        bundle.is_file(),
+        "{} missing: run `eval \"$(bash tests/env/images.sh)\"` first (it builds the lab's images with Docker)",
+        bundle.display()
+    );
+    Ok(bundle)
 }
 
 /// A real node with the lab's images and the operator installed, and the lab of one namespace.
@@ -70,10 +61,8 @@ impl NodeLab {
     pub async fn install(namespace: &str) -> Result<Self> {
         let node = RealNode::start().await?;
         let started = Instant::now();
-        // One archive at a time, as `kind load image-archive` imports each into the node.
-        for archive in images_archives()? {
-            node.import_images(&archive).await?;
-        }
+        // The offline bundle, as `make lab BUNDLE=...` loads it: nothing is pulled (nothing can be).
+        node.import_images(&images_bundle()?).await?;
         eprintln!(
             "node: lab images imported in {:.1} s",
             started.elapsed().as_secs_f64()

@@ -13,9 +13,11 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing_lab_config::{LabConfig, Role};
+use tracing_lab_operator::render::Requests;
 use tracing_lab_operator::{TracingLab, TracingLabSpec, validate};
 use tracing_lab_service::roles::stage;
 use tracing_lab_tests::apiserver::TestCluster;
+use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::{ChildProcess, ports, process};
 
@@ -241,6 +243,73 @@ fn every_example_sets_what_its_exercise_depends_on() {
         assert_eq!(settings.faults, Default::default(), "baseline: {role}");
         assert_eq!(settings.concurrency, 1, "baseline: {role}");
     }
+}
+
+/// A kind node as the README sizes it: Docker's VM with 4 CPUs and 8 GB.
+const KIND_NODE: Requests = Requests {
+    cpu_millis: 4000,
+    memory_mib: 8192,
+};
+/// What kind's own pods (kubeadm's control plane, CoreDNS, kindnet) and the operator request.
+const KIND_SYSTEM: Requests = Requests {
+    cpu_millis: 950 + 50,
+    memory_mib: 290 + 64,
+};
+
+/// What a lab of `spec` requests, as the operator renders it.
+fn requests(spec: Value) -> Requests {
+    let lab = stored("lab", "student", spec).unwrap();
+    rendered(&lab).unwrap().0.requests()
+}
+
+/// How many such labs fit one kind node, and the resource that binds first.
+fn labs_per_node(lab: Requests) -> (u64, &'static str) {
+    let by_cpu = (KIND_NODE.cpu_millis - KIND_SYSTEM.cpu_millis) / lab.cpu_millis;
+    let by_memory = (KIND_NODE.memory_mib - KIND_SYSTEM.memory_mib) / lab.memory_mib;
+    if by_cpu <= by_memory {
+        (by_cpu, "CPU")
+    } else {
+        (by_memory, "memory")
+    }
+}
+
+#[test]
+fn readme_states_what_one_lab_requests_and_how_many_fit_a_kind_node() {
+    let one = requests(serde_json::json!({}));
+    let with_loadgen = requests(serde_json::json!({"loadGenerator": {"enabled": true}}));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let stated = format!(
+        "One lab requests {}m CPU and {} MiB of memory ({}m and {} MiB with the load generator)",
+        one.cpu_millis, one.memory_mib, with_loadgen.cpu_millis, with_loadgen.memory_mib
+    );
+    assert!(readme.contains(&stated), "README.md must say: {stated}");
+    let (fits, binding) = labs_per_node(with_loadgen);
+    let stated = format!("{fits} labs fit: {binding} binds first");
+    assert!(readme.contains(&stated), "README.md must say: {stated}");
+}
+
+#[test]
+fn readme_sizes_every_example_for_a_kind_node() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.contains(".yaml` |"))
+        .collect();
+    let expected: Vec<String> = EXAMPLES
+        .iter()
+        .map(|name| {
+            let lab = requests(raw(name)["spec"].clone());
+            let (fits, binding) = labs_per_node(lab);
+            format!(
+                "| `{name}.yaml` | {}m | {} MiB | {fits} ({binding}) |",
+                lab.cpu_millis, lab.memory_mib
+            )
+        })
+        .collect();
+    assert_eq!(
+        table, expected,
+        "README.md's sizing table, in the workshop's order"
+    );
 }
 
 /// Orders per second a student posts by hand while the load generator is off.

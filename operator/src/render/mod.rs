@@ -75,6 +75,50 @@ impl Children {
     }
 }
 
+/// What a lab asks the scheduler for: every replica's containers' requests, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requests {
+    pub cpu_millis: u64,
+    pub memory_mib: u64,
+}
+
+impl Children {
+    /// The requests of every pod the lab runs (a Deployment without replicas runs one).
+    pub fn requests(&self) -> Requests {
+        let replicas = self
+            .deployments
+            .iter()
+            .filter_map(|d| d.spec.as_ref())
+            .map(|s| (s.replicas, &s.template))
+            .chain(
+                self.stateful_sets
+                    .iter()
+                    .filter_map(|s| s.spec.as_ref())
+                    .map(|s| (s.replicas, &s.template)),
+            );
+        let mut total = Requests {
+            cpu_millis: 0,
+            memory_mib: 0,
+        };
+        for (replicas, template) in replicas {
+            let pods = replicas.unwrap_or(1).max(0) as u64;
+            let containers = template.spec.iter().flat_map(|p| &p.containers);
+            for requests in containers.filter_map(|c| c.resources.as_ref()?.requests.as_ref()) {
+                let units = |key: &str| {
+                    requests
+                        .get(key)
+                        // Validated before rendering: a request is a quantity or absent.
+                        .and_then(|q| crate::quantity::nanos(&q.0).ok())
+                        .unwrap_or(0)
+                };
+                total.cpu_millis += pods * (units("cpu") / 1_000_000) as u64;
+                total.memory_mib += pods * (units("memory") / 1_000_000_000 / (1 << 20)) as u64;
+            }
+        }
+        total
+    }
+}
+
 /// Every container image of `children`, sorted, each once.
 pub fn images(children: &Children) -> Vec<String> {
     let images: std::collections::BTreeSet<String> = children
@@ -232,48 +276,14 @@ mod tests {
         assert_eq!(p.image_pull_policy.as_deref(), Some("IfNotPresent"));
     }
 
-    /// CPU millicores and memory MiB the lab's containers request, in the units the builders use.
-    fn requests(c: &Children) -> (u64, u64) {
-        let (mut cpu, mut memory) = (0, 0);
-        for (_, t) in c.workloads() {
-            for container in t.spec.clone().unwrap().containers {
-                let requests = container.resources.unwrap().requests.unwrap();
-                let value = |key: &str| requests[key].0.clone();
-                cpu += match value("cpu").strip_suffix('m') {
-                    Some(milli) => milli.parse::<u64>().unwrap(),
-                    None => value("cpu").parse::<u64>().unwrap() * 1000,
-                };
-                let mem = value("memory");
-                memory += match (mem.strip_suffix("Mi"), mem.strip_suffix("Gi")) {
-                    (Some(mi), _) => mi.parse::<u64>().unwrap(),
-                    (_, Some(gi)) => gi.parse::<u64>().unwrap() * 1024,
-                    _ => panic!("memory request {mem} in an unexpected unit"),
-                };
-            }
-        }
-        (cpu, memory)
-    }
-
     #[test]
-    fn readme_states_what_one_lab_requests_and_how_many_fit_a_kind_node() {
-        let (cpu, memory) = requests(&render_spec("{}"));
-        let (cpu_loadgen, memory_loadgen) =
-            requests(&render_spec(r#"{"loadGenerator": {"enabled": true}}"#));
-        // kind's own pods (kubeadm's control plane, CoreDNS, kindnet) and the operator's request.
-        let (system_cpu, system_memory) = (950 + 50, 290 + 64);
-        let by_cpu = (4000 - system_cpu) / cpu_loadgen;
-        let by_memory = (8192 - system_memory) / memory_loadgen;
-        let readme = include_str!("../../../README.md");
-        let stated = format!(
-            "One lab requests {cpu}m CPU and {memory} MiB of memory ({cpu_loadgen}m and \
-             {memory_loadgen} MiB with the load generator)"
-        );
-        assert!(readme.contains(&stated), "README.md must say: {stated}");
-        let fits = format!("{} labs", by_cpu.min(by_memory));
-        assert!(
-            readme.contains(&fits),
-            "README.md must say: {fits} ({by_cpu} by CPU, {by_memory} by memory)"
-        );
+    fn requests_count_every_replica() {
+        let one = render_spec("{}").requests();
+        let scaled = render_spec(r#"{"services": {"processing": {"replicas": 3}}}"#).requests();
+        // A service pod requests 100m and 32Mi.
+        assert_eq!(scaled.cpu_millis - one.cpu_millis, 2 * 100);
+        assert_eq!(scaled.memory_mib - one.memory_mib, 2 * 32);
+        assert!(one.cpu_millis > 0 && one.memory_mib > 0);
     }
 
     #[test]
