@@ -9,7 +9,8 @@
 //!   ids for the logs), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` | `http/protobuf`),
 //!   `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, exporting through a batch span processor
 //!   (tuned by the standard `OTEL_BSP_*` variables). Invalid values are errors naming the variable;
-//! - the W3C TraceContext + Baggage propagator as the global propagator.
+//! - the W3C TraceContext + Baggage propagator as the global propagator, and the [`baggage`]
+//!   entries the lab allows set on every span started in their context.
 //!
 //! Spans the exporter could not deliver (the Collector unreachable) are dropped, not retried,
 //! so that an outage costs no memory; [`spans_dropped`] counts them.
@@ -23,6 +24,7 @@
 //! Call [`TelemetryGuard::shutdown`] (or drop the guard) before the runtime stops, from a thread
 //! that may block (e.g. `tokio::task::spawn_blocking`), so the last spans are exported.
 
+pub mod baggage;
 mod logs;
 mod settings;
 
@@ -178,7 +180,8 @@ fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProv
     }
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource.build())
-        .with_sampler(settings.sampler.clone());
+        .with_sampler(settings.sampler.clone())
+        .with_span_processor(baggage::BaggageAttributes);
     if let Some(protocol) = settings.exporter {
         builder = builder.with_batch_exporter(CountingExporter(span_exporter(protocol)?));
     }

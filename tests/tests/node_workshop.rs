@@ -165,12 +165,13 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         ready.elapsed().as_secs_f64()
     );
 
-    // Propagation by hand (Exercise 1, step 5): an order sent with a made-up `traceparent` is in
-    // Jaeger under that trace id, whole, its `create_order` a child of the made-up span.
+    // Propagation by hand (Exercise 1, steps 5 and 6): an order sent with a made-up `traceparent`
+    // is in Jaeger under that trace id, whole, its `create_order` a child of the made-up span.
     let (trace_id, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let response = reqwest::Client::new()
         .post(format!("{}/order", lab.api_url().unwrap()))
         .header("traceparent", format!("00-{trace_id}-{parent}-01"))
+        .header("baggage", "customer.tier=premium")
         .json(&json!({"item": "by-hand", "quantity": 1}))
         .send()
         .await
@@ -191,6 +192,15 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
     let root = by_hand.iter().find(|s| s.name == "create_order").unwrap();
     assert_eq!(root.parent_span_id.as_deref(), Some(parent));
     assert!(by_hand.iter().all(|s| s.trace_id == trace_id));
+    // Exercise 1, step 6: the customer tier of its baggage is on every span.
+    for span in &by_hand {
+        assert_eq!(
+            str_attr(span, "customer.tier"),
+            Some("premium"),
+            "{}",
+            span.name
+        );
+    }
 
     // The workshop's pace, one order a second, finds every consumer idle: no message waits behind
     // another, so its queue wait is the broker's hop alone, a few milliseconds, far below the

@@ -325,17 +325,33 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
     const N: usize = 12;
     let secret = "secret-widget-7f3a";
     let mut order_ids = BTreeSet::new();
+    // Half the orders name a customer tier in their baggage, beside an entry no span may show;
+    // the others a tier outside the vocabulary, which no span may show either.
+    let mut premium = BTreeSet::new();
     for i in 0..N {
-        let (status, body) = post_order(
-            &http,
-            &lab.api_url,
-            &format!("{secret} no.{i}"),
-            i as i64 + 1,
-        )
-        .await
-        .expect("post");
-        assert_eq!(status, 202, "{body}");
-        order_ids.insert(body["order_id"].as_str().expect("order id").to_owned());
+        let baggage = if i % 2 == 0 {
+            "customer.tier=premium,user.email=alice%40example.com"
+        } else {
+            "customer.tier=alice"
+        };
+        let response = http
+            .post(format!("{}/order", lab.api_url))
+            .header("content-type", "application/json")
+            .header("baggage", baggage)
+            .body(
+                serde_json::json!({"item": format!("{secret} no.{i}"), "quantity": i + 1})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status().as_u16(), 202);
+        let body: serde_json::Value = response.json().await.expect("JSON body");
+        let id = body["order_id"].as_str().expect("order id").to_owned();
+        if i % 2 == 0 {
+            premium.insert(id.clone());
+        }
+        order_ids.insert(id);
     }
     assert_eq!(order_ids.len(), N);
     lab.wait_analyzed(N as i64, PIPELINE_TIMEOUT)
@@ -392,8 +408,14 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
             .unwrap()
             .to_owned();
         assert!(order_ids.contains(&id));
-        assert!(seen.insert(id), "an order spans two traces");
         assert_order_trace(spans, secret);
+        let tier = premium.contains(&id).then_some("premium");
+        for span in spans {
+            let named = span.attr("customer.tier").and_then(|v| v.as_str());
+            assert_eq!(named, tier, "{}: customer.tier", span.name);
+            assert!(span.attr("user.email").is_none(), "{}", span.name);
+        }
+        assert!(seen.insert(id), "an order spans two traces");
     }
     assert_eq!(seen, order_ids, "every order has its trace");
     let rejected = traces
@@ -569,6 +591,20 @@ async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
             Some(202)
         );
         child_of(client, one(trace, "api", "create_order"));
+        // The client's customer tier is on every span of the order, in every service.
+        let tier = client.attr("customer.tier").and_then(|v| v.as_str());
+        assert!(
+            tier.is_some_and(|t| ["free", "standard", "premium"].contains(&t)),
+            "{tier:?}"
+        );
+        for span in trace {
+            assert_eq!(
+                span.attr("customer.tier").and_then(|v| v.as_str()),
+                tier,
+                "{}",
+                span.name
+            );
+        }
     }
 }
 

@@ -150,6 +150,22 @@ impl Lab {
         Ok(count.unwrap_or(0))
     }
 
+    /// Where the orders are: each consumer group's committed offsets against its topic's end.
+    pub async fn progress(&self) -> String {
+        let mut stages = Vec::new();
+        for role in Role::CONSUMERS {
+            let (Some(topic), Some(group)) = (role.input_topic(), role.consumer_group()) else {
+                continue;
+            };
+            let ends = self.broker.end_offsets(topic).await;
+            let committed = self.broker.committed_offsets(group, topic).await;
+            stages.push(format!(
+                "{group} committed {committed:?} of {topic} ending at {ends:?}"
+            ));
+        }
+        stages.join("; ")
+    }
+
     /// Waits until `n` orders were analysed.
     pub async fn wait_analyzed(&self, n: i64, timeout: Duration) -> Result<()> {
         let started = tokio::time::Instant::now();
@@ -159,7 +175,10 @@ impl Lab {
                 return Ok(());
             }
             if started.elapsed() > timeout {
-                bail!("{count} of {n} orders analysed after {timeout:?}");
+                bail!(
+                    "{count} of {n} orders analysed after {timeout:?}; {}",
+                    self.progress().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

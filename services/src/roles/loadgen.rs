@@ -1,5 +1,6 @@
 //! The load generator: posts orders to the api at `loadgen.ordersPerSecond`, each in a client span
-//! whose context travels in the request headers (so the trace starts at the client).
+//! whose context travels in the request headers (so the trace starts at the client), with a
+//! customer tier in the W3C baggage that every service puts on its spans.
 //!
 //! When the api cannot take orders (not reachable yet, too slow to answer, or answering "retry
 //! later"), the generator pauses instead of piling up requests, and resumes when an order goes
@@ -9,6 +10,7 @@ use crate::metrics::{Metrics, StatusLabel};
 use crate::propagation::inject_http;
 use crate::spans::{self, ActiveSpan, record_exception};
 use axum::http::{HeaderMap, StatusCode};
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{Context, KeyValue};
@@ -19,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tracing_lab_telemetry::baggage::{CUSTOMER_TIER, CUSTOMER_TIERS};
 
 /// Requests allowed in flight; beyond that, ticks are skipped rather than queued without bound.
 const MAX_IN_FLIGHT: usize = 256;
@@ -107,11 +110,12 @@ async fn send_order(
     n: u64,
     metrics: &Metrics,
 ) -> bool {
+    let customer = Context::new().with_baggage([KeyValue::new(CUSTOMER_TIER, customer_tier())]);
     let span = ActiveSpan::start(
         tracer,
         "POST",
         SpanKind::Client,
-        &Context::new(),
+        &customer,
         vec![
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("url.full", url.to_owned()),
@@ -153,6 +157,16 @@ async fn send_order(
         .get_or_create(&StatusLabel { status })
         .inc();
     available
+}
+
+/// Most customers are on the free tier, few on premium: 60, 30 and 10 in 100.
+fn customer_tier() -> &'static str {
+    let [free, standard, premium] = CUSTOMER_TIERS;
+    match rand::rng().random_range(0..100) {
+        0..60 => free,
+        60..90 => standard,
+        _ => premium,
+    }
 }
 
 /// Answers meaning "overloaded or a dependency is down": sending more only adds to the problem.
