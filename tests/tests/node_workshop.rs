@@ -249,17 +249,19 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
     let namespace = lab.namespace.clone();
     let baseline = example("baseline");
     let started = Instant::now();
-    lab.make(
-        &["reset"],
-        &[
-            ("LAB", baseline.to_str().unwrap()),
-            ("LAB_NAMESPACE", &namespace),
-        ],
-    )
-    .unwrap();
+    let reset = lab
+        .make(
+            &["reset"],
+            &[
+                ("LAB", baseline.to_str().unwrap()),
+                ("LAB_NAMESPACE", &namespace),
+            ],
+        )
+        .unwrap();
     eprintln!(
-        "make reset: Ready again in {:.0} s",
-        started.elapsed().as_secs_f64()
+        "make reset: Ready again in {:.0} s\n{}",
+        started.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&reset.stdout)
     );
     let order = lab.post_order("after-reset", 1).await.unwrap();
     let trace = order_trace(&jaeger, &order, 13, Duration::from_secs(60)).await;

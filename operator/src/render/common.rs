@@ -43,7 +43,12 @@ impl LabRef {
         Some(Self {
             name: lab.metadata.name.clone()?,
             namespace: lab.metadata.namespace.clone()?,
-            owner: lab.controller_owner_ref(&())?,
+            // Blocking: a foreground delete of the lab (`make reset`) returns only once every
+            // child and its pods are gone, so a lab applied again starts empty.
+            owner: OwnerReference {
+                block_owner_deletion: Some(true),
+                ..lab.controller_owner_ref(&())?
+            },
         })
     }
 
@@ -289,6 +294,7 @@ pub(crate) mod tests {
         assert_eq!(owner.kind, "TracingLab");
         assert_eq!(owner.uid, "0000-1111");
         assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(true));
         assert_eq!(r.host("api"), "demo-api.students.svc");
     }
 
