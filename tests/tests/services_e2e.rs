@@ -6,10 +6,11 @@
 #[path = "services_lab.rs"]
 mod lab;
 
-use lab::{Lab, light_config, post_order};
+use lab::{Lab, light_config, post_order, post_order_with};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tracing_lab_config::{Intensity, Role, WorkloadMix};
+use tracing_lab_telemetry::baggage::CUSTOMER_TIERS;
 use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode, by_trace};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -334,19 +335,16 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
         } else {
             "customer.tier=alice"
         };
-        let response = http
-            .post(format!("{}/order", lab.api_url))
-            .header("content-type", "application/json")
-            .header("baggage", baggage)
-            .body(
-                serde_json::json!({"item": format!("{secret} no.{i}"), "quantity": i + 1})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(response.status().as_u16(), 202);
-        let body: serde_json::Value = response.json().await.expect("JSON body");
+        let (status, body) = post_order_with(
+            &http,
+            &lab.api_url,
+            &format!("{secret} no.{i}"),
+            i as i64 + 1,
+            &[("baggage", baggage)],
+        )
+        .await
+        .expect("post");
+        assert_eq!(status, 202, "{body}");
         let id = body["order_id"].as_str().expect("order id").to_owned();
         if i % 2 == 0 {
             premium.insert(id.clone());
@@ -594,7 +592,7 @@ async fn loadgen_sends_orders_whose_traces_start_at_the_client() {
         // The client's customer tier is on every span of the order, in every service.
         let tier = client.attr("customer.tier").and_then(|v| v.as_str());
         assert!(
-            tier.is_some_and(|t| ["free", "standard", "premium"].contains(&t)),
+            tier.is_some_and(|t| CUSTOMER_TIERS.contains(&t)),
             "{tier:?}"
         );
         for span in trace {

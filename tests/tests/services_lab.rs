@@ -192,9 +192,24 @@ pub async fn post_order(
     item: &str,
     quantity: i64,
 ) -> Result<(u16, serde_json::Value)> {
-    let response = http
+    post_order_with(http, api_url, item, quantity, &[]).await
+}
+
+/// Posts one order with extra request headers (`traceparent`, `baggage`).
+pub async fn post_order_with(
+    http: &reqwest::Client,
+    api_url: &str,
+    item: &str,
+    quantity: i64,
+    headers: &[(&str, &str)],
+) -> Result<(u16, serde_json::Value)> {
+    let mut request = http
         .post(format!("{api_url}/order"))
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
         .body(serde_json::json!({"item": item, "quantity": quantity}).to_string())
         .send()
         .await?;

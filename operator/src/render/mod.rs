@@ -63,44 +63,18 @@ pub const DEFAULT_IMAGES: [DefaultImage; 4] = [
 impl Children {
     /// Each workload's metadata and pod template: the Deployments, then the StatefulSets.
     pub fn workloads(&self) -> impl Iterator<Item = (&ObjectMeta, &PodTemplateSpec)> {
-        let deployments = self
-            .deployments
-            .iter()
-            .filter_map(|d| Some((&d.metadata, &d.spec.as_ref()?.template)));
-        let stateful_sets = self
-            .stateful_sets
-            .iter()
-            .filter_map(|s| Some((&s.metadata, &s.spec.as_ref()?.template)));
-        deployments.chain(stateful_sets)
+        self.replicated()
+            .map(|(meta, _, template)| (meta, template))
     }
-}
 
-/// What a lab asks the scheduler for: every replica's containers' requests, summed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Requests {
-    pub cpu_millis: u64,
-    pub memory_mib: u64,
-}
-
-impl Children {
-    /// The requests of every pod the lab runs (a Deployment without replicas runs one).
+    /// What the lab asks the scheduler for: every pod's requests (a workload without replicas
+    /// runs one).
     pub fn requests(&self) -> Requests {
-        let replicas = self
-            .deployments
-            .iter()
-            .filter_map(|d| d.spec.as_ref())
-            .map(|s| (s.replicas, &s.template))
-            .chain(
-                self.stateful_sets
-                    .iter()
-                    .filter_map(|s| s.spec.as_ref())
-                    .map(|s| (s.replicas, &s.template)),
-            );
         let mut total = Requests {
             cpu_millis: 0,
             memory_mib: 0,
         };
-        for (replicas, template) in replicas {
+        for (_, replicas, template) in self.replicated() {
             let pods = replicas.unwrap_or(1).max(0) as u64;
             let containers = template.spec.iter().flat_map(|p| &p.containers);
             for requests in containers.filter_map(|c| c.resources.as_ref()?.requests.as_ref()) {
@@ -117,6 +91,26 @@ impl Children {
         }
         total
     }
+
+    /// Each workload's metadata, replicas and pod template.
+    fn replicated(&self) -> impl Iterator<Item = (&ObjectMeta, Option<i32>, &PodTemplateSpec)> {
+        let deployments = self.deployments.iter().filter_map(|d| {
+            let spec = d.spec.as_ref()?;
+            Some((&d.metadata, spec.replicas, &spec.template))
+        });
+        let stateful_sets = self.stateful_sets.iter().filter_map(|s| {
+            let spec = s.spec.as_ref()?;
+            Some((&s.metadata, spec.replicas, &spec.template))
+        });
+        deployments.chain(stateful_sets)
+    }
+}
+
+/// CPU and memory requested, in the units the builders use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requests {
+    pub cpu_millis: u64,
+    pub memory_mib: u64,
 }
 
 /// Every container image of `children`, sorted, each once.

@@ -10,6 +10,8 @@ set -euo pipefail
 dir="$cache/docker"
 sock="$dir/docker.sock" pidfile="$dir/docker.pid"
 log() { echo "docker: $*" >&2; }
+# exec-root holds containerd's sockets: a short path keeps them under the 108-byte limit.
+exec_root="/run/tracing-lab-docker"
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
@@ -17,8 +19,6 @@ case ${1:-} in
 start)
   command -v dockerd >/dev/null || { log "dockerd is missing (Debian package docker.io)"; exit 1; }
   mkdir -p "$dir/root"
-  # exec-root holds containerd's sockets: a short path keeps them under the 108-byte limit.
-  exec_root="/run/tracing-lab-docker"
   pid=
   if ! running; then
     rm -f "$sock" "$pidfile"
@@ -42,6 +42,12 @@ stop)
     kill -0 "$pid" 2>/dev/null && { log "dockerd $pid did not stop; killing it"; kill -9 "$pid"; }
   fi
   rm -f "$sock" "$pidfile"
+  # dockerd leaves its exec-root behind, with the default network namespace still mounted there.
+  if [ -d "$exec_root" ]; then
+    awk -v root="$exec_root/" 'index($2, root) == 1 { print $2 }' /proc/self/mounts | sort -r |
+      while read -r mounted; do umount "$mounted"; done
+    rm -rf "$exec_root"
+  fi
   ;;
 *) echo "usage: engine.sh start|stop" >&2; exit 2 ;;
 esac
