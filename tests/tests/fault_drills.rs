@@ -358,18 +358,18 @@ async fn poison_messages_are_skipped_and_logged_and_the_next_order_is_analysed()
     }
 }
 
-/// A member with a backlog pauses its partitions once it holds enough messages. Partitions taken
-/// from it meanwhile (a second pod joins) and handed back later (that pod is scaled away) must
-/// flow again at once, even when the member has nothing else to do: librdkafka keeps a
-/// partition's pause across assignments.
+/// A member with a backlog and its one slot busy reads each partition only as a slot frees.
+/// Partitions taken from it meanwhile (a second pod joins) and handed back later (that pod is
+/// scaled away) must flow again at once, even when the member has nothing else to do: each
+/// assignment gives the partition its own queue and reader anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitions_handed_back_to_a_paused_member_are_consumed_at_once() {
+async fn partitions_handed_back_to_a_busy_member_are_consumed_at_once() {
     let mut config = light_config();
     config.processing.concurrency = 1;
     config.processing.workload = WorkloadMix::new(0, 100, &[Intensity::Light]);
     config.processing.faults.extra_latency_ms = 100;
     let mut lab = Lab::start(&config, &[]).await.expect("lab starts");
-    // A backlog well above what a member holds before it pauses.
+    // A backlog well above what the member takes from librdkafka at once.
     const N: usize = 200;
     lab.service(Role::Processing).kill().unwrap();
     post_orders(&lab, N).await;

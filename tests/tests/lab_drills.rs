@@ -397,8 +397,8 @@ async fn scaling_consumers_under_load_analyses_every_order_once() {
                 ms as f64 / 1000.0
             ))
         );
-        // A rebalance takes a second or two; partitions handed back to a pod that had paused
-        // them must flow at once, not wait for its next pause and resume.
+        // A rebalance takes a second or two; partitions handed back to a pod must flow at once,
+        // read anew from their own queue.
         assert!(longest < 10_000, "{} stalled {longest} ms", scale.role);
         if let Some(ms) = new_pods {
             // The pod's process starts and joins the group first.

@@ -35,11 +35,14 @@ pub struct OffsetTracker {
 
 impl OffsetTracker {
     /// The partition is (newly) assigned: its bookkeeping starts clean; work left from an earlier
-    /// assignment is cancelled.
-    pub fn assign(&mut self, partition: i32) {
-        if let Some(old) = self.partitions.insert(partition, Partition::default()) {
+    /// assignment is cancelled. Returns the token its revocation cancels.
+    pub fn assign(&mut self, partition: i32) -> CancellationToken {
+        let state = Partition::default();
+        let revoked = state.revoked.clone();
+        if let Some(old) = self.partitions.insert(partition, state) {
             old.revoked.cancel();
         }
+        revoked
     }
 
     /// The partition is revoked: its work in flight is cancelled and its bookkeeping dropped.
@@ -153,12 +156,15 @@ mod tests {
         // A late completion of the revoked partition stores nothing.
         assert_eq!(t.complete(2, 21), None);
         assert!(t.begin(2, 22).is_none());
-        // Assigned again, it starts clean at whatever offset the group committed.
-        t.assign(2);
+        // Assigned again, it starts clean at whatever offset the group committed, under a new
+        // token that its next revocation cancels.
+        let assigned = t.assign(2);
         let again = t.begin(2, 21).unwrap();
         assert!(!again.is_cancelled());
         assert_eq!(t.complete(2, 21), Some(21));
         assert_eq!(t.in_flight(), 0);
+        t.revoke(2);
+        assert!(assigned.is_cancelled() && again.is_cancelled());
     }
 
     #[test]
