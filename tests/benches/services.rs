@@ -280,13 +280,33 @@ async fn throughput() -> Result<()> {
     Ok(())
 }
 
-/// Latency below saturation, with where it is spent.
+/// Latency below saturation, with where it is spent: with 32 messages in flight per stage, and
+/// at the lab's default of one message at a time.
 async fn latency() -> Result<()> {
-    let paced = pipeline_run(PACED_ORDERS, Some(PACED_RATE), &[("RUST_LOG", "warn")]).await?;
-    println!(
-        "order latency (api accepted -> analytics done) at {PACED_RATE} orders/s, tracing on: p50 {:.0} ms, p99 {:.0} ms (median per hop: processing {:.0}, notification {:.0}, analytics {:.0} ms)",
-        paced.p50_ms, paced.p99_ms, paced.hop_p50_ms[0], paced.hop_p50_ms[1], paced.hop_p50_ms[2]
-    );
+    let mut one_at_a_time = throughput_config();
+    for role in Role::ALL {
+        one_at_a_time.role_mut(role).concurrency = 1;
+    }
+    for (label, config) in [
+        ("concurrency 32", throughput_config()),
+        ("concurrency 1 ", one_at_a_time),
+    ] {
+        let paced = pipeline_run_with(
+            &config,
+            PACED_ORDERS,
+            Some(PACED_RATE),
+            &[("RUST_LOG", "warn")],
+        )
+        .await?;
+        println!(
+            "order latency (api accepted -> analytics done) at {PACED_RATE} orders/s, tracing on, {label}: p50 {:.0} ms, p99 {:.0} ms (median per hop: processing {:.0}, notification {:.0}, analytics {:.0} ms)",
+            paced.p50_ms,
+            paced.p99_ms,
+            paced.hop_p50_ms[0],
+            paced.hop_p50_ms[1],
+            paced.hop_p50_ms[2]
+        );
+    }
     Ok(())
 }
 

@@ -25,12 +25,12 @@ fn http() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// Processing with eight slots and a per-message latency of 0, 1 or 2 s (two IO steps, each light
-/// or heavy at random): messages of one partition finish out of order.
-fn jittery_processing() -> LabConfig {
+/// Processing with eight slots and two IO steps per message, each light or `slow` at random:
+/// messages of one partition finish out of order.
+fn jittery_processing(slow: Intensity) -> LabConfig {
     let mut config = light_config();
     config.processing.concurrency = 8;
-    config.processing.workload = WorkloadMix::new(0, 100, &[Intensity::Light, Intensity::Heavy]);
+    config.processing.workload = WorkloadMix::new(0, 100, &[Intensity::Light, slow]);
     config
 }
 
@@ -98,9 +98,13 @@ async fn wait_handled(lab: &Lab, role: Role, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_messages_in_flight_commits_the_last_contiguous_offset() {
     // A drain shorter than the slowest messages: some finish after SIGTERM, others are cancelled.
-    let mut lab = Lab::start(&jittery_processing(), &[("SHUTDOWN_DRAIN_MS", "800")])
-        .await
-        .expect("lab starts");
+    // Messages take 0, 1 or 2 s (heavy IO is 1 s).
+    let mut lab = Lab::start(
+        &jittery_processing(Intensity::Heavy),
+        &[("SHUTDOWN_DRAIN_MS", "800")],
+    )
+    .await
+    .expect("lab starts");
     const N: usize = 60;
     post_orders(&lab, N).await;
     wait_handled(&lab, Role::Processing, 12).await;
@@ -195,7 +199,10 @@ async fn wait_finished_above_unfinished(lab: &Lab, partitions: usize) -> (i32, i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_processing_with_uncommitted_work_loses_no_order() {
-    let mut lab = Lab::start(&jittery_processing(), &[])
+    // Messages take 0, 3 or 6 s (severe IO is 3 s): a light one overtakes a slow one in its
+    // partition by far more than the window `wait_finished_above_unfinished` needs, even when the
+    // machine is loaded and slots free late.
+    let mut lab = Lab::start(&jittery_processing(Intensity::Severe), &[])
         .await
         .expect("lab starts");
     const N: usize = 60;
