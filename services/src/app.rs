@@ -107,7 +107,7 @@ pub async fn run_role(
                     concurrency,
                     stop.clone(),
                     settings.drain_timeout,
-                    move |message| roles::stage::handle(worker.clone(), message),
+                    move |message, slot| roles::stage::handle(worker.clone(), message, slot),
                 )
                 .await;
             // The HTTP server stops with `stop`; a consumer failure must stop it too.

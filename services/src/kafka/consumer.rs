@@ -10,6 +10,7 @@
 //! is ever paused: librdkafka purges a paused partition's prefetch and fetches again only at its
 //! broker thread's next wake-up, up to a second after the resume (a stage that paused whenever
 //! 64 messages waited handled 71 a second however quick its work: `backlog` benchmark).
+//! A message frees its slot once only its output's acknowledgement is awaited ([`Slot`]).
 //! It uses the cooperative-sticky assignor, so a rebalance moves only the partitions that change
 //! owner and the others keep flowing.
 
@@ -37,6 +38,9 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// Pause after a failed receive, so that a broken connection does not spin the loop.
 const RECEIVE_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How many messages may wait for their output's acknowledgement after freeing their slot; past
+/// that a message keeps its slot while it waits, so a slow broker slows the stage down.
+const AWAITING_MAX: usize = 64;
 
 type PartitionQueue = StreamPartitionQueue<Rebalancing>;
 
@@ -111,9 +115,10 @@ impl ConsumerContext for Rebalancing {
                 };
                 // What finished is stored: commit it before the partitions move, so their new
                 // owner starts right after it. Work cancelled here is redone there (at most the
-                // slots' worth). Closing revokes everything once more, after the loop's final
-                // commit: nothing is left to commit then, and that synchronous commit is the one
-                // whose failure is reported.
+                // slots' worth, plus the messages awaiting their output's acknowledgement).
+                // Closing revokes everything once more, after the loop's final commit: nothing
+                // is left to commit then, and that synchronous commit is the one whose failure is
+                // reported.
                 if !self.shared.closing.load(Ordering::SeqCst) {
                     commit(consumer, CommitMode::Async);
                 }
@@ -143,6 +148,68 @@ fn commit(consumer: &impl rdkafka::consumer::Consumer<Rebalancing>, mode: Commit
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(err) => tracing::warn!(error = %err, "committing offsets failed"),
+    }
+}
+
+/// A message's hold on one of the stage's slots. The handler frees it with [`Slot::release`]
+/// once its work is done and only the broker's acknowledgement of its output is awaited, so that
+/// at concurrency 1 the next message's work need not wait for a round trip to the broker; the
+/// message's offset is still stored only when the handler returns `Ok`.
+#[derive(Clone)]
+pub struct Slot(Arc<SlotState>);
+
+struct SlotState {
+    slots: Arc<Semaphore>,
+    awaiting: Arc<Semaphore>,
+    held: Mutex<Hold>,
+}
+
+/// Each permit is returned when dropped.
+enum Hold {
+    Slot {
+        _permit: OwnedSemaphorePermit,
+    },
+    /// A place among the messages awaiting an acknowledgement.
+    Awaiting {
+        _permit: OwnedSemaphorePermit,
+    },
+}
+
+impl Slot {
+    fn new(slots: Arc<Semaphore>, awaiting: Arc<Semaphore>, slot: OwnedSemaphorePermit) -> Self {
+        Self(Arc::new(SlotState {
+            slots,
+            awaiting,
+            held: Mutex::new(Hold::Slot { _permit: slot }),
+        }))
+    }
+
+    fn held(&self) -> MutexGuard<'_, Hold> {
+        self.0
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Frees the slot for the next message, unless [`AWAITING_MAX`] messages await already.
+    pub fn release(&self) {
+        let mut held = self.held();
+        if matches!(*held, Hold::Slot { .. })
+            && let Ok(place) = self.0.awaiting.clone().try_acquire_owned()
+        {
+            *held = Hold::Awaiting { _permit: place };
+        }
+    }
+
+    /// Takes a slot again (before a retry, which is work).
+    async fn reacquire(&self) {
+        if matches!(*self.held(), Hold::Slot { .. }) {
+            return;
+        }
+        let slot = self.0.slots.clone().acquire_owned().await;
+        *self.held() = Hold::Slot {
+            _permit: slot.expect("the slots are never closed"),
+        };
     }
 }
 
@@ -227,11 +294,12 @@ impl Consumer {
         handle: F,
     ) -> anyhow::Result<()>
     where
-        F: Fn(Arc<OwnedMessage>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<OwnedMessage>, Slot) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let handle = Arc::new(handle);
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        let awaiting = Arc::new(Semaphore::new(AWAITING_MAX));
         let mut assigned = self.assigned.lock().await;
         // Each reader holds one slot per message it sends: at most `concurrency` wait here.
         let (ready, mut readied) = mpsc::channel::<Ready>(concurrency.max(1));
@@ -247,6 +315,7 @@ impl Consumer {
                 }
                 Some(Ready { message, revoked, slot }) = readied.recv() => {
                     let (shared, consumer) = (self.shared.clone(), self.inner.clone());
+                    let slot = Slot::new(slots.clone(), awaiting.clone(), slot);
                     tasks.spawn(work(shared, consumer, message, revoked, slot, handle.clone(), stop.clone()));
                 }
                 Some(partition) = assigned.recv() => {
@@ -260,12 +329,14 @@ impl Consumer {
                         let message = message.detach();
                         if let Some(revoked) = begin(&self.shared, &message) {
                             let (shared, consumer) = (self.shared.clone(), self.inner.clone());
-                            let (slots, handle, stop) = (slots.clone(), handle.clone(), stop.clone());
+                            let (slots, awaiting) = (slots.clone(), awaiting.clone());
+                            let (handle, stop) = (handle.clone(), stop.clone());
                             tasks.spawn(async move {
                                 let slot = tokio::select! {
                                     _ = revoked.cancelled() => return,
-                                    slot = slots.acquire_owned() => slot.expect("the slots are never closed"),
+                                    slot = slots.clone().acquire_owned() => slot.expect("the slots are never closed"),
                                 };
+                                let slot = Slot::new(slots, awaiting, slot);
                                 work(shared, consumer, message, revoked, slot, handle, stop).await;
                             });
                         }
@@ -383,14 +454,13 @@ async fn work<F, Fut>(
     consumer: Arc<StreamConsumer<Rebalancing>>,
     message: OwnedMessage,
     revoked: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     handle: Arc<F>,
     stop: CancellationToken,
 ) where
-    F: Fn(Arc<OwnedMessage>) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<OwnedMessage>, Slot) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let _slot = slot;
     let (partition, offset) = (message.partition(), message.offset());
     let topic = &shared.topic;
     let message = Arc::new(message);
@@ -399,7 +469,7 @@ async fn work<F, Fut>(
         _ = revoked.cancelled() => {
             tracing::info!(%topic, partition, offset, "partition revoked; message left to its new owner");
         }
-        handled = handle_with_retries(&*handle, message, &stop) => {
+        handled = handle_with_retries(&*handle, message, slot, &stop) => {
             if !handled {
                 return;
             }
@@ -417,15 +487,16 @@ async fn work<F, Fut>(
 async fn handle_with_retries<F, Fut>(
     handle: &F,
     message: Arc<OwnedMessage>,
+    slot: Slot,
     stop: &CancellationToken,
 ) -> bool
 where
-    F: Fn(Arc<OwnedMessage>) -> Fut,
+    F: Fn(Arc<OwnedMessage>, Slot) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let mut pause = Duration::from_millis(100);
     loop {
-        match handle(message.clone()).await {
+        match handle(message.clone(), slot.clone()).await {
             Ok(()) => return true,
             Err(err) => {
                 tracing::warn!(
@@ -440,8 +511,55 @@ where
         }
         tokio::select! {
             _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(pause) => {}
+            _ = async {
+                tokio::time::sleep(pause).await;
+                slot.reacquire().await;
+            } => {}
         }
         pause = (pause * 2).min(MAX_RETRY_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(slots: &Arc<Semaphore>, awaiting: &Arc<Semaphore>) -> Slot {
+        let permit = slots.clone().try_acquire_owned().unwrap();
+        Slot::new(slots.clone(), awaiting.clone(), permit)
+    }
+
+    #[tokio::test]
+    async fn a_released_slot_goes_to_the_next_message_and_a_retry_takes_one_again() {
+        let (slots, awaiting) = (Arc::new(Semaphore::new(1)), Arc::new(Semaphore::new(2)));
+        let first = slot(&slots, &awaiting);
+        assert_eq!(slots.available_permits(), 0);
+        first.release();
+        assert_eq!((slots.available_permits(), awaiting.available_permits()), (1, 1));
+        first.release();
+        assert_eq!(awaiting.available_permits(), 1, "released twice, counted once");
+
+        let next = slot(&slots, &awaiting);
+        let retry = tokio::spawn({
+            let first = first.clone();
+            async move { first.reacquire().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!retry.is_finished(), "the retry waits for the next message's slot");
+        drop(next);
+        retry.await.unwrap();
+        assert_eq!((slots.available_permits(), awaiting.available_permits()), (0, 2));
+        drop(first);
+        assert_eq!(slots.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_too_many_awaiting_a_message_keeps_its_slot() {
+        let (slots, awaiting) = (Arc::new(Semaphore::new(1)), Arc::new(Semaphore::new(0)));
+        let only = slot(&slots, &awaiting);
+        only.release();
+        assert_eq!(slots.available_permits(), 0);
+        drop(only);
+        assert_eq!(slots.available_permits(), 1);
     }
 }

@@ -8,10 +8,12 @@ mod offsets;
 mod producer;
 mod rebootstrap;
 
-pub use consumer::Consumer;
+pub use consumer::{Consumer, Slot};
 pub use headers::{CheckedHeaders, InvalidHeader, check_headers};
 pub use offsets::OffsetTracker;
-pub use producer::{DELIVERY_TIMEOUT, Delivered, NotAcknowledged, Producer, Written};
+pub use producer::{
+    Acknowledgement, DELIVERY_TIMEOUT, Delivered, NotAcknowledged, Producer, Written,
+};
 
 use anyhow::{Context as _, anyhow};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -48,7 +48,7 @@ pub struct NotAcknowledged {
     pub written: Written,
 }
 
-type Acknowledgement = Result<Delivered, (KafkaError, Written)>;
+type Report = Result<Delivered, (KafkaError, Written)>;
 
 /// Hands each delivery report to the send waiting for it.
 struct Reports;
@@ -56,7 +56,7 @@ struct Reports;
 impl ClientContext for Reports {}
 
 impl ProducerContext for Reports {
-    type DeliveryOpaque = Box<oneshot::Sender<Acknowledgement>>;
+    type DeliveryOpaque = Box<oneshot::Sender<Report>>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, waiting: Self::DeliveryOpaque) {
         let report = match result {
@@ -79,7 +79,29 @@ fn written(message: &BorrowedMessage<'_>) -> Written {
     }
 }
 
-/// A producer whose sends complete when every in-sync replica has the message.
+/// The broker's answer to one queued record.
+pub struct Acknowledgement {
+    topic: String,
+    acknowledged: oneshot::Receiver<Report>,
+}
+
+impl Acknowledgement {
+    pub async fn wait(self) -> Result<Delivered, NotAcknowledged> {
+        let failed = |error, written| NotAcknowledged {
+            topic: self.topic.clone(),
+            error,
+            written,
+        };
+        match self.acknowledged.await {
+            Ok(Ok(delivered)) => Ok(delivered),
+            Ok(Err((error, written))) => Err(failed(error, written)),
+            // The producer dropped the report without calling back (it is shutting down).
+            Err(_) => Err(failed(KafkaError::Canceled, Written::Maybe)),
+        }
+    }
+}
+
+/// A producer whose records are acknowledged when every in-sync replica has them.
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<ThreadedProducer<Reports>>,
@@ -108,34 +130,32 @@ impl Producer {
         Ok(Self { inner })
     }
 
-    /// Sends and waits for the acknowledgement (at most [`DELIVERY_TIMEOUT`]).
-    pub async fn send(
+    /// Queues the record; the returned [`Acknowledgement`] resolves when the broker acknowledged
+    /// it (at most [`DELIVERY_TIMEOUT`]). An `Err` here means it was not queued: nothing was sent.
+    pub fn queue(
         &self,
         topic: &str,
         key: &str,
         payload: &[u8],
         headers: OwnedHeaders,
-    ) -> Result<Delivered, NotAcknowledged> {
-        let failed = |error, written| NotAcknowledged {
-            topic: topic.to_owned(),
-            error,
-            written,
-        };
+    ) -> Result<Acknowledgement, NotAcknowledged> {
         let (report, acknowledged) = oneshot::channel();
         let record = BaseRecord::with_opaque_to(topic, Box::new(report))
             .key(key)
             .payload(payload)
             .headers(headers);
-        // Not queued (queue full, unknown topic): nothing was sent.
+        // Not queued (queue full, unknown topic).
         self.inner
             .send(record)
-            .map_err(|(error, _)| failed(error, Written::No))?;
-        match acknowledged.await {
-            Ok(Ok(delivered)) => Ok(delivered),
-            Ok(Err((error, written))) => Err(failed(error, written)),
-            // The producer dropped the report without calling back (it is shutting down).
-            Err(_) => Err(failed(KafkaError::Canceled, Written::Maybe)),
-        }
+            .map_err(|(error, _)| NotAcknowledged {
+                topic: topic.to_owned(),
+                error,
+                written: Written::No,
+            })?;
+        Ok(Acknowledgement {
+            topic: topic.to_owned(),
+            acknowledged,
+        })
     }
 
     /// Readiness: the broker answers a metadata request.

@@ -235,7 +235,8 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
         .into_response();
     }
 
-    if let Err(err) = service.publish(&order).await {
+    let published = async { service.publish(&order)?.await }.await;
+    if let Err(err) = published {
         tracing::error!(error = format!("{err:#}"), order_id = %order.order_id, "publishing the order failed");
         let written = err
             .downcast_ref::<NotAcknowledged>()

@@ -184,9 +184,13 @@ impl Service {
     }
 
     /// Publishes `order` to this role's output topic in a producer span whose context travels in
-    /// the message headers; returns once the broker acknowledged it. A failure carries
-    /// [`NotAcknowledged`], which says whether the record may be in the topic anyway.
-    pub async fn publish(&self, order: &OrderMessage) -> anyhow::Result<Delivered> {
+    /// the message headers. Returns once the record is queued, with a future that resolves when
+    /// the broker acknowledged it (the span ends then). A failure carries [`NotAcknowledged`],
+    /// which says whether the record may be in the topic anyway.
+    pub fn publish(
+        &self,
+        order: &OrderMessage,
+    ) -> anyhow::Result<impl Future<Output = anyhow::Result<Delivered>> + Send + use<>> {
         let (Some(producer), Some(topic)) = (&self.producer, self.role.output_topic()) else {
             anyhow::bail!("{} publishes nothing", self.role);
         };
@@ -206,25 +210,27 @@ impl Service {
             ],
         );
         let headers = kafka_headers(span.context());
-        match span
-            .within(producer.send(topic, &order.order_id, &payload, headers))
-            .await
-        {
-            Ok(delivered) => {
-                span.span().set_attributes([
-                    KeyValue::new(
-                        "messaging.destination.partition.id",
-                        delivered.partition.to_string(),
-                    ),
-                    KeyValue::new("messaging.kafka.offset", delivered.offset),
-                ]);
-                Ok(delivered)
+        let acknowledged = producer
+            .queue(topic, &order.order_id, &payload, headers)
+            .inspect_err(|err| record_exception(&span.span(), "KafkaError", &err.to_string()))?;
+        Ok(async move {
+            match span.within(acknowledged.wait()).await {
+                Ok(delivered) => {
+                    span.span().set_attributes([
+                        KeyValue::new(
+                            "messaging.destination.partition.id",
+                            delivered.partition.to_string(),
+                        ),
+                        KeyValue::new("messaging.kafka.offset", delivered.offset),
+                    ]);
+                    Ok(delivered)
+                }
+                Err(err) => {
+                    record_exception(&span.span(), "KafkaError", &err.to_string());
+                    Err(err.into())
+                }
             }
-            Err(err) => {
-                record_exception(&span.span(), "KafkaError", &err.to_string());
-                Err(err.into())
-            }
-        }
+        })
     }
 }
 

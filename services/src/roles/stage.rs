@@ -3,7 +3,7 @@
 //! only after all of that (see `kafka::Consumer`).
 
 use super::{ANALYZED_COUNTER, OrderMessage, Service, is_permanent, now_ms, order_key};
-use crate::kafka::check_headers;
+use crate::kafka::{Slot, check_headers};
 use crate::metrics::OutcomeLabel;
 use crate::propagation::extract_kafka;
 use crate::spans::{ActiveSpan, record_exception};
@@ -61,7 +61,11 @@ impl From<anyhow::Error> for Failure {
 /// Handles one message. `Err` means "retry" (a dependency failed). A malformed message, a
 /// permanent error or an injected failure is handled (`Ok`): recorded on the span and in the log
 /// with the message's topic, partition and offset, and not retried.
-pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow::Result<()> {
+pub async fn handle(
+    service: Arc<Service>,
+    message: Arc<OwnedMessage>,
+    slot: Slot,
+) -> anyhow::Result<()> {
     let role = service.role;
     let (span_name, steps) = steps(role);
     let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
@@ -108,7 +112,7 @@ pub async fn handle(service: Arc<Service>, message: Arc<OwnedMessage>) -> anyhow
     );
 
     let outcome = match headers {
-        Ok(_) => span.within(process(&service, &message, steps)).await,
+        Ok(_) => span.within(process(&service, &message, steps, slot)).await,
         Err(invalid) => Err(Failure::Invalid(invalid.to_string())),
     };
     let (label, result) = match outcome {
@@ -156,6 +160,7 @@ async fn process(
     service: &Service,
     message: &OwnedMessage,
     steps: &[&'static str],
+    slot: Slot,
 ) -> Result<&'static str, Failure> {
     let cx = Context::current();
     let span = cx.span();
@@ -222,7 +227,10 @@ async fn process(
     }
 
     if service.producer.is_some() {
-        service.publish(&order).await?;
+        let acknowledged = service.publish(&order)?;
+        // The work is done: the next message may start while the broker acknowledges this one.
+        slot.release();
+        acknowledged.await?;
     }
     tracing::info!(
         order_id = %order.order_id,
