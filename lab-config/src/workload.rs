@@ -225,6 +225,11 @@ pub struct Faults {
     #[serde(default)]
     #[schemars(range(max = 60000))]
     pub extra_latency_ms: u64,
+    /// Ignore the trace context that arrives with each call (HTTP headers into the api, Kafka
+    /// headers into a stage), as a hop whose instrumentation forgot to extract it: every order
+    /// then becomes two traces, split at this service.
+    #[serde(default)]
+    pub drop_trace_context: bool,
 }
 
 impl Faults {

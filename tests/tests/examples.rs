@@ -29,7 +29,7 @@ fn root() -> PathBuf {
 }
 
 /// The workshop's order: the baseline first, then the exercises.
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
     "baseline",
     "head-of-line-blocking",
     "scaled-consumers",
@@ -38,6 +38,7 @@ const EXAMPLES: [&str; 8] = [
     "tail-sampling",
     "head-sampling",
     "fault-injection",
+    "broken-propagation",
 ];
 
 fn example_path(name: &str) -> PathBuf {

@@ -9,11 +9,12 @@
 //! These stay on the kubelet stand-in, which gives them a whole lab in seconds and each program's
 //! own log; what they teach does not depend on a node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tracing_lab_telemetry::baggage::CUSTOMER_TIER;
 use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
 use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::runner::LabRunner;
@@ -455,5 +456,91 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
     assert!(
         within(whole as f64 / orders as f64, ratio, orders),
         "whole traces {whole} of {orders}"
+    );
+}
+
+/// Extra: broken propagation. Notification ignores the context its messages carry: each order's
+/// trace ends at processing's `send processed-orders`, a second trace starts at `notify_order`,
+/// and the customer tier (baggage) is on the spans before the split only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_a_hop_that_drops_the_context_splits_each_order_into_two_traces_there() {
+    const ORDERS: usize = 20;
+    let lab = ready_lab("propagation", "broken-propagation").await;
+    let spans = lab
+        .traces
+        .query()
+        .wait_for(
+            |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= ORDERS,
+            Duration::from_secs(180),
+        )
+        .await
+        .unwrap();
+    let traces = by_trace(&spans);
+    let by_order = |name: &str| -> BTreeMap<String, &ReceivedSpan> {
+        spans
+            .iter()
+            .filter(|s| s.name == name)
+            .filter_map(|s| Some((str_attr(s, "order.id")?.to_owned(), s)))
+            .collect()
+    };
+    let (processed, notified) = (by_order("process_order"), by_order("notify_order"));
+    let services = |trace: &str| -> BTreeSet<&str> {
+        traces[trace]
+            .iter()
+            .map(|s| s.service_name.as_str())
+            .collect()
+    };
+    let mut split = 0;
+    for (order, notify) in &notified {
+        let Some(process) = processed.get(order) else {
+            continue;
+        };
+        let (before, after) = (services(&process.trace_id), services(&notify.trace_id));
+        if split == 0 {
+            eprintln!(
+                "order {order}: trace {} holds {before:?}, trace {} holds {after:?}",
+                process.trace_id, notify.trace_id
+            );
+        }
+        assert_ne!(
+            process.trace_id, notify.trace_id,
+            "order {order}: one trace"
+        );
+        assert!(
+            before.contains("api") && before.contains("processing"),
+            "order {order}: {before:?}"
+        );
+        assert!(
+            !before.contains("notification") && !before.contains("analytics"),
+            "order {order}: the first trace goes past the broken hop: {before:?}"
+        );
+        assert_eq!(
+            after,
+            BTreeSet::from(["analytics", "notification"]),
+            "order {order}"
+        );
+        let roots: Vec<&str> = traces[&notify.trace_id]
+            .iter()
+            .filter(|s| s.parent_span_id.is_none())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            roots,
+            ["notify_order"],
+            "order {order}: the second trace's root"
+        );
+        assert!(str_attr(process, CUSTOMER_TIER).is_some(), "{process:?}");
+        assert!(
+            traces[&notify.trace_id]
+                .iter()
+                .all(|s| s.attr(CUSTOMER_TIER).is_none()),
+            "order {order}: baggage past the broken hop"
+        );
+        split += 1;
+    }
+    eprintln!("{split} orders, each split into two traces at notification");
+    assert!(
+        split >= ORDERS / 2,
+        "only {split} orders seen on both sides"
     );
 }

@@ -535,9 +535,16 @@ mod tests {
         let first = slot(&slots, &awaiting);
         assert_eq!(slots.available_permits(), 0);
         first.release();
-        assert_eq!((slots.available_permits(), awaiting.available_permits()), (1, 1));
+        assert_eq!(
+            (slots.available_permits(), awaiting.available_permits()),
+            (1, 1)
+        );
         first.release();
-        assert_eq!(awaiting.available_permits(), 1, "released twice, counted once");
+        assert_eq!(
+            awaiting.available_permits(),
+            1,
+            "released twice, counted once"
+        );
 
         let next = slot(&slots, &awaiting);
         let retry = tokio::spawn({
@@ -545,10 +552,16 @@ mod tests {
             async move { first.reacquire().await }
         });
         tokio::task::yield_now().await;
-        assert!(!retry.is_finished(), "the retry waits for the next message's slot");
+        assert!(
+            !retry.is_finished(),
+            "the retry waits for the next message's slot"
+        );
         drop(next);
         retry.await.unwrap();
-        assert_eq!((slots.available_permits(), awaiting.available_permits()), (0, 2));
+        assert_eq!(
+            (slots.available_permits(), awaiting.available_permits()),
+            (0, 2)
+        );
         drop(first);
         assert_eq!(slots.available_permits(), 1);
     }

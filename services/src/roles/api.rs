@@ -121,7 +121,7 @@ async fn create_order(
         &service.tracer,
         "create_order",
         SpanKind::Server,
-        &extract_http(&headers),
+        &service.incoming_context(|| extract_http(&headers)),
         vec![
             KeyValue::new("http.request.method", "POST"),
             KeyValue::new("http.route", "/order"),

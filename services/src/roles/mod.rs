@@ -176,6 +176,15 @@ impl Service {
         }
     }
 
+    /// The context a call arrived with, unless `faults.dropTraceContext` ignores it.
+    pub fn incoming_context(&self, extract: impl FnOnce() -> Context) -> Context {
+        if self.faults.drop_trace_context {
+            Context::new()
+        } else {
+            extract()
+        }
+    }
+
     /// Draws whether this call fails on purpose.
     pub fn injected_error(&self) -> Option<InjectedFault> {
         let rate = self.faults.error_rate;

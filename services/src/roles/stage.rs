@@ -100,7 +100,7 @@ pub async fn handle(
     // Without (valid) trace headers the span starts a trace of its own.
     let headers = check_headers(message.headers());
     let parent = match &headers {
-        Ok(headers) => extract_kafka(Some(headers)),
+        Ok(headers) => service.incoming_context(|| extract_kafka(Some(headers))),
         Err(_) => Context::new(),
     };
     let span = ActiveSpan::start(
