@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing_lab_config::Role;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::lab::{RenderedLab, stored};
+use tracing_lab_tests::poll::eventually;
 
 const LAB: &str = "shop";
 const NAMESPACE: &str = "class-1";
@@ -60,7 +61,29 @@ async fn the_rendered_lab_runs_and_traces_an_order_into_jaeger() {
         .await
         .unwrap();
     let analyze = spans.iter().find(|s| s.name == "analyze_order").unwrap();
-    let trace = lab.traces.query().trace(&analyze.trace_id).await.unwrap();
+    // Each service exports its spans in batches of its own, so analytics' may arrive first.
+    let trace = eventually(
+        "a span of every service in the order's trace",
+        Duration::from_secs(30),
+        || async {
+            let trace = lab
+                .traces
+                .query()
+                .trace(&analyze.trace_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let missing: Vec<Role> = Role::ALL
+                .into_iter()
+                .filter(|role| !trace.iter().any(|s| s.service_name == role.name()))
+                .collect();
+            if missing.is_empty() {
+                Ok(trace)
+            } else {
+                Err(format!("no span of {missing:?} yet"))
+            }
+        },
+    )
+    .await;
     for role in Role::ALL {
         let span = trace
             .iter()
