@@ -20,7 +20,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
@@ -66,7 +66,33 @@ pub async fn ensure_topics(
             }
         }
     }
-    Ok(())
+    // A topic another service is still creating "already exists" before its partitions are on
+    // the broker, and a consumer subscribing then joins its group only at librdkafka's next
+    // metadata refresh (5 minutes by default): return once every topic has its partitions.
+    let names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            let metadata = admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
+            let led = |name: &String| {
+                metadata.topics().iter().any(|t| {
+                    t.name() == name
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            };
+            let missing: Vec<&String> = names.iter().filter(|name| !led(name)).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("topics {missing:?} have no partitions with a leader yet");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await?
 }
 
 /// Whether retrying a produce that failed with `code` cannot help: the broker rejects the record
