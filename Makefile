@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/ta
 TESTENV = testenv=$$(bash tests/env/setup.sh) && eval "$$testenv"
 IMAGES = images=$$(bash tests/env/images.sh) && eval "$$images"
 
-.PHONY: help packages test lint build lab prerequisites docker cluster images bundle load install apply reset class clean chart-lint release bench
+.PHONY: help packages test lint build lab prerequisites docker cluster images bundle load install apply reset trace-logs class clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -123,6 +123,16 @@ lab: load install apply ## the whole workshop on kind: cluster, images, operator
 	@echo "Orders API:  http://localhost:8080"
 	@echo "First order: curl -X POST http://localhost:8080/order -H 'Content-Type: application/json' -d '{\"item\": \"test-product\", \"quantity\": 1}'"
 	@echo "Then follow docs/workshop.md."
+
+# The operator image's `logs` subcommand, run on kind's Docker network against the API server's
+# address inside it, so it works alike on Linux, macOS and Windows.
+TRACE ?=
+trace-logs: docker ## every log line of the lab in LAB_NAMESPACE that carries TRACE (a trace id from Jaeger), in time order
+	@[ -n "$(TRACE)" ] || { echo "TRACE=<trace id> is required: copy it from the trace's page in Jaeger" >&2; exit 1; }
+	kubeconfig=$$(mktemp) && trap 'rm -f "$$kubeconfig"' EXIT && \
+	kind get kubeconfig --internal --name $(CLUSTER) > "$$kubeconfig" && \
+	docker run --rm --network kind --user "$$(id -u):$$(id -g)" -v "$$kubeconfig:/kubeconfig:ro" -e KUBECONFIG=/kubeconfig \
+	  $(OPERATOR_IMAGE) logs --namespace $(LAB_NAMESPACE) $(TRACE)
 
 # A class: `make lab` once by the instructor, then `make class STUDENTS=30`.
 STUDENTS ?= 0

@@ -5,7 +5,8 @@
 //! [`apply`] them with server-side apply (and prune what is no longer wanted), then compute the
 //! [`status`] from what the API server returned, naming the [`blockers`] of each component that is
 //! not available (from its pods and events). Beside the reconciles, [`lag`] measures each lab's
-//! Kafka consumer lag on a short period and writes it into the status.
+//! Kafka consumer lag on a short period and writes it into the status. For students,
+//! [`trace_logs`] gathers the log lines of one trace from a lab's pods.
 
 pub mod apply;
 pub mod blockers;
@@ -18,6 +19,7 @@ pub mod quantity;
 pub mod reference;
 pub mod render;
 pub mod status;
+pub mod trace_logs;
 pub mod validate;
 
 pub use controller::{Config, run};

@@ -1,13 +1,14 @@
 //! `tracing-lab-operator crd` prints the CRD, `tracing-lab-operator reference` its field reference,
-//! `tracing-lab-operator images` the images a lab runs; `tracing-lab-operator run` runs the
-//! controller.
+//! `tracing-lab-operator images` the images a lab runs, `tracing-lab-operator logs` the log lines
+//! of one trace; `tracing-lab-operator run` runs the controller.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing_lab_operator::metrics::Shared;
-use tracing_lab_operator::{Config, TracingLab, crd, http, reference, run};
+use tracing_lab_operator::{Config, TracingLab, crd, http, reference, run, trace_logs};
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +32,23 @@ enum Command {
         #[arg(short = 'f', long = "filename", value_name = "LAB.yaml")]
         file: Option<std::path::PathBuf>,
     },
+    /// Print every log line of a lab's pods that carries a trace id, in time order.
+    Logs(LogsArgs),
     /// Watch TracingLabs and reconcile them into labs.
     Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct LogsArgs {
+    /// The trace id, as Jaeger shows it (32 hexadecimal digits).
+    #[arg(value_name = "TRACE_ID", value_parser = trace_logs::parse_trace_id)]
+    trace_id: String,
+    /// The lab's namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// The lab (default: the only TracingLab in the namespace).
+    #[arg(long)]
+    lab: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -87,10 +103,40 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Logs(args) => tokio::runtime::Runtime::new()
+            .context("starting the async runtime")?
+            .block_on(logs(args)),
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(serve(args)),
     }
+}
+
+async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let (lab, lines) =
+        trace_logs::of_trace(client, &namespace, args.lab.as_deref(), &args.trace_id).await?;
+    if lines.is_empty() {
+        anyhow::bail!(
+            "no log line of lab {lab:?} in namespace {namespace:?} carries trace {} \
+             (read: each container's log since it started, and before its last restart)",
+            args.trace_id
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        match writeln!(out, "{line}") {
+            // A reader such as `head` that has seen enough.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            written => written.context("writing to standard output")?,
+        }
+    }
+    Ok(())
 }
 
 /// The images of the lab in `file` (or of a default lab), as the operator would render it.

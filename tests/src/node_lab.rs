@@ -130,6 +130,14 @@ impl NodeLab {
         Ok(out)
     }
 
+    /// `tracing-lab-operator logs TRACE_ID` for the lab's namespace, as `make trace-logs` runs it
+    /// from the operator image, with the admin's kubeconfig.
+    pub fn trace_logs(&self, trace_id: &str) -> Result<Output> {
+        let mut command = Command::new(process::project_binary("tracing-lab-operator")?);
+        command.args(["logs", "--namespace", &self.namespace, trace_id]);
+        Ok(self.tool(command)?.output()?)
+    }
+
     /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         runner::kubectl(self.node.kubeconfig(), &self.namespace, args)

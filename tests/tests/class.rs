@@ -195,6 +195,31 @@ async fn a_students_kubeconfig_runs_the_workshop_at_home_and_is_refused_next_doo
             text(&out)
         );
     }
+    // `tracing-lab-operator logs` (`make trace-logs`) in the kubeconfig's namespace: it finds the
+    // lab and reads its pods (none run here, so no line carries the trace); next door, refused.
+    let trace_logs = |namespace: Option<&str>| {
+        let mut command = Command::new(
+            tracing_lab_tests::process::project_binary("tracing-lab-operator").unwrap(),
+        );
+        command.args(["logs", "4bf92f3577b34da6a3ce929d0e0e4736"]);
+        if let Some(namespace) = namespace {
+            command.args(["--namespace", namespace]);
+        }
+        command.env("KUBECONFIG", &student).output().unwrap()
+    };
+    let home = trace_logs(None);
+    assert!(
+        !home.status.success()
+            && text(&home).contains(r#"no log line of lab "lab" in namespace "student-1""#),
+        "{}",
+        text(&home)
+    );
+    let next_door = trace_logs(Some("student-2"));
+    assert!(
+        !next_door.status.success() && text(&next_door).contains("forbidden"),
+        "{}",
+        text(&next_door)
+    );
 
     // The quota holds one lab of every example, and Exercise 6's 8 processing pods, but not a
     // second lab beside it.

@@ -202,6 +202,57 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         );
     }
 
+    // Exercise 1, step 7 (`make trace-logs TRACE=…`): the order's log lines, one from each
+    // service's pod, read through the API server and merged in the kubelet's time order.
+    let lines = trace_log_lines(&lab, trace_id);
+    let mut said: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| (l.service.clone(), l.message.clone()))
+        .collect();
+    said.sort();
+    assert_eq!(
+        said,
+        [
+            ("analytics", "order handled"),
+            ("api", "order accepted"),
+            ("notification", "order handled"),
+            ("processing", "order handled"),
+        ]
+        .map(|(s, m)| (s.to_owned(), m.to_owned())),
+        "the by-hand order's log lines: {lines:#?}"
+    );
+    for line in &lines {
+        assert!(
+            pods.contains(&line.pod.as_str()),
+            "{line:?} not of {pods:?}"
+        );
+    }
+    // A rejected order is an error trace too: its one line is the api's.
+    let (rejected, rejected_parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let response = reqwest::Client::new()
+        .post(format!("{}/order", lab.api_url().unwrap()))
+        .header("traceparent", format!("00-{rejected}-{rejected_parent}-01"))
+        .json(&json!({"item": "by-hand", "quantity": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let lines = trace_log_lines(&lab, rejected);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(
+        (lines[0].service.as_str(), lines[0].message.as_str()),
+        ("api", "order rejected")
+    );
+    assert_eq!(lines[0].json["status"], 400, "{:?}", lines[0]);
+    // A trace no pod logged: a clear refusal, not an empty success.
+    let none = lab.trace_logs(&"1".repeat(32)).unwrap();
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        !none.status.success() && none.stdout.is_empty() && stderr.contains("no log line of lab"),
+        "{}: {stderr}",
+        none.status
+    );
+
     // The workshop's pace, one order a second, finds every consumer idle: no message waits behind
     // another, so its queue wait is the broker's hop alone, a few milliseconds, far below the
     // second between orders (a bound with room for a busy two-core machine; the benchmarks print
@@ -293,6 +344,53 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         },
     )
     .await;
+}
+
+/// One line of `tracing-lab-operator logs`: `<kubelet time> <pod>/<container> <the service's JSON>`.
+#[derive(Debug)]
+struct TraceLogLine {
+    at: k8s_openapi::jiff::Timestamp,
+    pod: String,
+    service: String,
+    message: String,
+    json: Value,
+}
+
+/// The lines `tracing-lab-operator logs` prints for `trace_id`, each checked to carry it, in the
+/// time order it printed them.
+fn trace_log_lines(lab: &NodeLab, trace_id: &str) -> Vec<TraceLogLine> {
+    let out = lab.trace_logs(trace_id).unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "logs {trace_id}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("tracing-lab-operator logs {trace_id}:\n{stdout}");
+    let lines: Vec<TraceLogLine> = stdout
+        .lines()
+        .map(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let (at, source, text) = (fields.next(), fields.next(), fields.next());
+            let (at, source, text) = (at.unwrap(), source.unwrap(), text.unwrap());
+            let (pod, service) = source.split_once('/').unwrap();
+            let json: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(json["trace_id"], trace_id, "{line}");
+            TraceLogLine {
+                at: at.parse().unwrap(),
+                pod: pod.to_owned(),
+                service: service.to_owned(),
+                message: json["message"].as_str().unwrap().to_owned(),
+                json,
+            }
+        })
+        .collect();
+    assert!(
+        lines.windows(2).all(|w| w[0].at <= w[1].at),
+        "not in time order:\n{stdout}"
+    );
+    lines
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
