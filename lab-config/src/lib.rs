@@ -1,10 +1,12 @@
-//! The lab configuration document: workload mix, faults and consumer concurrency of each service.
+//! The lab configuration document: workload mix, faults and consumer concurrency of each service;
+//! and the [`contract`]: every other name and number the operator renders and the services read.
 //!
 //! The operator resolves a `TracingLab` spec into a [`LabConfig`] and mounts it into every service
 //! (path in `LAB_CONFIG`); the services read it back with [`LabConfig::from_path`]. The CRD embeds
 //! [`WorkloadMix`], [`Faults`] and [`RoleOverrides`], so the schema a user meets in `kubectl apply`
 //! and the document a service parses come from the same types.
 
+pub mod contract;
 mod role;
 mod workload;
 
@@ -17,13 +19,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// File name of the document inside the ConfigMap the operator renders.
+/// File name of the document inside the ConfigMap the operator renders (its path is in
+/// [`contract::env::LAB_CONFIG`]).
 pub const FILE_NAME: &str = "lab-config.json";
-/// Environment variable holding the path of the document.
-pub const ENV_VAR: &str = "LAB_CONFIG";
-/// Environment variable with the partition count of the topics the services create
-/// (the lab's `spec.kafka.partitions`).
-pub const TOPIC_PARTITIONS_ENV_VAR: &str = "KAFKA_TOPIC_PARTITIONS";
 
 /// Settings of every role of one lab. A missing section means that role's original-lab defaults.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

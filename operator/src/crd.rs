@@ -11,7 +11,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tracing_lab_config::{ResourceSampling, Role, RoleOverrides};
+pub use tracing_lab_config::contract::Sampler;
+use tracing_lab_config::{ResourceSampling, Role, RoleOverrides, contract};
 
 /// An image reference has no whitespace: refused at apply time, where the kubelet would only
 /// report `InvalidImageName` once the pod is scheduled.
@@ -229,7 +230,7 @@ pub struct KafkaSpec {
 }
 
 fn default_partitions() -> i32 {
-    6
+    contract::DEFAULT_TOPIC_PARTITIONS
 }
 
 impl Default for KafkaSpec {
@@ -405,38 +406,6 @@ impl SamplingSpec {
         HeadSampling {
             sampler: o.sampler.unwrap_or(self.head.sampler),
             ratio: o.ratio.unwrap_or(self.head.ratio),
-        }
-    }
-}
-
-/// The standard OpenTelemetry SDK samplers.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum Sampler {
-    #[serde(rename = "always_on")]
-    AlwaysOn,
-    #[serde(rename = "always_off")]
-    AlwaysOff,
-    #[serde(rename = "traceidratio")]
-    TraceIdRatio,
-    #[default]
-    #[serde(rename = "parentbased_always_on")]
-    ParentBasedAlwaysOn,
-    #[serde(rename = "parentbased_always_off")]
-    ParentBasedAlwaysOff,
-    #[serde(rename = "parentbased_traceidratio")]
-    ParentBasedTraceIdRatio,
-}
-
-impl Sampler {
-    /// The `OTEL_TRACES_SAMPLER` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AlwaysOn => "always_on",
-            Self::AlwaysOff => "always_off",
-            Self::TraceIdRatio => "traceidratio",
-            Self::ParentBasedAlwaysOn => "parentbased_always_on",
-            Self::ParentBasedAlwaysOff => "parentbased_always_off",
-            Self::ParentBasedTraceIdRatio => "parentbased_traceidratio",
         }
     }
 }

@@ -22,7 +22,7 @@ pub async fn run_role(
     settings: Settings,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let monitor = ResourceMonitor::start(&settings.lab.resource_sampling)?;
+    let monitor = ResourceMonitor::start(&settings.lab().resource_sampling)?;
     let metrics = Arc::new(Metrics::new(monitor.clone()));
     let redis = redis_connection(&settings.redis_url)?;
     let producer = match role.output_topic() {
@@ -74,7 +74,7 @@ pub async fn run_role(
                 ready,
                 metrics,
                 stop.clone(),
-                settings.drain_timeout,
+                settings.drain_timeout(),
             )
             .await
         }
@@ -97,7 +97,7 @@ pub async fn run_role(
                 ready,
                 metrics,
                 stop.clone(),
-                settings.drain_timeout,
+                settings.drain_timeout(),
             ));
             let concurrency = role_settings.concurrency as usize;
             tracing::info!(topic, group, concurrency, "consuming");
@@ -106,7 +106,7 @@ pub async fn run_role(
                 .run(
                     concurrency,
                     stop.clone(),
-                    settings.drain_timeout,
+                    settings.drain_timeout(),
                     move |message, slot| roles::stage::handle(worker.clone(), message, slot),
                 )
                 .await;
@@ -125,7 +125,7 @@ pub async fn run_role(
 
 /// Runs the load generator until `stop` is cancelled.
 pub async fn run_loadgen(settings: Settings, stop: CancellationToken) -> anyhow::Result<()> {
-    let monitor = ResourceMonitor::start(&settings.lab.resource_sampling)?;
+    let monitor = ResourceMonitor::start(&settings.lab().resource_sampling)?;
     let metrics = Arc::new(Metrics::new(monitor.clone()));
     let ready: Readiness = Arc::new(|| Box::pin(async { Ok(()) }));
     let server = tokio::spawn(http::serve(
@@ -134,11 +134,11 @@ pub async fn run_loadgen(settings: Settings, stop: CancellationToken) -> anyhow:
         ready,
         metrics.clone(),
         stop.clone(),
-        settings.drain_timeout,
+        settings.drain_timeout(),
     ));
     let sent = roles::loadgen::run(
         &settings.loadgen_target,
-        settings.lab.loadgen.orders_per_second,
+        settings.lab().loadgen.orders_per_second,
         metrics,
         stop.clone(),
     )

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing_lab_config::contract;
 
 /// Checks the dependencies a role needs before it can take work.
 pub type Readiness = Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
@@ -34,9 +35,9 @@ pub async fn serve(
     drain: Duration,
 ) -> anyhow::Result<()> {
     let probes = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(readiness))
-        .route("/metrics", get(render_metrics))
+        .route(contract::HEALTH_PATH, get(|| async { "ok" }))
+        .route(contract::READY_PATH, get(readiness))
+        .route(contract::METRICS_PATH, get(render_metrics))
         .with_state(Probes { ready, metrics });
     let listener = tokio::net::TcpListener::bind(addr)
         .await

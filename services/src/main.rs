@@ -1,17 +1,18 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use tracing_lab_config::Role;
+use tracing_lab_config::{Role, contract};
 use tracing_lab_service::{app, settings::Settings};
 
 /// One of the TracingLab services. Settings come from the environment: the standard OTEL_*
-/// variables, KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_PARTITIONS, REDIS_URL, LISTEN_ADDR, TMPDIR,
-/// LAB_CONFIG and (loadgen) LOADGEN_TARGET_URL.
+/// variables, and those below (each also a flag, given before the role).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -40,12 +41,12 @@ impl Command {
     }
 
     fn name(self) -> &'static str {
-        self.role().map_or("loadgen", Role::name)
+        self.role().map_or(contract::LOADGEN, Role::name)
     }
 }
 
 fn main() -> ExitCode {
-    let command = Cli::parse().command;
+    let Cli { command, settings } = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,22 +57,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(command))
+    runtime.block_on(run(command, settings))
 }
 
-async fn run(command: Command) -> ExitCode {
+async fn run(command: Command, settings: Settings) -> ExitCode {
     let telemetry = match tracing_lab_telemetry::init(command.name()) {
         Ok(guard) => guard,
         Err(err) => {
             eprintln!("invalid telemetry settings: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(err) => {
-            tracing::error!(error = %err, "invalid settings");
-            eprintln!("invalid settings: {err}");
             return ExitCode::from(2);
         }
     };

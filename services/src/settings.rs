@@ -1,237 +1,212 @@
-//! Process settings from the environment. Every invalid value stops the service at start with a
-//! message naming the variable (or the lab configuration field).
+//! Process settings: the variables of [`contract::env`] the operator renders, each also a flag, so
+//! that `tracing-lab-service --help` lists them. An invalid value stops the service at start with
+//! a message naming the variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
+use tracing_lab_config::contract::{self, env};
 use tracing_lab_config::{LabConfig, Role};
 
-/// Default number of partitions of a topic the services create (when it does not exist yet).
-const DEFAULT_TOPIC_PARTITIONS: i32 = 3;
-/// How long a stopping service lets its work in flight finish before cancelling it. Shorter than
-/// the pod's `terminationGracePeriodSeconds` (30 s, set by the operator), so the final commit and
-/// the last spans get out before the kubelet's SIGKILL.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+const DRAIN_MS: u64 = contract::DRAIN_TIMEOUT.as_millis() as u64;
 
-/// Everything a role needs besides the `OTEL_*` variables (those belong to telemetry).
-#[derive(Clone, Debug)]
+/// Everything a role needs besides the `OTEL_*` variables (those belong to telemetry). A flag's
+/// value name is its variable's name, so that an error names the variable.
+#[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
-    /// `KAFKA_BOOTSTRAP_SERVERS`, default `localhost:9092`.
+    /// Kafka's bootstrap servers, host:port[,host:port…].
+    #[arg(long = "kafka-bootstrap-servers", env = env::KAFKA_BOOTSTRAP_SERVERS, value_name = env::KAFKA_BOOTSTRAP_SERVERS,
+          default_value = "localhost:9092", value_parser = bootstrap_servers)]
     pub kafka_bootstrap: String,
-    /// `KAFKA_TOPIC_PARTITIONS`: partitions of topics created at start, default 3.
+    /// Partitions of the topics a service creates when they do not exist yet.
+    #[arg(long = "kafka-topic-partitions", env = env::KAFKA_TOPIC_PARTITIONS, value_name = env::KAFKA_TOPIC_PARTITIONS,
+          default_value_t = contract::DEFAULT_TOPIC_PARTITIONS,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub topic_partitions: i32,
-    /// `REDIS_URL`, default `redis://localhost:6379`.
+    /// Redis, redis://host:port.
+    #[arg(long, env = env::REDIS_URL, value_name = env::REDIS_URL,
+          default_value = "redis://localhost:6379", value_parser = redis_url)]
     pub redis_url: String,
-    /// `LISTEN_ADDR`, default `0.0.0.0:8080`.
+    /// Address of the HTTP server (orders, probes, metrics).
+    #[arg(long, env = env::LISTEN_ADDR, value_name = env::LISTEN_ADDR,
+          default_value_t = SocketAddr::from(([0, 0, 0, 0], contract::PORT)))]
     pub listen_addr: SocketAddr,
-    /// `TMPDIR`, default `/tmp`: where IO workloads write their files.
+    /// Where IO workloads write their files: an absolute path.
+    #[arg(long = "tmpdir", env = env::TMPDIR, value_name = env::TMPDIR, default_value = "/tmp",
+          value_parser = absolute_path)]
     pub tmp_dir: PathBuf,
-    /// The document at `LAB_CONFIG`, or the original lab's defaults when unset.
-    pub lab: LabConfig,
-    /// `LOADGEN_TARGET_URL` (loadgen only), default `http://localhost:8080`.
+    /// The lab configuration document (JSON or YAML); without it, the original lab's settings.
+    #[arg(long, env = env::LAB_CONFIG, value_name = env::LAB_CONFIG, value_parser = lab_config)]
+    lab_config: Option<LabConfig>,
+    /// The api's URL, for the load generator.
+    #[arg(long = "loadgen-target-url", env = env::LOADGEN_TARGET_URL, value_name = env::LOADGEN_TARGET_URL,
+          default_value = "http://localhost:8080", value_parser = http_url)]
     pub loadgen_target: String,
-    /// `SHUTDOWN_DRAIN_MS`: how long work in flight may finish after SIGTERM, default
-    /// [`DEFAULT_DRAIN_TIMEOUT`].
-    pub drain_timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SettingsError {
-    #[error("{variable}={value:?} is invalid: {reason}")]
-    Invalid {
-        variable: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error("{variable}: {reason}")]
-    LabConfig {
-        variable: &'static str,
-        reason: String,
-    },
-}
-
-fn invalid(variable: &'static str, value: &str, reason: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        variable,
-        value: value.to_owned(),
-        reason: reason.into(),
-    }
+    /// Milliseconds that work in flight may take to finish after SIGTERM; at most the default, so
+    /// that the final commit and the last spans get out before the pod's grace period ends.
+    #[arg(long = "shutdown-drain-ms", env = env::SHUTDOWN_DRAIN_MS, value_name = env::SHUTDOWN_DRAIN_MS,
+          default_value_t = DRAIN_MS, value_parser = clap::value_parser!(u64).range(0..=DRAIN_MS))]
+    drain_ms: u64,
 }
 
 impl Settings {
-    /// Reads the settings through `var` (`std::env::var` in production). Empty counts as unset.
-    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-
-        let kafka_bootstrap =
-            get("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|| "localhost:9092".into());
-        if kafka_bootstrap
-            .split(',')
-            .any(|server| !is_host_port(server.trim()))
-        {
-            return Err(invalid(
-                "KAFKA_BOOTSTRAP_SERVERS",
-                &kafka_bootstrap,
-                "expected a comma-separated list of host:port",
-            ));
-        }
-        let topic_partitions = match get(tracing_lab_config::TOPIC_PARTITIONS_ENV_VAR) {
-            None => DEFAULT_TOPIC_PARTITIONS,
-            Some(v) => match v.parse::<i32>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    return Err(invalid(
-                        tracing_lab_config::TOPIC_PARTITIONS_ENV_VAR,
-                        &v,
-                        "expected an integer in 1..=1000",
-                    ));
-                }
-            },
-        };
-
-        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://localhost:6379".into());
-        redis::Client::open(redis_url.as_str())
-            .map_err(|e| invalid("REDIS_URL", &redis_url, e.to_string()))?;
-
-        let listen = get("LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into());
-        let listen_addr = listen.parse().map_err(|_| {
-            invalid(
-                "LISTEN_ADDR",
-                &listen,
-                "expected ip:port, e.g. 0.0.0.0:8080",
-            )
-        })?;
-
-        let tmp_dir = PathBuf::from(get("TMPDIR").unwrap_or_else(|| "/tmp".into()));
-        if !tmp_dir.is_absolute() {
-            return Err(invalid(
-                "TMPDIR",
-                &tmp_dir.display().to_string(),
-                "expected an absolute path",
-            ));
-        }
-
-        let lab = match get(tracing_lab_config::ENV_VAR) {
-            None => LabConfig::default(),
-            Some(path) => {
-                LabConfig::from_path(path.as_ref()).map_err(|e| SettingsError::LabConfig {
-                    variable: tracing_lab_config::ENV_VAR,
-                    reason: e.to_string(),
-                })?
-            }
-        };
-
-        let loadgen_target =
-            get("LOADGEN_TARGET_URL").unwrap_or_else(|| "http://localhost:8080".into());
-        match reqwest::Url::parse(&loadgen_target) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => {
-                return Err(invalid(
-                    "LOADGEN_TARGET_URL",
-                    &loadgen_target,
-                    "expected an http(s) URL",
-                ));
-            }
-        }
-
-        let drain_timeout = match get("SHUTDOWN_DRAIN_MS") {
-            None => DEFAULT_DRAIN_TIMEOUT,
-            Some(v) => match v.parse::<u64>() {
-                Ok(ms) if ms <= DEFAULT_DRAIN_TIMEOUT.as_millis() as u64 => {
-                    Duration::from_millis(ms)
-                }
-                _ => {
-                    return Err(invalid(
-                        "SHUTDOWN_DRAIN_MS",
-                        &v,
-                        format!(
-                            "expected milliseconds in 0..={} (the pod's grace period is longer)",
-                            DEFAULT_DRAIN_TIMEOUT.as_millis()
-                        ),
-                    ));
-                }
-            },
-        };
-
-        Ok(Self {
-            kafka_bootstrap,
-            drain_timeout,
-            topic_partitions,
-            redis_url,
-            listen_addr,
-            tmp_dir,
-            lab,
-            loadgen_target: loadgen_target.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// The lab configuration document, or the original lab's defaults when none is given.
+    pub fn lab(&self) -> &LabConfig {
+        static ORIGINAL: LazyLock<LabConfig> = LazyLock::new(LabConfig::default);
+        self.lab_config.as_ref().unwrap_or(&ORIGINAL)
     }
 
     /// The settings of one service role.
     pub fn role(&self, role: Role) -> &tracing_lab_config::RoleSettings {
-        self.lab.role(role)
+        self.lab().role(role)
+    }
+
+    /// How long a stopping service lets its work in flight finish.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
     }
 }
 
-fn is_host_port(server: &str) -> bool {
-    match server.rsplit_once(':') {
+fn bootstrap_servers(servers: &str) -> Result<String, String> {
+    let is_host_port = |server: &str| match server.trim().rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
         None => false,
+    };
+    if servers.split(',').all(is_host_port) {
+        Ok(servers.to_owned())
+    } else {
+        Err("expected a comma-separated list of host:port".into())
     }
+}
+
+fn redis_url(url: &str) -> Result<String, String> {
+    redis::Client::open(url).map_err(|e| e.to_string())?;
+    Ok(url.to_owned())
+}
+
+fn absolute_path(path: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(path);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err("expected an absolute path".into())
+    }
+}
+
+fn http_url(url: &str) -> Result<String, String> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+            Ok(url.trim_end_matches('/').to_owned())
+        }
+        _ => Err("expected an http(s) URL".into()),
+    }
+}
+
+fn lab_config(path: &str) -> Result<LabConfig, String> {
+    LabConfig::from_path(path.as_ref()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use clap::Parser;
     use std::io::Write;
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> = vars
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    /// The settings of `flags`, whatever this process's environment holds.
+    fn settings(flags: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command = command.mut_args(|arg| arg.env(None::<&str>));
+        let args = flags
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(flag, value)| format!("--{flag}={value}"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("service".to_owned()).chain(args))
+            .map_err(|e| e.to_string())?;
+        Ok(<Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            .unwrap()
+            .settings)
+    }
+
+    #[test]
+    fn every_setting_is_a_variable_of_the_contract() {
+        let command = <Cli as clap::CommandFactory>::command();
+        let mut vars: Vec<&str> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env()?.to_str())
             .collect();
-        Settings::from_lookup(|name| map.get(name).cloned())
+        vars.sort();
+        assert_eq!(
+            vars,
+            [
+                env::KAFKA_BOOTSTRAP_SERVERS,
+                env::KAFKA_TOPIC_PARTITIONS,
+                env::LAB_CONFIG,
+                env::LISTEN_ADDR,
+                env::LOADGEN_TARGET_URL,
+                env::REDIS_URL,
+                env::SHUTDOWN_DRAIN_MS,
+                env::TMPDIR,
+            ]
+        );
     }
 
     #[test]
     fn defaults_are_the_original_lab() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.kafka_bootstrap, "localhost:9092");
-        assert_eq!(s.listen_addr.port(), 8080);
-        assert_eq!(s.topic_partitions, 3);
-        assert_eq!(s.lab, LabConfig::default());
+        assert_eq!(s.listen_addr.port(), contract::PORT);
+        assert_eq!(s.topic_partitions, contract::DEFAULT_TOPIC_PARTITIONS);
+        assert_eq!(s.lab(), &LabConfig::default());
         assert_eq!(s.tmp_dir, PathBuf::from("/tmp"));
-        assert_eq!(s.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+        assert_eq!(s.drain_timeout(), contract::DRAIN_TIMEOUT);
         assert_eq!(
-            settings(&[("SHUTDOWN_DRAIN_MS", "250")])
+            settings(&[("shutdown-drain-ms", "250")])
                 .unwrap()
-                .drain_timeout,
+                .drain_timeout(),
             Duration::from_millis(250)
+        );
+        assert_eq!(
+            settings(&[("loadgen-target-url", "http://api:8080/")])
+                .unwrap()
+                .loadgen_target,
+            "http://api:8080"
         );
     }
 
     #[test]
     fn invalid_values_name_their_variable() {
-        for (var, value) in [
-            ("KAFKA_BOOTSTRAP_SERVERS", "kafka"),
-            ("KAFKA_BOOTSTRAP_SERVERS", "a:9092,b:0"),
-            ("KAFKA_TOPIC_PARTITIONS", "0"),
-            ("REDIS_URL", "http//nope"),
-            ("LISTEN_ADDR", "8080"),
-            ("TMPDIR", "relative/dir"),
-            ("LOADGEN_TARGET_URL", "ftp://api"),
-            ("SHUTDOWN_DRAIN_MS", "60000"),
-            ("LAB_CONFIG", "/no/such/lab-config.json"),
+        for (flag, var, value) in [
+            (
+                "kafka-bootstrap-servers",
+                env::KAFKA_BOOTSTRAP_SERVERS,
+                "kafka",
+            ),
+            (
+                "kafka-bootstrap-servers",
+                env::KAFKA_BOOTSTRAP_SERVERS,
+                "a:9092,b:0",
+            ),
+            ("kafka-topic-partitions", env::KAFKA_TOPIC_PARTITIONS, "0"),
+            ("redis-url", env::REDIS_URL, "http//nope"),
+            ("redis-url", env::REDIS_URL, ""),
+            ("listen-addr", env::LISTEN_ADDR, "8080"),
+            ("tmpdir", env::TMPDIR, "relative/dir"),
+            ("loadgen-target-url", env::LOADGEN_TARGET_URL, "ftp://api"),
+            ("shutdown-drain-ms", env::SHUTDOWN_DRAIN_MS, "60000"),
+            ("lab-config", env::LAB_CONFIG, "/no/such/lab-config.json"),
         ] {
-            let err = settings(&[(var, value)]).unwrap_err().to_string();
-            assert!(err.starts_with(var), "{var}={value}: {err}");
+            let err = settings(&[(flag, value)]).unwrap_err();
+            assert!(
+                err.contains(&format!("<{var}>")) && err.contains(&format!("'{value}'")),
+                "{var}={value}: {err}"
+            );
         }
     }
 
@@ -240,15 +215,13 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         write!(file, r#"{{"processing": {{"concurrency": 4, "workload": {{"cpuWeight": 1, "ioWeight": 0, "intensities": ["light"]}}}}}}"#).unwrap();
         let path = file.path().to_str().unwrap();
-        let s = settings(&[("LAB_CONFIG", path)]).unwrap();
+        let s = settings(&[("lab-config", path)]).unwrap();
         assert_eq!(s.role(Role::Processing).concurrency, 4);
         assert_eq!(s.role(Role::Api), &Role::Api.defaults());
 
         let mut bad = tempfile::NamedTempFile::new().unwrap();
         write!(bad, r#"{{"analytics": {{"concurrency": 0, "workload": {{"cpuWeight": 1, "ioWeight": 0, "intensities": ["light"]}}}}}}"#).unwrap();
-        let err = settings(&[("LAB_CONFIG", bad.path().to_str().unwrap())])
-            .unwrap_err()
-            .to_string();
+        let err = settings(&[("lab-config", bad.path().to_str().unwrap())]).unwrap_err();
         assert!(
             err.contains("LAB_CONFIG") && err.contains("analytics.concurrency"),
             "{err}"

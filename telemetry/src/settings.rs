@@ -2,6 +2,7 @@
 //! default is an error naming the variable instead.
 
 use opentelemetry_sdk::trace::Sampler;
+use tracing_lab_config::contract::{Sampler as SamplerName, env};
 
 /// Transport of the OTLP span exporter (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,25 +55,25 @@ impl TelemetrySettings {
             Some(v) => parse_bool("OTEL_SDK_DISABLED", &v)?,
         };
 
-        let resource_attributes = get("OTEL_RESOURCE_ATTRIBUTES");
+        let resource_attributes = get(env::OTEL_RESOURCE_ATTRIBUTES);
         let named_in_attributes = match &resource_attributes {
             None => false,
             Some(attrs) => check_resource_attributes(attrs)?,
         };
-        let fallback_service_name = (get("OTEL_SERVICE_NAME").is_none() && !named_in_attributes)
+        let fallback_service_name = (get(env::OTEL_SERVICE_NAME).is_none() && !named_in_attributes)
             .then(|| default_service_name.to_owned());
 
-        let endpoint_set = get("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        let endpoint_set = get(env::OTEL_EXPORTER_OTLP_ENDPOINT).is_some()
             || get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
-        let protocol = match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+        let protocol = match get(env::OTEL_EXPORTER_OTLP_PROTOCOL) {
             // The specification's default.
             None => Protocol::HttpProtobuf,
             Some(v) => parse_protocol(&v)?,
         };
 
         let sampler = parse_sampler(
-            get("OTEL_TRACES_SAMPLER").as_deref(),
-            get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            get(env::OTEL_TRACES_SAMPLER).as_deref(),
+            get(env::OTEL_TRACES_SAMPLER_ARG).as_deref(),
         )?;
 
         Ok(Self {
@@ -97,7 +98,7 @@ fn parse_protocol(value: &str) -> Result<Protocol, SettingError> {
         "grpc" => Ok(Protocol::Grpc),
         "http/protobuf" => Ok(Protocol::HttpProtobuf),
         _ => Err(invalid(
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            env::OTEL_EXPORTER_OTLP_PROTOCOL,
             value,
             "expected grpc or http/protobuf",
         )),
@@ -115,7 +116,7 @@ fn check_resource_attributes(value: &str) -> Result<bool, SettingError> {
             }
             _ => {
                 return Err(invalid(
-                    "OTEL_RESOURCE_ATTRIBUTES",
+                    env::OTEL_RESOURCE_ATTRIBUTES,
                     value,
                     format!("{pair:?} is not of the form key=value"),
                 ));
@@ -125,9 +126,6 @@ fn check_resource_attributes(value: &str) -> Result<bool, SettingError> {
     Ok(names_service)
 }
 
-const SAMPLERS: &str = "always_on, always_off, traceidratio, parentbased_always_on, \
-                        parentbased_always_off, parentbased_traceidratio";
-
 fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, SettingError> {
     let ratio = || -> Result<f64, SettingError> {
         // A missing argument means 1.0 (specification); a wrong one is an error.
@@ -135,27 +133,32 @@ fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, Setti
         match arg.trim().parse::<f64>() {
             Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
             _ => Err(invalid(
-                "OTEL_TRACES_SAMPLER_ARG",
+                env::OTEL_TRACES_SAMPLER_ARG,
                 arg,
                 "expected a ratio between 0.0 and 1.0",
             )),
         }
     };
+    let named = match name.map(str::trim) {
+        // The specification's default.
+        None => SamplerName::ParentBasedAlwaysOn,
+        Some(name) => SamplerName::named(name).ok_or_else(|| {
+            let names: Vec<&str> = SamplerName::ALL.iter().map(|s| s.as_str()).collect();
+            invalid(
+                env::OTEL_TRACES_SAMPLER,
+                name,
+                format!("supported samplers are {}", names.join(", ")),
+            )
+        })?,
+    };
     let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
-    Ok(match name.map(str::trim) {
-        None | Some("parentbased_always_on") => parent_based(Sampler::AlwaysOn),
-        Some("always_on") => Sampler::AlwaysOn,
-        Some("always_off") => Sampler::AlwaysOff,
-        Some("traceidratio") => Sampler::TraceIdRatioBased(ratio()?),
-        Some("parentbased_always_off") => parent_based(Sampler::AlwaysOff),
-        Some("parentbased_traceidratio") => parent_based(Sampler::TraceIdRatioBased(ratio()?)),
-        Some(other) => {
-            return Err(invalid(
-                "OTEL_TRACES_SAMPLER",
-                other,
-                format!("supported samplers are {SAMPLERS}"),
-            ));
-        }
+    Ok(match named {
+        SamplerName::AlwaysOn => Sampler::AlwaysOn,
+        SamplerName::AlwaysOff => Sampler::AlwaysOff,
+        SamplerName::TraceIdRatio => Sampler::TraceIdRatioBased(ratio()?),
+        SamplerName::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+        SamplerName::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+        SamplerName::ParentBasedTraceIdRatio => parent_based(Sampler::TraceIdRatioBased(ratio()?)),
     })
 }
 

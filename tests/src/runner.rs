@@ -550,7 +550,8 @@ fn component_of(deployment: &Deployment) -> Option<String> {
 
 /// Components the harness starts once, with their own programs, before the services.
 fn is_infrastructure(component: &str) -> bool {
-    Role::ALL.iter().all(|r| r.name() != component) && component != services::LOADGEN
+    Role::ALL.iter().all(|r| r.name() != component)
+        && component != tracing_lab_config::contract::LOADGEN
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
+use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix, contract};
 use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::process::project_command;
 use tracing_lab_tests::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, ports};
@@ -106,6 +106,8 @@ impl Lab {
             .env("OTEL_BSP_SCHEDULE_DELAY", "200")
             .env("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=e2e")
             .env("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap())
+            // The drills' partition counts and timings were measured with three partitions.
+            .env(contract::env::KAFKA_TOPIC_PARTITIONS, "3")
             .env("REDIS_URL", self.redis.url())
             .env(
                 "LAB_CONFIG",

@@ -8,6 +8,8 @@ use super::client::{KafkaAdmin, KafkaError};
 use super::report::{self, GroupSample, KafkaStatus};
 use crate::crd::TracingLab;
 use crate::metrics::Shared;
+use crate::render::common::service_host;
+use crate::render::kafka::{CLIENT_PORT, KAFKA};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -120,11 +122,12 @@ impl Monitor {
 /// The address the operator dials for a lab.
 pub fn bootstrap(lab: &TracingLab, config: &Config) -> String {
     config.bootstrap.clone().unwrap_or_else(|| {
-        format!(
-            "{}-kafka.{}.svc:9092",
-            lab.name_any(),
-            lab.namespace().unwrap_or_default()
-        )
+        let host = service_host(
+            &lab.name_any(),
+            &lab.namespace().unwrap_or_default(),
+            KAFKA.suffix,
+        );
+        format!("{host}:{CLIENT_PORT}")
     })
 }
 
@@ -223,7 +226,10 @@ async fn measure(
         lags.push(lag);
     }
     let orders_end = (
-        ends.get("orders").map(|o| o.iter().sum()).unwrap_or(0),
+        Role::Api
+            .output_topic()
+            .and_then(|orders| ends.get(orders))
+            .map_or(0, |o| o.iter().sum()),
         Instant::now(),
     );
     let rate = report::rate(probe.orders, orders_end);

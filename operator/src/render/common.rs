@@ -30,6 +30,11 @@ pub fn lab_selector(lab: &str) -> String {
     format!("{INSTANCE}={lab},{MANAGED_BY}={MANAGER}")
 }
 
+/// The in-cluster DNS name of lab `lab`'s child Service `<lab>-<suffix>` in `namespace`.
+pub fn service_host(lab: &str, namespace: &str, suffix: &str) -> String {
+    format!("{lab}-{suffix}.{namespace}.svc")
+}
+
 /// The lab being rendered: its identity, and how its children point back to it.
 pub struct LabRef {
     pub name: String,
@@ -59,7 +64,7 @@ impl LabRef {
 
     /// Address of a child Service inside the cluster, reachable from any namespace.
     pub fn host(&self, suffix: &str) -> String {
-        format!("{}.{}.svc", self.child(suffix), self.namespace)
+        service_host(&self.name, &self.namespace, suffix)
     }
 
     /// Labels selecting the pods of one component.

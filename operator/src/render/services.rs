@@ -15,10 +15,10 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements, Service,
 };
 use std::collections::BTreeMap;
+use tracing_lab_config::contract::{self, HEALTH_PATH, LOADGEN, READY_PATH, env as var};
 use tracing_lab_config::{FILE_NAME, LabConfig, Role};
 
-pub const PORT: i32 = 8080;
-pub const LOADGEN: &str = "loadgen";
+pub const PORT: i32 = contract::PORT as i32;
 const CONFIG_DIR: &str = "/etc/tracing-lab";
 const CONFIG_MAP: &str = "config";
 /// The non-root user and group of the `tracing-lab-service` image (its Dockerfile's numeric `USER`).
@@ -59,11 +59,6 @@ pub fn api_service(lab: &LabRef, node_port: Option<i32>) -> Service {
     )
 }
 
-/// How long the kubelet waits after SIGTERM before SIGKILL. A service drains its work in flight
-/// for at most 20 s (`SHUTDOWN_DRAIN_MS`), then commits, flushes (5 s at most) and sends its
-/// last spans within what is left.
-pub const TERMINATION_GRACE_SECONDS: i64 = 30;
-
 /// The Deployment of one of the four services.
 pub fn deployment_(
     lab: &LabRef,
@@ -81,7 +76,7 @@ pub fn deployment_(
         spec.sampling.for_role(role),
         Vec::new(),
         resources(service.resources.as_ref(), ("100m", "32Mi"), ("2", "512Mi")),
-        "/ready",
+        READY_PATH,
     );
     deployment(
         lab,
@@ -96,7 +91,7 @@ pub fn deployment_(
 pub fn loadgen(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig) -> Deployment {
     let consumed = serde_json::to_string(&config.loadgen).expect("settings always serialise");
     let target = env(
-        "LOADGEN_TARGET_URL",
+        var::LOADGEN_TARGET_URL,
         format!("http://{}:{PORT}", lab.child(Role::Api.name())),
     );
     let res = resources(
@@ -111,7 +106,7 @@ pub fn loadgen(lab: &LabRef, spec: &TracingLabSpec, config: &LabConfig) -> Deplo
         spec.sampling.head.clone(),
         vec![target],
         res,
-        "/health",
+        HEALTH_PATH,
     );
     deployment(
         lab,
@@ -144,41 +139,40 @@ fn contract_env(
     sampling: &HeadSampling,
 ) -> Vec<EnvVar> {
     vec![
-        field("POD_NAME", "metadata.name"),
-        field("POD_NAMESPACE", "metadata.namespace"),
-        env("OTEL_SERVICE_NAME", role),
+        field(var::POD_NAME, "metadata.name"),
+        field(var::POD_NAMESPACE, "metadata.namespace"),
+        env(var::OTEL_SERVICE_NAME, role),
         env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            var::OTEL_EXPORTER_OTLP_ENDPOINT,
             format!("http://{}:{OTLP_GRPC_PORT}", lab.child(COLLECTOR.suffix)),
         ),
-        env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-        env("OTEL_TRACES_SAMPLER", sampling.sampler.as_str()),
-        env("OTEL_TRACES_SAMPLER_ARG", sampling.ratio.to_string()),
+        env(var::OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+        env(var::OTEL_TRACES_SAMPLER, sampling.sampler.as_str()),
+        env(var::OTEL_TRACES_SAMPLER_ARG, sampling.ratio.to_string()),
         env(
-            "OTEL_RESOURCE_ATTRIBUTES",
+            var::OTEL_RESOURCE_ATTRIBUTES,
             format!(
-                "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),service.namespace={}",
+                "k8s.namespace.name=$({}),k8s.pod.name=$({}),service.namespace={}",
+                var::POD_NAMESPACE,
+                var::POD_NAME,
                 lab.name
             ),
         ),
         env(
-            "KAFKA_BOOTSTRAP_SERVERS",
+            var::KAFKA_BOOTSTRAP_SERVERS,
             format!("{}:{KAFKA_PORT}", lab.child(KAFKA.suffix)),
         ),
         env(
-            tracing_lab_config::TOPIC_PARTITIONS_ENV_VAR,
+            var::KAFKA_TOPIC_PARTITIONS,
             spec.kafka.partitions.to_string(),
         ),
         env(
-            "REDIS_URL",
+            var::REDIS_URL,
             format!("redis://{}:{REDIS_PORT}", lab.child(REDIS.suffix)),
         ),
-        env(
-            tracing_lab_config::ENV_VAR,
-            format!("{CONFIG_DIR}/{FILE_NAME}"),
-        ),
-        env("LISTEN_ADDR", format!("0.0.0.0:{PORT}")),
-        env("TMPDIR", "/tmp"),
+        env(var::LAB_CONFIG, format!("{CONFIG_DIR}/{FILE_NAME}")),
+        env(var::LISTEN_ADDR, format!("0.0.0.0:{PORT}")),
+        env(var::TMPDIR, "/tmp"),
     ]
 }
 
@@ -200,10 +194,10 @@ fn pod(
     c.ports = Some(vec![container_port("http", PORT)]);
     c.volume_mounts = Some(vec![config_m, tmp_m]);
     c.resources = Some(resources);
-    c.liveness_probe = Some(http_probe("/health", PORT, 5));
+    c.liveness_probe = Some(http_probe(HEALTH_PATH, PORT, 5));
     c.readiness_probe = Some(http_probe(readiness_path, PORT, 5));
     PodSpec {
-        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        termination_grace_period_seconds: Some(contract::TERMINATION_GRACE_SECONDS),
         ..pod_spec(vec![c], vec![config_v, tmp_v], USER)
     }
 }

@@ -1,0 +1,129 @@
+//! The contract between the operator, which renders each service's container, and the services,
+//! which read it: every name and number both sides use. Renaming one changes both sides at once,
+//! and a broken invariant fails the build.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The environment of a service container.
+pub mod env {
+    /// Kafka's bootstrap servers, `host:port[,host:port…]`.
+    pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+    /// Partitions of the topics the services create (the lab's `spec.kafka.partitions`).
+    pub const KAFKA_TOPIC_PARTITIONS: &str = "KAFKA_TOPIC_PARTITIONS";
+    /// `redis://host:port`.
+    pub const REDIS_URL: &str = "REDIS_URL";
+    /// `ip:port` of the HTTP server (orders, probes, metrics).
+    pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
+    /// Where IO workloads write their files.
+    pub const TMPDIR: &str = "TMPDIR";
+    /// Path of the lab configuration document ([`crate::LabConfig`]).
+    pub const LAB_CONFIG: &str = "LAB_CONFIG";
+    /// The api's URL, for the load generator.
+    pub const LOADGEN_TARGET_URL: &str = "LOADGEN_TARGET_URL";
+    /// How long work in flight may finish after SIGTERM, in milliseconds.
+    pub const SHUTDOWN_DRAIN_MS: &str = "SHUTDOWN_DRAIN_MS";
+    /// The pod's name and namespace (downward API), for the resource attributes.
+    pub const POD_NAME: &str = "POD_NAME";
+    pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+    /// The standard OpenTelemetry SDK variables the operator sets.
+    pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    /// A [`Sampler`](super::Sampler) name.
+    pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+    /// The ratio of the ratio samplers, 0.0 to 1.0.
+    pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+}
+
+/// The port of every service's HTTP server.
+pub const PORT: u16 = 8080;
+/// Liveness: the process answers.
+pub const HEALTH_PATH: &str = "/health";
+/// Readiness: the service's dependencies answer (the load generator has none to wait for).
+pub const READY_PATH: &str = "/ready";
+/// Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The load generator's name: its subcommand, its `service.name` and its Deployment's suffix.
+pub const LOADGEN: &str = "loadgen";
+
+/// Partitions of each topic the services create, unless the lab says otherwise.
+pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
+
+/// How long a stopping service lets its work in flight finish before cancelling it.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// After the drain: the final offset commit and the last spans' export.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pod's `terminationGracePeriodSeconds`: the kubelet's SIGKILL comes this long after SIGTERM.
+pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+const _: () = assert!(
+    DRAIN_TIMEOUT.as_secs() + FLUSH_TIMEOUT.as_secs() < TERMINATION_GRACE_SECONDS as u64,
+    "a service must drain and flush before the kubelet kills it"
+);
+
+/// The standard OpenTelemetry SDK samplers, by their `OTEL_TRACES_SAMPLER` names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Sampler {
+    #[serde(rename = "always_on")]
+    AlwaysOn,
+    #[serde(rename = "always_off")]
+    AlwaysOff,
+    #[serde(rename = "traceidratio")]
+    TraceIdRatio,
+    #[default]
+    #[serde(rename = "parentbased_always_on")]
+    ParentBasedAlwaysOn,
+    #[serde(rename = "parentbased_always_off")]
+    ParentBasedAlwaysOff,
+    #[serde(rename = "parentbased_traceidratio")]
+    ParentBasedTraceIdRatio,
+}
+
+impl Sampler {
+    pub const ALL: [Sampler; 6] = [
+        Self::AlwaysOn,
+        Self::AlwaysOff,
+        Self::TraceIdRatio,
+        Self::ParentBasedAlwaysOn,
+        Self::ParentBasedAlwaysOff,
+        Self::ParentBasedTraceIdRatio,
+    ];
+
+    /// The `OTEL_TRACES_SAMPLER` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AlwaysOn => "always_on",
+            Self::AlwaysOff => "always_off",
+            Self::TraceIdRatio => "traceidratio",
+            Self::ParentBasedAlwaysOn => "parentbased_always_on",
+            Self::ParentBasedAlwaysOff => "parentbased_always_off",
+            Self::ParentBasedTraceIdRatio => "parentbased_traceidratio",
+        }
+    }
+
+    /// The sampler named `name` (an `OTEL_TRACES_SAMPLER` value).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sampler_name_is_its_serialised_form() {
+        for sampler in Sampler::ALL {
+            assert_eq!(
+                serde_json::to_value(sampler).unwrap(),
+                sampler.as_str(),
+                "{sampler:?}"
+            );
+            assert_eq!(Sampler::named(sampler.as_str()), Some(sampler));
+        }
+        assert_eq!(Sampler::named("sometimes"), None);
+    }
+}
