@@ -25,10 +25,34 @@ pub struct Applied {
     pub stateful_sets: Vec<StatefulSet>,
 }
 
+/// One request that failed: what it was about (`Service demo-api`, `listing ConfigMaps`) and the
+/// API server's answer, kept whole so that a refusal can be told from a transient failure.
+#[derive(Debug)]
+pub struct ObjectError {
+    pub object: String,
+    pub error: kube::Error,
+}
+
+impl std::fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, reason(&self.error))
+    }
+}
+
 /// What failed, one line per object, e.g. `Service demo-api: provided port is already allocated`.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("; "))]
-pub struct ApplyError(pub Vec<String>);
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ApplyError(pub Vec<ObjectError>);
+
+impl ApplyError {
+    /// The API server refused every failed request as invalid (400, 422): sending them again
+    /// unchanged is refused again.
+    pub fn refused(&self) -> bool {
+        self.0
+            .iter()
+            .all(|e| matches!(&e.error, kube::Error::Api(s) if s.code == 400 || s.code == 422))
+    }
+}
 
 /// Applies every child, and prunes the lab's objects that are not among them. Pruning only runs
 /// when every apply succeeded, so a half-applied lab never loses objects.
@@ -44,18 +68,21 @@ pub async fn apply(
     let svc = apply_kind(client, namespace, children.services).await;
     let sts = apply_kind(client, namespace, children.stateful_sets).await;
     let deploy = apply_kind(client, namespace, children.deployments).await;
-    let (Ok(cm), Ok(svc), Ok(sts), Ok(deploy)) = (&cm, &svc, &sts, &deploy) else {
-        let failures = [errors(&cm), errors(&svc), errors(&sts), errors(&deploy)].concat();
-        return Err(ApplyError(failures));
+    let (cm, svc, sts, deploy) = match (cm, svc, sts, deploy) {
+        (Ok(cm), Ok(svc), Ok(sts), Ok(deploy)) => (cm, svc, sts, deploy),
+        (cm, svc, sts, deploy) => {
+            let failures = [errors(cm), errors(svc), errors(sts), errors(deploy)];
+            return Err(ApplyError(failures.into_iter().flatten().collect()));
+        }
     };
     let selector = lab_selector(lab);
     let pruned = futures::join!(
-        prune::<ConfigMap>(client, namespace, &selector, names(cm)),
-        prune::<Service>(client, namespace, &selector, names(svc)),
-        prune::<StatefulSet>(client, namespace, &selector, names(sts)),
-        prune::<Deployment>(client, namespace, &selector, names(deploy)),
+        prune::<ConfigMap>(client, namespace, &selector, names(&cm)),
+        prune::<Service>(client, namespace, &selector, names(&svc)),
+        prune::<StatefulSet>(client, namespace, &selector, names(&sts)),
+        prune::<Deployment>(client, namespace, &selector, names(&deploy)),
     );
-    let errors: Vec<String> = [pruned.0, pruned.1, pruned.2, pruned.3]
+    let errors: Vec<ObjectError> = [pruned.0, pruned.1, pruned.2, pruned.3]
         .into_iter()
         .filter_map(Result::err)
         .collect();
@@ -63,13 +90,13 @@ pub async fn apply(
         return Err(ApplyError(errors));
     }
     Ok(Applied {
-        deployments: deploy.clone(),
-        stateful_sets: sts.clone(),
+        deployments: deploy,
+        stateful_sets: sts,
     })
 }
 
-fn errors<T>(r: &Result<T, Vec<String>>) -> Vec<String> {
-    r.as_ref().err().cloned().unwrap_or_default()
+fn errors<T>(r: Result<T, Vec<ObjectError>>) -> Vec<ObjectError> {
+    r.err().unwrap_or_default()
 }
 
 fn names<K: Resource>(objs: &[K]) -> BTreeSet<String> {
@@ -84,7 +111,7 @@ async fn apply_kind<K>(
     client: &Client,
     namespace: &str,
     objs: Vec<K>,
-) -> Result<Vec<K>, Vec<String>>
+) -> Result<Vec<K>, Vec<ObjectError>>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -94,14 +121,17 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(MANAGER).force();
-    let results: Vec<Result<K, String>> = stream::iter(objs)
+    let results: Vec<Result<K, ObjectError>> = stream::iter(objs)
         .map(|obj| {
             let (api, params) = (&api, &params);
             async move {
                 let name = obj.name_any();
                 api.patch(&name, params, &Patch::Apply(&obj))
                     .await
-                    .map_err(|e| format!("{}: {}", describe::<K>(&name), reason(&e)))
+                    .map_err(|error| ObjectError {
+                        object: describe::<K>(&name),
+                        error,
+                    })
             }
         })
         .buffered(CONCURRENCY)
@@ -120,7 +150,7 @@ async fn prune<K>(
     namespace: &str,
     selector: &str,
     keep: BTreeSet<String>,
-) -> Result<(), String>
+) -> Result<(), ObjectError>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -131,7 +161,10 @@ where
     let existing = api
         .list_metadata(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("listing {}s: {}", K::kind(&()), reason(&e)))?;
+        .map_err(|error| ObjectError {
+            object: format!("listing {}s", K::kind(&())),
+            error,
+        })?;
     stream::iter(existing.items.into_iter().map(|o| o.name_any()).filter(|n| !keep.contains(n)))
         .map(Ok)
         .try_for_each_concurrent(CONCURRENCY, |name| {
@@ -141,7 +174,10 @@ where
                 match api.delete(&name, &DeleteParams::background()).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    Err(e) => Err(format!("deleting {}: {}", describe::<K>(&name), reason(&e))),
+                    Err(error) => Err(ObjectError {
+                        object: format!("deleting {}", describe::<K>(&name)),
+                        error,
+                    }),
                 }
             }
         })
@@ -153,5 +189,38 @@ pub fn reason(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A request the API server answered with `code`, as an apply of `Service demo-api` gets it.
+#[cfg(test)]
+pub(crate) fn failed(code: u16) -> ObjectError {
+    ObjectError {
+        object: "Service demo-api".into(),
+        error: kube::Error::Api(
+            kube::core::Status::failure("provided port is already allocated", "Invalid")
+                .with_code(code)
+                .boxed(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_requests_refused_as_invalid_are_a_refusal() {
+        assert!(ApplyError(vec![failed(422)]).refused());
+        assert!(ApplyError(vec![failed(422), failed(400)]).refused());
+        // Forbidden, a conflict, an overloaded or unreachable server: a later try may pass.
+        assert!(!ApplyError(vec![failed(422), failed(409)]).refused());
+        assert!(!ApplyError(vec![failed(403)]).refused());
+        assert!(!ApplyError(vec![failed(503)]).refused());
+        assert_eq!(
+            ApplyError(vec![failed(422), failed(422)]).to_string(),
+            "Service demo-api: provided port is already allocated; \
+             Service demo-api: provided port is already allocated"
+        );
     }
 }

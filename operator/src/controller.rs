@@ -56,13 +56,33 @@ struct Context {
     client: Client,
     recorder: Recorder,
     shared: Arc<Shared>,
+    /// The labs as watched: the per-lab maps below keep only labs still in it.
+    labs: Store<TracingLab>,
     /// Consecutive failures per lab, for the retry backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: PerLab<u32>,
     /// The lab's pods (labels and status only), kept by the pod watch.
     pods: Store<Pod>,
     /// What last blocked each lab, as published in an event: the lab in the cache may not show
     /// the status just written yet, and an unchanged reason must not be published again.
-    blocked: Mutex<HashMap<String, Option<(String, String)>>>,
+    blocked: PerLab<Option<(String, String)>>,
+}
+
+/// Something kept for each lab the operator watches.
+type PerLab<V> = Mutex<HashMap<ObjectRef<TracingLab>, V>>;
+
+impl Context {
+    /// Forgets the labs that are gone: a deleted lab without finalizers is never reconciled again.
+    fn forget_deleted(&self) {
+        let present = |lab: &ObjectRef<TracingLab>| self.labs.get(lab).is_some();
+        self.failures
+            .lock()
+            .expect("failure map poisoned")
+            .retain(|lab, _| present(lab));
+        self.blocked
+            .lock()
+            .expect("blocked map poisoned")
+            .retain(|lab, _| present(lab));
+    }
 }
 
 /// Warning events that explain a component and arrive without any change to its pods or
@@ -88,10 +108,12 @@ pub async fn run(client: Client, config: Config) {
         instance: std::env::var("POD_NAME").ok(),
     };
     let (pods, pod_writer) = reflector::store();
+    let (store, writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         shared: config.shared.clone(),
+        labs: store.clone(),
         failures: Mutex::default(),
         pods,
         blocked: Mutex::default(),
@@ -107,7 +129,6 @@ pub async fn run(client: Client, config: Config) {
         })
         .reflect(pod_writer)
         .touched_objects();
-    let (store, writer) = reflector::store();
     let labs = watcher(
         scoped::<TracingLab>(&client, ns),
         watcher::Config::default(),
@@ -223,10 +244,6 @@ async fn observe(ctx: &Context, lab: &LabRef, applied: &Applied) -> BTreeMap<Str
     blockers::blockers(&lab.name, applied, &pods, &events)
 }
 
-fn key(lab: &TracingLab) -> String {
-    format!("{}/{}", lab.namespace().unwrap_or_default(), lab.name_any())
-}
-
 #[tracing::instrument(skip_all, fields(lab = %lab.name_any(), namespace = lab.namespace().unwrap_or_default()))]
 async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.shared.reconciles.inc();
@@ -237,8 +254,9 @@ async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Er
         ctx.failures
             .lock()
             .expect("failure map poisoned")
-            .remove(&key(&lab));
+            .remove(&ObjectRef::from(&*lab));
     }
+    ctx.forget_deleted();
     result
 }
 
@@ -247,7 +265,7 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         ctx.blocked
             .lock()
             .expect("blocked map poisoned")
-            .remove(&key(lab));
+            .remove(&ObjectRef::from(lab));
         // Owner references let the garbage collector remove the children.
         return Ok(Action::await_change());
     }
@@ -304,7 +322,7 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         .blocked
         .lock()
         .expect("blocked map poisoned")
-        .insert(key(lab), blocked.clone())
+        .insert(ObjectRef::from(lab), blocked.clone())
         .unwrap_or_else(|| {
             let status = lab.status.as_ref();
             status.and_then(|s| status::blocked(&s.components))
@@ -322,7 +340,12 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
                 warnings = warnings.len(),
                 "reconciled"
             );
-            Ok(Action::requeue(RESYNC))
+            // Only a new spec can fix an invalid one.
+            Ok(if problems.is_empty() {
+                Action::requeue(RESYNC)
+            } else {
+                Action::await_change()
+            })
         }
     }
 }
@@ -354,12 +377,12 @@ fn error_policy(lab: Arc<TracingLab>, error: &Error, ctx: Arc<Context>) -> Actio
     ctx.shared.errors.inc();
     let failures = {
         let mut map = ctx.failures.lock().expect("failure map poisoned");
-        let n = map.entry(key(&lab)).or_insert(0);
+        let n = map.entry(ObjectRef::from(&*lab)).or_insert(0);
         *n += 1;
         *n
     };
-    let delay = backoff(failures);
-    tracing::warn!(lab = %key(&lab), error = %error, failures, retry_in_s = delay.as_secs(), "reconcile failed");
+    let delay = retry_in(error, failures);
+    tracing::warn!(error = %error, failures, retry_in_s = delay.as_secs(), "reconcile failed");
     if let Error::Status(_) = error {
         // Apply failures already produced a Degraded condition and an event; this one could not.
         let (ctx, lab, message) = (ctx.clone(), lab.clone(), error.to_string());
@@ -377,19 +400,31 @@ fn error_policy(lab: Arc<TracingLab>, error: &Error, ctx: Arc<Context>) -> Actio
     Action::requeue(delay)
 }
 
-/// 2 s, 4 s, 8 s, ... up to five minutes.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(failures.min(16))).min(MAX_BACKOFF)
+/// When to try a lab again after its `failures`-th failure in a row: 2 s, 4 s, 8 s, ... up to five
+/// minutes; but an apply the API server refused as invalid is refused again until something
+/// changes, usually the lab (which reconciles at once), sometimes another object (a node port
+/// another lab frees), so it is looked at again only at the resync.
+fn retry_in(error: &Error, failures: u32) -> Duration {
+    match error {
+        Error::Apply(e) if e.refused() => RESYNC,
+        _ => Duration::from_secs(2u64.saturating_pow(failures.min(16))).min(MAX_BACKOFF),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn apply_failed(code: u16) -> Error {
+        Error::Apply(ApplyError(vec![apply::failed(code)]))
+    }
+
     #[test]
-    fn backoff_doubles_up_to_a_cap() {
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(3), Duration::from_secs(8));
-        assert_eq!(backoff(40), MAX_BACKOFF);
+    fn transient_failures_back_off_and_refusals_wait_for_the_resync() {
+        let transient = apply_failed(503);
+        assert_eq!(retry_in(&transient, 1), Duration::from_secs(2));
+        assert_eq!(retry_in(&transient, 3), Duration::from_secs(8));
+        assert_eq!(retry_in(&transient, 40), MAX_BACKOFF);
+        assert_eq!(retry_in(&apply_failed(422), 1), RESYNC);
     }
 }

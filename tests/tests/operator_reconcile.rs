@@ -44,6 +44,10 @@ impl Drop for Env {
 }
 
 async fn start() -> Env {
+    start_with(Default::default()).await
+}
+
+async fn start_with(config: tracing_lab_operator::Config) -> Env {
     let cluster = TestCluster::start().await.expect("API server starts");
     cluster
         .install_crd(&std::fs::read_to_string(crd_path()).expect("crds/tracinglab.yaml"))
@@ -51,10 +55,7 @@ async fn start() -> Env {
         .expect("the CRD installs and becomes Established");
     cluster.create_namespace(NS).await.expect("namespace");
     let client = cluster.client();
-    let operator = tokio::spawn(tracing_lab_operator::run(
-        client.clone(),
-        Default::default(),
-    ));
+    let operator = tokio::spawn(tracing_lab_operator::run(client.clone(), config));
     Env {
         cluster,
         client,
@@ -621,6 +622,85 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
             .ok_or(format!("{c:?}"))
     })
     .await;
+}
+
+/// A child the API server refuses (a node port another lab holds) degrades the lab with the
+/// server's message. Sending it again unchanged would be refused again, so the operator does not
+/// retry it on a backoff of seconds: it waits for a change, and reconciles at once on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_the_api_server_refuses_waits_for_a_change_of_the_lab() {
+    let shared = std::sync::Arc::new(tracing_lab_operator::metrics::Shared::default());
+    let env = start_with(tracing_lab_operator::Config {
+        shared: shared.clone(),
+        ..Default::default()
+    })
+    .await;
+    let ports = json!({"access": {"nodePorts": {"api": 30080, "jaegerUi": 30686}}});
+    env.create_lab("first", ports.clone()).await;
+    env.wait_children("first").await;
+    env.create_lab("second", ports).await;
+    let message = eventually("second Degraded=True", TIMEOUT, || async {
+        match condition(&env.lab("second").await, "Degraded") {
+            Some((status, reason, message)) if status == "True" && reason == "ApplyFailed" => {
+                Ok(message)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains("Service second-api") && message.contains("already allocated"),
+        "{message}"
+    );
+    // The children created by the first attempt trigger a second one at once; after it, a
+    // backoff (2 s, 4 s, 8 s) would try again within the next 8 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let failed = shared.errors.get();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        shared.errors.get(),
+        failed,
+        "the refused apply was sent again"
+    );
+
+    // The first lab moves to other ports, and the second's next change applies it at once.
+    env.patch_spec(
+        "first",
+        json!({"access": {"nodePorts": {"api": 30081, "jaegerUi": 30687}}}),
+    )
+    .await;
+    eventually("first's node ports moved", TIMEOUT, || async {
+        let services = env
+            .api::<Service>()
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=first"))
+            .await
+            .unwrap();
+        let ports: Vec<i32> = services
+            .iter()
+            .flat_map(|s| s.spec.iter().flat_map(|s| s.ports.iter().flatten()))
+            .filter_map(|p| p.node_port)
+            .collect();
+        let mut ports_sorted = ports.clone();
+        ports_sorted.sort();
+        (ports_sorted == [30081, 30687])
+            .then_some(())
+            .ok_or(format!("{ports:?}"))
+    })
+    .await;
+    env.patch_spec("second", json!({"loadGenerator": {"ordersPerSecond": 5}}))
+        .await;
+    eventually("second not Degraded", TIMEOUT, || async {
+        let lab = env.lab("second").await;
+        match condition(&lab, "Degraded") {
+            Some((status, ..)) if status == "False" => Ok(()),
+            other => Err(format!(
+                "{other:?} at generation {:?}",
+                lab.status.and_then(|s| s.observed_generation)
+            )),
+        }
+    })
+    .await;
+    env.wait_children("second").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
