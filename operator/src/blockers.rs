@@ -3,8 +3,8 @@
 //! Warning events on them. Each reason is worded so a student knows what to change.
 
 use crate::apply::Applied;
+use crate::readiness::{component_name, deployment_status, stateful_set_status};
 use crate::render::common::COMPONENT;
-use crate::status::component_name;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use std::collections::BTreeMap;
 
@@ -34,7 +34,7 @@ pub fn blockers(
 ) -> BTreeMap<String, Blocker> {
     let mut found = BTreeMap::new();
     for d in &applied.deployments {
-        if crate::status::deployment_status(d).available {
+        if deployment_status(d).available {
             continue;
         }
         let name = d.metadata.name.clone().unwrap_or_default();
@@ -54,7 +54,7 @@ pub fn blockers(
         found.extend(blocker.map(|b| (component, b)));
     }
     for s in &applied.stateful_sets {
-        if crate::status::stateful_set_status(s).available {
+        if stateful_set_status(s).available {
             continue;
         }
         let name = s.metadata.name.clone().unwrap_or_default();

@@ -6,13 +6,13 @@
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 pub use tracing_lab_config::contract::Sampler;
-use tracing_lab_config::{ResourceSampling, Role, RoleOverrides, contract};
+use tracing_lab_config::{LabConfig, ResourceSampling, Role, RoleOverrides, contract};
 
 /// An image reference has no whitespace: refused at apply time, where the kubelet would only
 /// report `InvalidImageName` once the pod is scheduled.
@@ -115,6 +115,19 @@ pub struct TracingLabSpec {
     /// How students reach the lab from outside the cluster.
     #[serde(default)]
     pub access: AccessSpec,
+}
+
+impl TracingLabSpec {
+    /// The lab configuration document the services read, fully resolved from the spec.
+    pub fn lab_config(&self) -> LabConfig {
+        let mut config = LabConfig::default();
+        for role in Role::ALL {
+            *config.role_mut(role) = self.services.get(role).overrides.resolve(role);
+        }
+        config.resource_sampling = self.resource_sampling.clone().unwrap_or_default();
+        config.loadgen.orders_per_second = self.load_generator.orders_per_second;
+        config
+    }
 }
 
 /// When the kubelet pulls an image.
@@ -582,7 +595,57 @@ pub struct TracingLabStatus {
     pub urls: Option<LabUrls>,
     /// Kafka consumer lag per group, measured every few seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka: Option<crate::lag::KafkaStatus>,
+    pub kafka: Option<KafkaStatus>,
+}
+
+/// Kafka consumer lag of the lab, measured by the operator on a short period.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaStatus {
+    /// When the broker was last measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_at: Option<Time>,
+    /// Messages waiting, summed over the three consumer groups.
+    pub total_lag: i64,
+    /// The group with the most messages waiting (empty when nothing waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_group: Option<String>,
+    /// Orders entering the lab (`orders` topic) per second over the last period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_per_second: Option<f64>,
+    /// Per consumer group, in pipeline order.
+    #[serde(default)]
+    pub groups: Vec<GroupLag>,
+}
+
+/// One consumer group's backlog and what scaling can do about it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupLag {
+    /// Consumer group (named after the service).
+    pub group: String,
+    /// Topic the group consumes.
+    pub topic: String,
+    /// Partitions of the topic: the most consumers that can get work.
+    pub partitions: i32,
+    /// Sum over partitions of end offset minus committed offset.
+    pub lag: i64,
+    /// Consumers currently in the group.
+    pub consumers: i32,
+    /// Consumers the group assigned no partition of the topic.
+    pub idle_consumers: i32,
+    /// Growing, Draining or Steady since the previous measurement.
+    pub trend: Trend,
+    /// What the numbers mean for scaling.
+    pub advice: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Trend {
+    Growing,
+    Draining,
+    #[default]
+    Steady,
 }
 
 /// Readiness of one Deployment or StatefulSet.
@@ -646,6 +709,25 @@ pub fn crd_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_overrides_reach_the_document() {
+        let spec: TracingLabSpec = serde_json::from_str(
+            r#"{"services": {"processing": {"concurrency": 4, "faults": {"errorRate": 0.2}}},
+                "loadGenerator": {"ordersPerSecond": 7.5},
+                "resourceSampling": {"intervalMs": 50}}"#,
+        )
+        .unwrap();
+        let config = spec.lab_config();
+        assert_eq!(config.processing.concurrency, 4);
+        assert_eq!(config.processing.faults.error_rate, 0.2);
+        assert_eq!(
+            config.processing.workload,
+            Role::Processing.defaults().workload
+        );
+        assert_eq!(config.loadgen.orders_per_second, 7.5);
+        assert_eq!(config.resource_sampling.interval_ms, 50);
+    }
 
     #[test]
     fn checked_in_crd_matches_the_types() {

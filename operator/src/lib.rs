@@ -3,10 +3,12 @@
 //!
 //! Flow of one reconcile: [`validate`] the spec, [`render`] every object as a pure function of it,
 //! [`apply`] them with server-side apply (and prune what is no longer wanted), then compute the
-//! [`status`] from what the API server returned, naming the [`blockers`] of each component that is
-//! not available (from its pods and events). Beside the reconciles, [`lag`] measures each lab's
-//! Kafka consumer lag on a short period and writes it into the status. For students,
-//! [`trace_logs`] gathers the log lines of one trace from a lab's pods.
+//! [`status`] from what the API server returned ([`readiness`] of each workload), naming the
+//! [`blockers`] of each component that is not available (from its pods and events). Beside the
+//! reconciles, [`lag`] measures each lab's Kafka consumer lag on a short period and writes it into
+//! the status. For students, [`trace_logs`] gathers the log lines of one trace from a lab's pods.
+//! Modules depend one way: [`crd`] only on [`quantity`], [`render`] on the CRD,
+//! [`validate`] on both, [`status`] on [`readiness`] and [`blockers`].
 
 pub mod apply;
 pub mod blockers;
@@ -16,6 +18,7 @@ pub mod http;
 pub mod lag;
 pub mod metrics;
 pub mod quantity;
+pub mod readiness;
 pub mod reference;
 pub mod render;
 pub mod status;

@@ -5,22 +5,12 @@ use crate::crd::TracingLabSpec;
 use crate::quantity;
 use crate::render::{jaeger, kafka};
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use tracing_lab_config::{LabConfig, Role};
-
-/// The lab configuration document the services read, fully resolved from the spec.
-pub fn lab_config(spec: &TracingLabSpec) -> LabConfig {
-    let mut config = LabConfig::default();
-    for role in Role::ALL {
-        *config.role_mut(role) = spec.services.get(role).overrides.resolve(role);
-    }
-    config.resource_sampling = spec.resource_sampling.clone().unwrap_or_default();
-    config.loadgen.orders_per_second = spec.load_generator.orders_per_second;
-    config
-}
+use tracing_lab_config::Role;
 
 /// Problems that make the spec unusable; empty when the lab can be applied.
 pub fn problems(spec: &TracingLabSpec) -> Vec<String> {
-    let mut problems: Vec<String> = lab_config(spec)
+    let mut problems: Vec<String> = spec
+        .lab_config()
         .problems()
         .into_iter()
         .map(|p| spec_path(&p))
@@ -152,31 +142,13 @@ fn spec_path(problem: &str) -> String {
 mod tests {
     use super::*;
     use crate::crd::NodePorts;
+    use tracing_lab_config::LabConfig;
 
     #[test]
     fn empty_spec_resolves_to_the_original_lab() {
         let spec = TracingLabSpec::default();
-        assert_eq!(lab_config(&spec), LabConfig::default());
+        assert_eq!(spec.lab_config(), LabConfig::default());
         assert!(problems(&spec).is_empty());
-    }
-
-    #[test]
-    fn spec_overrides_reach_the_document() {
-        let spec: TracingLabSpec = serde_json::from_str(
-            r#"{"services": {"processing": {"concurrency": 4, "faults": {"errorRate": 0.2}}},
-                "loadGenerator": {"ordersPerSecond": 7.5},
-                "resourceSampling": {"intervalMs": 50}}"#,
-        )
-        .unwrap();
-        let config = lab_config(&spec);
-        assert_eq!(config.processing.concurrency, 4);
-        assert_eq!(config.processing.faults.error_rate, 0.2);
-        assert_eq!(
-            config.processing.workload,
-            Role::Processing.defaults().workload
-        );
-        assert_eq!(config.loadgen.orders_per_second, 7.5);
-        assert_eq!(config.resource_sampling.interval_ms, 50);
     }
 
     #[test]

@@ -315,7 +315,7 @@ fn baseline_config() -> Result<LabConfig> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/baseline.yaml");
     let lab: tracing_lab_operator::TracingLab =
         serde_saphyr::from_str(&std::fs::read_to_string(path)?)?;
-    Ok(tracing_lab_operator::validate::lab_config(&lab.spec))
+    Ok(lab.spec.lab_config())
 }
 
 /// What tracing costs on the work the baseline lab does (light and medium work in every step),

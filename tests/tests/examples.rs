@@ -336,7 +336,7 @@ impl Utilisation {
 /// `role`'s utilisation in `spec`, with `replicas` pods (else the spec's, else 1). Orders failed
 /// on purpose upstream never reach it; consumers beyond the partitions get no messages.
 fn utilisation(spec: &TracingLabSpec, role: Role, replicas: Option<i32>) -> Utilisation {
-    let config = validate::lab_config(spec);
+    let config = spec.lab_config();
     let offered = if spec.load_generator.enabled {
         spec.load_generator.orders_per_second
     } else {
@@ -567,11 +567,7 @@ async fn check_reconciled(client: &Client, name: &str, lab: &TracingLab) {
         .remove(tracing_lab_config::FILE_NAME)
         .expect("lab-config.json");
     let config = LabConfig::parse(&document).expect("the operator writes a valid document");
-    assert_eq!(
-        config,
-        validate::lab_config(spec),
-        "{name}: lab-config.json"
-    );
+    assert_eq!(config, spec.lab_config(), "{name}: lab-config.json");
 
     for role in Role::ALL {
         let d = deployments

@@ -5,7 +5,8 @@
 //! every broker call is bounded by a timeout; an unreachable broker becomes a condition.
 
 use super::client::{KafkaAdmin, KafkaError};
-use super::report::{self, GroupSample, KafkaStatus};
+use super::report::{self, GroupSample};
+use crate::crd::KafkaStatus;
 use crate::crd::TracingLab;
 use crate::metrics::Shared;
 use crate::render::common::service_host;

@@ -1,60 +1,9 @@
 //! Lag arithmetic and scaling advice: pure functions of what the broker reported.
 
+use crate::crd::{GroupLag, KafkaStatus, Trend};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-
-/// Kafka consumer lag of the lab, measured by the operator on a short period.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KafkaStatus {
-    /// When the broker was last measured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub measured_at: Option<Time>,
-    /// Messages waiting, summed over the three consumer groups.
-    pub total_lag: i64,
-    /// The group with the most messages waiting (empty when nothing waits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worst_group: Option<String>,
-    /// Orders entering the lab (`orders` topic) per second over the last period.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orders_per_second: Option<f64>,
-    /// Per consumer group, in pipeline order.
-    #[serde(default)]
-    pub groups: Vec<GroupLag>,
-}
-
-/// One consumer group's backlog and what scaling can do about it.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupLag {
-    /// Consumer group (named after the service).
-    pub group: String,
-    /// Topic the group consumes.
-    pub topic: String,
-    /// Partitions of the topic: the most consumers that can get work.
-    pub partitions: i32,
-    /// Sum over partitions of end offset minus committed offset.
-    pub lag: i64,
-    /// Consumers currently in the group.
-    pub consumers: i32,
-    /// Consumers the group assigned no partition of the topic.
-    pub idle_consumers: i32,
-    /// Growing, Draining or Steady since the previous measurement.
-    pub trend: Trend,
-    /// What the numbers mean for scaling.
-    pub advice: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum Trend {
-    Growing,
-    Draining,
-    #[default]
-    Steady,
-}
 
 /// What the broker said about one group.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -11,7 +11,6 @@ mod workload;
 pub use common::LabRef;
 
 use crate::crd::TracingLabSpec;
-use crate::validate::lab_config;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -130,7 +129,7 @@ pub fn images(children: &Children) -> Vec<String> {
 
 /// Renders the whole lab.
 pub fn render(lab: &LabRef, spec: &TracingLabSpec) -> Children {
-    let config = lab_config(spec);
+    let config = spec.lab_config();
     let node_ports = spec.access.node_ports.as_ref();
     let mut deployments = vec![
         redis::deployment_(lab, &spec.redis),
