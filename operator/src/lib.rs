@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod blockers;
+pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod http;

@@ -2,11 +2,12 @@
 
 use crate::apply::Applied;
 use crate::blockers::Blocker;
+use crate::conditions::Observation;
 use crate::crd::{ComponentStatus, LabUrls, TracingLab, TracingLabStatus};
 use crate::readiness::{component_name, deployment_status, stateful_set_status};
 use crate::render::LabRef;
 use crate::render::{collector, jaeger, kafka, services};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
 use tracing_lab_config::Role;
 
@@ -236,35 +237,24 @@ pub fn compute(
         }
         Outcome::Applied(..) => (false, "AsExpected", "the lab matches its spec".to_string()),
     };
-    let condition = |type_: &str, status: bool, reason: &str, message: String| {
-        let status = if status { "True" } else { "False" }.to_string();
-        let old = previous.conditions.iter().find(|c| c.type_ == type_);
-        let last_transition_time = match old {
-            Some(c) if c.status == status => c.last_transition_time.clone(),
-            _ => now.clone(),
-        };
-        Condition {
-            type_: type_.to_string(),
-            status,
-            reason: reason.to_string(),
-            message,
-            last_transition_time,
-            observed_generation: generation,
-        }
+    let observed = Observation {
+        previous: &previous.conditions,
+        generation,
+        now,
     };
     let services_available = Role::ALL
         .iter()
         .filter(|r| components.get(r.name()).is_some_and(|c| c.available))
         .count();
     let conditions = vec![
-        condition(READY, ready, ready_reason, ready_message),
-        condition(
+        observed.condition(READY, ready, ready_reason, ready_message),
+        observed.condition(
             PROGRESSING,
             progressing,
             progressing_reason,
             progressing_message,
         ),
-        condition(DEGRADED, degraded, degraded_reason, degraded_message),
+        observed.condition(DEGRADED, degraded, degraded_reason, degraded_message),
     ];
     TracingLabStatus {
         observed_generation: generation,
@@ -282,6 +272,7 @@ mod tests {
     use crate::render::common::tests::lab;
     use crate::render::render;
     use k8s_openapi::api::apps::v1::{DeploymentStatus, StatefulSetStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use k8s_openapi::jiff::Timestamp;
 
     fn applied(available: bool) -> (TracingLab, Applied) {

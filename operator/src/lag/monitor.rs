@@ -6,6 +6,7 @@
 
 use super::client::{KafkaAdmin, KafkaError};
 use super::report::{self, GroupSample};
+use crate::conditions::Observation;
 use crate::crd::KafkaStatus;
 use crate::crd::TracingLab;
 use crate::metrics::Shared;
@@ -146,19 +147,14 @@ async fn sweep(
     let (kafka, condition) = match measured {
         Ok(kafka) => (
             Some(kafka),
-            condition(
-                lab,
-                "True",
-                "Measured",
-                format!("lag measured at {address}"),
-            ),
+            condition(lab, true, "Measured", format!("lag measured at {address}")),
         ),
         // Reachable, and the lag is measured once the coordinator has loaded; the last one stays.
         Err(KafkaError::CoordinatorNotReady) => (
             None,
             condition(
                 lab,
-                "True",
+                true,
                 "CoordinatorLoading",
                 format!(
                     "Kafka at {address} answers; its group coordinator is still loading, so the \
@@ -174,7 +170,7 @@ async fn sweep(
                 None,
                 condition(
                     lab,
-                    "False",
+                    false,
                     "BrokerUnreachable",
                     format!("Kafka at {address}: {e}"),
                 ),
@@ -238,23 +234,14 @@ async fn measure(
     Ok(report::summarise(lags, rate, Time(Timestamp::now())))
 }
 
-fn condition(lab: &TracingLab, status: &str, reason: &str, message: String) -> Condition {
-    let previous = lab
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == KAFKA_REACHABLE));
-    let last_transition_time = match previous {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(Timestamp::now()),
-    };
-    Condition {
-        type_: KAFKA_REACHABLE.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: lab.metadata.generation,
-        last_transition_time,
+fn condition(lab: &TracingLab, reachable: bool, reason: &str, message: String) -> Condition {
+    let previous = lab.status.as_ref().map_or(&[][..], |s| &s.conditions);
+    Observation {
+        previous,
+        generation: lab.metadata.generation,
+        now: Time(Timestamp::now()),
     }
+    .condition(KAFKA_REACHABLE, reachable, reason, message)
 }
 
 /// Applies the lag fields, skipping the write when only the measurement time would change.
