@@ -62,9 +62,18 @@ struct Context {
     failures: PerLab<u32>,
     /// The lab's pods (labels and status only), kept by the pod watch.
     pods: Store<Pod>,
-    /// What last blocked each lab, as published in an event: the lab in the cache may not show
-    /// the status just written yet, and an unchanged reason must not be published again.
-    blocked: PerLab<Option<(String, String)>>,
+    /// What each lab was last told in a Warning event, by topic: the lab in the cache may not
+    /// show the status just written yet, and an unchanged warning must not be published again.
+    told: PerLab<BTreeMap<Topic, Option<(String, String)>>>,
+}
+
+/// What a Warning event about a lab tells.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Topic {
+    /// Its Degraded condition turned True or changed reason or message.
+    Degraded,
+    /// What blocks its components changed.
+    Blocked,
 }
 
 /// Something kept for each lab the operator watches.
@@ -78,9 +87,9 @@ impl Context {
             .lock()
             .expect("failure map poisoned")
             .retain(|lab, _| present(lab));
-        self.blocked
+        self.told
             .lock()
-            .expect("blocked map poisoned")
+            .expect("told map poisoned")
             .retain(|lab, _| present(lab));
     }
 }
@@ -116,7 +125,7 @@ pub async fn run(client: Client, config: Config) {
         labs: store.clone(),
         failures: Mutex::default(),
         pods,
-        blocked: Mutex::default(),
+        told: Mutex::default(),
     });
     let pod_changes = watcher(scoped::<Pod>(&client, ns), children.clone())
         .default_backoff()
@@ -262,9 +271,9 @@ async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Er
 
 async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error> {
     if lab.metadata.deletion_timestamp.is_some() {
-        ctx.blocked
+        ctx.told
             .lock()
-            .expect("blocked map poisoned")
+            .expect("told map poisoned")
             .remove(&ObjectRef::from(lab));
         // Owner references let the garbage collector remove the children.
         return Ok(Action::await_change());
@@ -297,8 +306,6 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         (None, None) => Outcome::Invalid(&problems),
     };
     let new_status = status::compute(lab, &lab_ref, outcome, &warnings, Time(Timestamp::now()));
-    let degraded_changed =
-        degraded_message(lab.status.as_ref()) != degraded_message(Some(&new_status));
     if lab.status.as_ref().map(status::reconciler_part) != Some(new_status.clone()) {
         let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
         let patch = json!({
@@ -314,23 +321,21 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
         .await
         .map_err(Error::Status)?;
     }
-    if degraded_changed && let Some((reason, message)) = degraded_message(Some(&new_status)) {
-        publish(ctx, lab, EventType::Warning, &reason, message).await;
-    }
-    let blocked = status::blocked(&new_status.components);
-    let before = ctx
-        .blocked
-        .lock()
-        .expect("blocked map poisoned")
-        .insert(ObjectRef::from(lab), blocked.clone())
-        .unwrap_or_else(|| {
-            let status = lab.status.as_ref();
-            status.and_then(|s| status::blocked(&s.components))
-        });
-    if blocked != before
-        && let Some((reason, message)) = blocked
-    {
-        publish(ctx, lab, EventType::Warning, &reason, message).await;
+    let old_status = lab.status.as_ref();
+    let told = [
+        (
+            Topic::Degraded,
+            degraded_message(old_status),
+            degraded_message(Some(&new_status)),
+        ),
+        (
+            Topic::Blocked,
+            old_status.and_then(|s| status::blocked(&s.components)),
+            status::blocked(&new_status.components),
+        ),
+    ];
+    for (topic, shown, now) in told {
+        warn_on_change(ctx, lab, topic, shown, now).await;
     }
     match outcome_error {
         Some(e) => Err(e.into()),
@@ -357,6 +362,30 @@ fn degraded_message(status: Option<&crate::crd::TracingLabStatus>) -> Option<(St
         .iter()
         .find(|c| c.type_ == status::DEGRADED && c.status == "True")
         .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+/// Publishes `now` as a Warning event unless it is what the lab was last told on `topic`: what
+/// this process last published, or after a restart what the lab's status shows (`shown`).
+async fn warn_on_change(
+    ctx: &Context,
+    lab: &TracingLab,
+    topic: Topic,
+    shown: Option<(String, String)>,
+    now: Option<(String, String)>,
+) {
+    let before = ctx
+        .told
+        .lock()
+        .expect("told map poisoned")
+        .entry(ObjectRef::from(lab))
+        .or_default()
+        .insert(topic, now.clone())
+        .unwrap_or(shown);
+    if now != before
+        && let Some((reason, message)) = now
+    {
+        publish(ctx, lab, EventType::Warning, &reason, message).await;
+    }
 }
 
 async fn publish(ctx: &Context, lab: &TracingLab, type_: EventType, reason: &str, note: String) {
