@@ -2,7 +2,7 @@
 
 use crate::apply::{self, Applied, ApplyError};
 use crate::blockers::{self, Blocker};
-use crate::crd::TracingLab;
+use crate::crd::{TracingLab, TracingLabStatus};
 use crate::lag::{self, Monitor};
 use crate::metrics::Shared;
 use crate::render::common::{INSTANCE, MANAGED_BY, MANAGER};
@@ -269,6 +269,7 @@ async fn reconcile(lab: Arc<TracingLab>, ctx: Arc<Context>) -> Result<Action, Er
     result
 }
 
+/// One reconcile: validate → render → apply → readiness and blockers → status → events.
 async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error> {
     if lab.metadata.deletion_timestamp.is_some() {
         ctx.told
@@ -281,52 +282,114 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     let Some(lab_ref) = LabRef::new(lab) else {
         return Ok(Action::await_change());
     };
-    let problems = validate::problems(&lab.spec);
-    let (outcome_error, applied) = if problems.is_empty() {
-        let children = render::render(&lab_ref, &lab.spec);
-        match apply::apply(&ctx.client, &lab_ref.namespace, &lab_ref.name, children).await {
-            Ok(applied) => (None, Some(applied)),
-            Err(e) => (Some(e), None),
+    let step = match validate::validated(&lab.spec) {
+        Err(problems) => Step::Invalid(problems),
+        Ok(valid) => {
+            let children = render::render(&lab_ref, valid.spec());
+            match apply::apply(&ctx.client, &lab_ref.namespace, &lab_ref.name, children).await {
+                Err(e) => Step::Failed(e),
+                Ok(applied) => Step::Applied {
+                    warnings: status::idle_consumers(
+                        &applied,
+                        &lab_ref.name,
+                        valid.spec().kafka.partitions,
+                    ),
+                    blockers: observe(ctx, &lab_ref, &applied).await,
+                    applied,
+                },
+            }
         }
-    } else {
-        (None, None)
     };
-    let failure_message = outcome_error.as_ref().map(ToString::to_string);
-    let warnings = match &applied {
-        Some(a) => status::idle_consumers(a, &lab_ref.name, lab.spec.kafka.partitions),
-        None => Vec::new(),
-    };
-    let blockers = match &applied {
-        Some(a) => observe(ctx, &lab_ref, a).await,
-        None => BTreeMap::new(),
-    };
-    let outcome = match (&applied, &failure_message) {
-        (Some(a), _) => Outcome::Applied(a, &blockers),
-        (None, Some(message)) => Outcome::Failed(message),
-        (None, None) => Outcome::Invalid(&problems),
-    };
-    let new_status = status::compute(lab, &lab_ref, outcome, &warnings, Time(Timestamp::now()));
-    if lab.status.as_ref().map(status::reconciler_part) != Some(new_status.clone()) {
-        let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
-        let patch = json!({
-            "apiVersion": TracingLab::api_version(&()),
-            "kind": TracingLab::kind(&()),
-            "status": new_status,
-        });
-        api.patch_status(
-            &lab_ref.name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::Status)?;
+    let new_status = step.status(lab, &lab_ref);
+    write_status(ctx, lab, &lab_ref, &new_status).await?;
+    warn_on_changes(ctx, lab, &new_status).await;
+    step.next()
+}
+
+/// How far a reconcile got.
+enum Step {
+    /// The spec has problems; nothing was applied.
+    Invalid(Vec<String>),
+    /// The API server refused or failed an object.
+    Failed(ApplyError),
+    /// Everything was applied: the workloads as returned, why those not available are not, and
+    /// what works but not as the student may expect (idle consumers).
+    Applied {
+        applied: Applied,
+        blockers: BTreeMap<String, Blocker>,
+        warnings: Vec<String>,
+    },
+}
+
+impl Step {
+    fn status(&self, lab: &TracingLab, lab_ref: &LabRef) -> TracingLabStatus {
+        let failure;
+        let (outcome, warnings) = match self {
+            Self::Invalid(problems) => (Outcome::Invalid(problems), &[][..]),
+            Self::Failed(e) => {
+                failure = e.to_string();
+                (Outcome::Failed(&failure), &[][..])
+            }
+            Self::Applied {
+                applied,
+                blockers,
+                warnings,
+            } => (Outcome::Applied(applied, blockers), &warnings[..]),
+        };
+        status::compute(lab, lab_ref, outcome, warnings, Time(Timestamp::now()))
     }
+
+    /// When to look at the lab again.
+    fn next(self) -> Result<Action, Error> {
+        match self {
+            // Only a new spec can fix an invalid one.
+            Self::Invalid(problems) => {
+                tracing::info!(problems = problems.len(), "invalid spec");
+                Ok(Action::await_change())
+            }
+            Self::Failed(e) => Err(e.into()),
+            Self::Applied { warnings, .. } => {
+                tracing::info!(warnings = warnings.len(), "reconciled");
+                Ok(Action::requeue(RESYNC))
+            }
+        }
+    }
+}
+
+/// Writes the reconciler's part of the status, unless it is what the lab already shows.
+async fn write_status(
+    ctx: &Context,
+    lab: &TracingLab,
+    lab_ref: &LabRef,
+    new_status: &TracingLabStatus,
+) -> Result<(), Error> {
+    if lab.status.as_ref().map(status::reconciler_part).as_ref() == Some(new_status) {
+        return Ok(());
+    }
+    let api: Api<TracingLab> = Api::namespaced(ctx.client.clone(), &lab_ref.namespace);
+    let patch = json!({
+        "apiVersion": TracingLab::api_version(&()),
+        "kind": TracingLab::kind(&()),
+        "status": new_status,
+    });
+    api.patch_status(
+        &lab_ref.name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    Ok(())
+}
+
+/// Warning events for what changed: the Degraded condition, and what blocks the components.
+async fn warn_on_changes(ctx: &Context, lab: &TracingLab, new_status: &TracingLabStatus) {
     let old_status = lab.status.as_ref();
     let told = [
         (
             Topic::Degraded,
             degraded_message(old_status),
-            degraded_message(Some(&new_status)),
+            degraded_message(Some(new_status)),
         ),
         (
             Topic::Blocked,
@@ -337,26 +400,10 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     for (topic, shown, now) in told {
         warn_on_change(ctx, lab, topic, shown, now).await;
     }
-    match outcome_error {
-        Some(e) => Err(e.into()),
-        None => {
-            tracing::info!(
-                problems = problems.len(),
-                warnings = warnings.len(),
-                "reconciled"
-            );
-            // Only a new spec can fix an invalid one.
-            Ok(if problems.is_empty() {
-                Action::requeue(RESYNC)
-            } else {
-                Action::await_change()
-            })
-        }
-    }
 }
 
 /// Reason and message of a True Degraded condition.
-fn degraded_message(status: Option<&crate::crd::TracingLabStatus>) -> Option<(String, String)> {
+fn degraded_message(status: Option<&TracingLabStatus>) -> Option<(String, String)> {
     status?
         .conditions
         .iter()

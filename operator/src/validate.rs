@@ -7,8 +7,27 @@ use crate::render::{jaeger, kafka};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use tracing_lab_config::Role;
 
+/// A spec that passed every check: the only input the reconciler renders.
+pub struct ValidatedLab<'a>(&'a TracingLabSpec);
+
+impl ValidatedLab<'_> {
+    pub fn spec(&self) -> &TracingLabSpec {
+        self.0
+    }
+}
+
+/// The spec, checked; or every problem found, each naming its field.
+pub fn validated(spec: &TracingLabSpec) -> Result<ValidatedLab<'_>, Vec<String>> {
+    let problems = problems(spec);
+    if problems.is_empty() {
+        Ok(ValidatedLab(spec))
+    } else {
+        Err(problems)
+    }
+}
+
 /// Problems that make the spec unusable; empty when the lab can be applied.
-pub fn problems(spec: &TracingLabSpec) -> Vec<String> {
+fn problems(spec: &TracingLabSpec) -> Vec<String> {
     let mut problems: Vec<String> = spec
         .lab_config()
         .problems()

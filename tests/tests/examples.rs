@@ -132,11 +132,9 @@ fn every_example_is_a_valid_lab_with_known_fields_only() {
             dropped.is_empty(),
             "{name}: fields the TracingLab type does not know: {dropped:?}"
         );
-        let problems = validate::problems(&lab.spec);
-        assert!(
-            problems.is_empty(),
-            "{name}: the operator would report {problems:?}"
-        );
+        if let Err(problems) = validate::validated(&lab.spec) {
+            panic!("{name}: the operator would report {problems:?}");
+        }
     }
 }
 
