@@ -189,7 +189,7 @@ pub struct ServiceSpec {
     pub replicas: Option<i32>,
     /// Container resources. Defaults to requests 100m CPU / 32Mi, limits 2 CPU / 512Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = non_negative_quantities)]
+    #[schemars(transform = resource_requirements)]
     pub resources: Option<ResourceRequirements>,
     /// Concurrency, workload mix and faults.
     #[serde(flatten)]
@@ -206,7 +206,7 @@ pub struct ComponentSpec {
     pub image: Option<String>,
     /// Container resources; defaults suit a laptop kind cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = non_negative_quantities)]
+    #[schemars(transform = resource_requirements)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -224,9 +224,10 @@ pub struct KafkaSpec {
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 1000))]
     pub partitions: i32,
-    /// Container resources; defaults to requests 250m CPU / 512Mi, limits 1 CPU / 1Gi.
+    /// Container resources; defaults to requests 250m CPU / 512Mi, limits 1 CPU / 1Gi. The memory
+    /// limit must be at least the broker's fixed 512Mi heap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = non_negative_quantities)]
+    #[schemars(transform = kafka_resources)]
     pub resources: Option<ResourceRequirements>,
     /// Where the broker keeps its log (every accepted order not yet consumed, and the committed
     /// offsets). Fixed when the lab is created: a StatefulSet cannot change its volume claims.
@@ -303,6 +304,7 @@ impl Default for KafkaStorage {
 /// Jaeger v2 with in-memory storage.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = jaeger_traces_fit)]
 pub struct JaegerSpec {
     /// Container image; defaults to a pinned `jaegertracing/jaeger` v2 image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,11 +317,11 @@ pub struct JaegerSpec {
     pub max_traces: i64,
     /// Container resources; defaults to requests 100m CPU / 128Mi, limits 1 CPU / 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = non_negative_quantities)]
+    #[schemars(transform = resource_requirements)]
     pub resources: Option<ResourceRequirements>,
 }
 
-/// About 780 MiB of traces at [`crate::render::jaeger::TRACE_KIB`] each: under the default 1Gi
+/// About 780 MiB of traces at [`JAEGER_TRACE_KIB`] each: under the default 1Gi
 /// limit, and hours of a workshop's load generator.
 fn default_max_traces() -> i64 {
     20_000
@@ -426,6 +428,10 @@ impl SamplingSpec {
 /// Tail sampling: a trace is kept when any enabled rule keeps it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.enabled || self.keepErrors || self.latencyThresholdMs > 0 || self.percentage > 0.0",
+    "message": "enabled but keeps nothing; set keepErrors, latencyThresholdMs > 0 or percentage > 0"
+}]))]
 pub struct TailSampling {
     /// Turn tail sampling on; when off the collector forwards every span it receives.
     #[serde(default)]
@@ -486,7 +492,7 @@ pub struct LoadGeneratorSpec {
     pub orders_per_second: f64,
     /// Container resources; defaults to requests 50m CPU / 32Mi, limits 500m / 128Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = non_negative_quantities)]
+    #[schemars(transform = resource_requirements)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -517,6 +523,11 @@ pub struct AccessSpec {
 /// Node ports; the kind cluster maps 30080 to localhost:8080 and 30686 to localhost:16686.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.api != self.jaegerUi",
+    "fieldPath": ".jaegerUi",
+    "message": "api and jaegerUi must differ"
+}]))]
 pub struct NodePorts {
     /// Node port of the api service.
     #[serde(default = "default_api_node_port")]
@@ -544,16 +555,88 @@ impl Default for NodePorts {
     }
 }
 
-/// Refuses negative (and malformed) requests and limits as the lab is applied: no pod could be
-/// created with them, and the API server's message names the field.
-fn non_negative_quantities(schema: &mut schemars::Schema) {
+/// Kafka's JVM heap (fixed size): a memory limit below it kills the broker as it starts.
+pub const KAFKA_HEAP_MIB: u32 = 512;
+/// Jaeger's default memory limit: `maxTraces` of the lab's traces must fit under it.
+pub const JAEGER_MEMORY_LIMIT: &str = "1Gi";
+/// What one order's trace (13 or 14 spans with their workload and resource attributes) adds to
+/// Jaeger's working set, garbage collector headroom included: 600 traces took 22 MiB in the
+/// footprint benchmark (`tests/benches/footprint.rs`), about 38 KiB each.
+pub const JAEGER_TRACE_KIB: i64 = 40;
+/// Most entries in `requests` or `limits`; bounds what the API server's rules cost to evaluate.
+const MAX_RESOURCE_NAMES: u32 = 16;
+
+/// CEL: the quantity in string `a` is above the one in `b`. `isQuantity` first, as the API server
+/// evaluates the rules even when a pattern already failed (and then says so once, by the pattern).
+fn exceeds(a: &str, b: &str) -> String {
+    format!("isQuantity({a}) && isQuantity({b}) && quantity({a}).isGreaterThan(quantity({b}))")
+}
+
+/// Adds a CEL rule the API server checks as the lab is applied.
+fn validation(schema: &mut schemars::Schema, rule: serde_json::Value) {
+    let rules = schema
+        .ensure_object()
+        .entry("x-kubernetes-validations")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    rules.as_array_mut().expect("a list of rules").push(rule);
+}
+
+/// Refuses at apply what no pod could be created with: negative or malformed quantities, and a
+/// request above its limit. The API server's message names the field.
+fn resource_requirements(schema: &mut schemars::Schema) {
     for map in ["requests", "limits"] {
-        let quantity = schema
-            .pointer_mut(&format!("/properties/{map}/additionalProperties"))
+        let quantities: &mut schemars::Schema = schema
+            .pointer_mut(&format!("/properties/{map}"))
             .and_then(|q| q.try_into().ok())
             .expect("ResourceRequirements maps quantities");
+        quantities.insert("maxProperties".into(), MAX_RESOURCE_NAMES.into());
+        let quantity = quantities
+            .get_mut("additionalProperties")
+            .and_then(|q| q.try_into().ok())
+            .expect("a quantity");
         non_negative_quantity(quantity);
     }
+    let exceeds = exceeds("string(self.requests[name])", "string(self.limits[name])");
+    validation(
+        schema,
+        serde_json::json!({
+            "rule": format!("!has(self.requests) || !has(self.limits) || self.requests.all(name, !(name in self.limits && {exceeds}))"),
+            "fieldPath": ".requests",
+            "message": "a request cannot exceed its limit",
+        }),
+    );
+}
+
+/// Kafka's resources, whose memory limit must hold the broker's heap.
+fn kafka_resources(schema: &mut schemars::Schema) {
+    resource_requirements(schema);
+    validation(
+        schema,
+        serde_json::json!({
+            "rule": format!("!has(self.limits) || !('memory' in self.limits && {})", exceeds(&format!("'{KAFKA_HEAP_MIB}Mi'"), "string(self.limits['memory'])")),
+            "fieldPath": ".limits['memory']",
+            "message": format!("the memory limit is below Kafka's {KAFKA_HEAP_MIB}Mi heap, so the broker would be OOM-killed as it starts; give it more (the default limit is 1Gi)"),
+        }),
+    );
+}
+
+/// `maxTraces` of the lab's traces must fit in Jaeger's memory limit, or Jaeger is OOM-killed
+/// hours into a workshop, losing every trace.
+fn jaeger_traces_fit(schema: &mut schemars::Schema) {
+    let set = "string(self.resources.limits['memory'])";
+    let limit = format!(
+        "has(self.resources) && has(self.resources.limits) && 'memory' in self.resources.limits && isQuantity({set}) \
+         ? quantity({set}) : quantity('{JAEGER_MEMORY_LIMIT}')"
+    );
+    let kib = JAEGER_TRACE_KIB;
+    validation(
+        schema,
+        serde_json::json!({
+            "rule": format!("double(self.maxTraces) * {}.0 <= ({limit}).asApproximateFloat()", kib * 1024),
+            "fieldPath": ".maxTraces",
+            "message": format!("each trace takes about {kib} KiB in Jaeger, so maxTraces × {kib} KiB must fit in its memory limit ({JAEGER_MEMORY_LIMIT} unless resources.limits.memory is set); lower maxTraces or raise the limit"),
+        }),
+    );
 }
 
 /// A non-negative quantity that is never `null`. kube marks every int-or-string field that is not
@@ -570,6 +653,8 @@ fn non_negative_quantity(schema: &mut schemars::Schema) {
         crate::quantity::NON_NEGATIVE_PATTERN.into(),
     );
     schema.insert("minimum".into(), 0.into());
+    // Bounds what the API server's rules cost to evaluate on it; a quantity is a few characters.
+    schema.insert("maxLength".into(), 64.into());
 }
 
 /// What the operator observed when it last reconciled the lab.

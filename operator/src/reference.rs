@@ -302,8 +302,12 @@ fn limits(schema: &JSONSchemaProps) -> String {
             ));
         }
     }
+    // What a rule refuses reads better as its message than as CEL.
     for rule in schema.x_kubernetes_validations.iter().flatten() {
-        parts.push(format!("rule `{}`", rule.rule));
+        parts.push(match &rule.message {
+            Some(message) => format!("refused at apply: {message}"),
+            None => format!("rule `{}`", rule.rule),
+        });
     }
     parts.join(", ")
 }

@@ -10,7 +10,6 @@ use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing_lab_operator::TracingLab;
@@ -83,8 +82,7 @@ async fn main() -> Result<()> {
         .parse()?;
 
     let cluster = TestCluster::start().await?;
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
-    cluster.install_crd(&std::fs::read_to_string(crd)?).await?;
+    cluster.install_lab_crd().await?;
     let client = cluster.client();
     let config = Config {
         interval: Duration::from_secs(10),

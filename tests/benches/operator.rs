@@ -15,7 +15,6 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::fmt::Debug;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing_lab_operator::TracingLab;
 use tracing_lab_operator::render::{self, Children, LabRef};
@@ -96,10 +95,7 @@ async fn wait(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let cluster = TestCluster::start().await?;
-    let crd = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml"),
-    )?;
-    cluster.install_crd(&crd).await?;
+    cluster.install_lab_crd().await?;
     let client = cluster.client();
 
     let port = free_port();

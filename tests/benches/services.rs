@@ -6,9 +6,7 @@
 //!
 //! `cargo build --release -p tracing-lab-service && cargo bench -p tracing-lab-tests --bench services`
 
-#[allow(dead_code)] // Shared with the end-to-end tests, which use other parts.
-#[path = "../tests/services_lab.rs"]
-mod lab;
+use tracing_lab_tests::services_lab as lab;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;

@@ -235,6 +235,14 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Installs the project's TracingLab CRD (`crds/tracinglab.yaml`), as `make install` does.
+    pub async fn install_lab_crd(&self) -> Result<()> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
+        let yaml = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        self.install_crd(&yaml).await
+    }
+
     /// Creates the CustomResourceDefinition in `yaml` (one document) and waits until it is
     /// Established, so its resources can be used at once.
     pub async fn install_crd(&self, yaml: &str) -> Result<()> {

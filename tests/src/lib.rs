@@ -13,8 +13,12 @@
 //!   containerd, kubelet, kube-proxy, CNI bridge, CoreDNS), one per machine at a time.
 //! - [`node_lab::NodeLab`]: the operator installed by `make install` on a real node (see
 //!   [`node`]), labs applied to it, read through `kubectl` and the lab's NodePorts.
+//! - [`operator_env::OperatorEnv`]: the operator in-process against a real API server with the
+//!   CRD installed; labs created and patched, their children read back, no pods.
 //! - [`runner::LabRunner`]: a lab applied to a real API server, reconciled by the operator binary,
 //!   its containers run by a kubelet stand-in that follows `kubectl scale`.
+//! - [`services_lab::Lab`]: the four services as child processes over a broker, Redis, the
+//!   Collector and Jaeger, with a lab configuration of the test's own.
 //! - [`redis::RedisServer`]: redis-server without persistence.
 //! - [`otlp::OtlpReceiver`]: in-process OTLP/gRPC + OTLP/HTTP receiver that keeps every span, for
 //!   tests of what one program exports.
@@ -33,6 +37,7 @@ pub mod kubelet;
 pub mod lab;
 pub mod node;
 pub mod node_lab;
+pub mod operator_env;
 pub mod otlp;
 pub mod pods;
 pub mod poll;
@@ -41,6 +46,7 @@ pub mod process;
 pub mod procfs;
 pub mod redis;
 pub mod runner;
+pub mod services_lab;
 
 pub use apiserver::TestCluster;
 pub use broker::KafkaBroker;

@@ -24,3 +24,28 @@ where
         }
     }
 }
+
+/// Reads `value` until it has not changed for `quiet`, and returns it: what settles once a burst
+/// of activity (reconciles, restarts) is over. Panics after `timeout` with `what`.
+pub async fn settled<T, F>(what: &str, quiet: Duration, timeout: Duration, mut value: F) -> T
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> T,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = (value(), Instant::now());
+    loop {
+        tokio::time::sleep(INTERVAL).await;
+        let now = value();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= quiet {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never settled; last seen: {:?}",
+            last.0
+        );
+    }
+}

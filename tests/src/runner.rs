@@ -72,10 +72,7 @@ impl AppliedLab {
     /// manifest, e.g. one of `examples/`) server-side into `namespace`, as the workshop does.
     pub async fn apply(namespace: &str, manifest: &Path) -> Result<Self> {
         let cluster = TestCluster::start().await?;
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        cluster
-            .install_crd(&std::fs::read_to_string(root.join("crds/tracinglab.yaml"))?)
-            .await?;
+        cluster.install_lab_crd().await?;
         cluster.create_namespace(namespace).await?;
         // The operator measures lag on the lab's Kafka, which will run here on a port chosen now.
         let kafka_port = ports::free_port();

@@ -1,17 +1,16 @@
 //! A whole lab on 127.0.0.1 for end-to-end tests and benchmarks: Apache Kafka, Redis, the
 //! Collector and Jaeger as a default lab renders them, and the four services as child processes
-//! with a lab configuration of the test's own. Included as a module by the services tests and the
-//! services benchmark.
+//! with a lab configuration of the test's own, for the services tests and the services benchmark.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::lab::{rendered, stored};
+use crate::process::project_command;
+use crate::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, ports};
 use anyhow::{Context, Result, bail};
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix, contract};
-use tracing_lab_tests::lab::{rendered, stored};
-use tracing_lab_tests::process::project_command;
-use tracing_lab_tests::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, ports};
 
 pub const BINARY: &str = "tracing-lab-service";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);

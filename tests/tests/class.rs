@@ -70,10 +70,7 @@ fn make_class(cluster: &TestCluster, folder: &Path, students: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_students_kubeconfig_runs_the_workshop_at_home_and_is_refused_next_door() {
     let cluster = TestCluster::start().await.unwrap();
-    cluster
-        .install_crd(&std::fs::read_to_string(root().join("crds/tracinglab.yaml")).unwrap())
-        .await
-        .unwrap();
+    cluster.install_lab_crd().await.unwrap();
     let folder = tempfile::tempdir().unwrap();
     make_class(&cluster, folder.path(), 2);
     // Again, as an instructor adds students or renews tokens: nothing conflicts.

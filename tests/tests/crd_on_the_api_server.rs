@@ -1,10 +1,11 @@
 //! The CRD behaves on the API server as on a real cluster: `kubectl explain` shows the field
 //! documentation, and `status.conditions` merges by type, so the reconciler and the lag monitor
-//! each server-side apply only their own conditions under their own field manager; and Kafka's
+//! each server-side apply only their own conditions under their own field manager; Kafka's
 //! storage, which a StatefulSet cannot change, cannot change once the lab exists, and a `null`
-//! storage size reads as the default size.
+//! storage size reads as the default size; and what could never run (a request above its limit,
+//! Kafka's heap above its memory limit, two node ports alike, tail sampling that keeps nothing,
+//! more traces than Jaeger's memory holds) is refused at `kubectl apply`, naming the field.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,11 +20,7 @@ const NS: &str = "crd";
 
 async fn cluster() -> TestCluster {
     let cluster = TestCluster::start().await.expect("API server starts");
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
-    cluster
-        .install_crd(&std::fs::read_to_string(crd).unwrap())
-        .await
-        .unwrap();
+    cluster.install_lab_crd().await.unwrap();
     cluster.create_namespace(NS).await.unwrap();
     cluster
 }
@@ -254,5 +251,109 @@ async fn a_null_kafka_storage_size_is_the_default_size() {
             json!({"type": "persistentVolumeClaim", "size": "1Gi"}),
             "{name}"
         );
+    }
+}
+
+/// `kubectl apply --server-side` of a lab with `spec` (YAML flow style), as a student applies one.
+fn apply(cluster: &TestCluster, name: &str, spec: &str) -> Result<(), String> {
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        manifest.path(),
+        format!(
+            "apiVersion: tracinglab.dev/v1alpha1\nkind: TracingLab\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(assets::find("kubectl").unwrap())
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["--namespace", NS, "apply", "--server-side", "-f"])
+        .arg(manifest.path())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
+    let cluster = cluster().await;
+    for (spec, expected) in [
+        (
+            "{kafka: {resources: {requests: {memory: 4Gi, cpu: 500m}, limits: {memory: 1Gi, cpu: 1}}}}",
+            "spec.kafka.resources.requests: Invalid value: a request cannot exceed its limit",
+        ),
+        (
+            "{services: {api: {resources: {requests: {cpu: 1500m}, limits: {cpu: 1}}}}}",
+            "spec.services.api.resources.requests: Invalid value: a request cannot exceed its limit",
+        ),
+        (
+            "{kafka: {resources: {limits: {memory: 256Mi}}}}",
+            "spec.kafka.resources.limits[memory]: Invalid value: the memory limit is below Kafka's 512Mi heap",
+        ),
+        (
+            "{access: {nodePorts: {api: 30080, jaegerUi: 30080}}}",
+            "spec.access.nodePorts.jaegerUi: Invalid value: api and jaegerUi must differ",
+        ),
+        (
+            "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0}}}",
+            "spec.sampling.tail: Invalid value: enabled but keeps nothing",
+        ),
+        (
+            "{jaeger: {maxTraces: 50000}}",
+            "spec.jaeger.maxTraces: Invalid value: each trace takes about 40 KiB in Jaeger, so maxTraces × 40 KiB must fit in its memory limit",
+        ),
+        // One trace more than the default 1Gi holds.
+        (
+            "{jaeger: {maxTraces: 26215}}",
+            "spec.jaeger.maxTraces: Invalid value",
+        ),
+        (
+            "{jaeger: {maxTraces: 50000, resources: {limits: {memory: 512Mi}}}}",
+            "spec.jaeger.maxTraces: Invalid value",
+        ),
+        // A malformed quantity is named once, by its pattern, not again by a rule.
+        (
+            "{collector: {resources: {requests: {memory: lots}, limits: {memory: 1Gi}}}}",
+            "spec.collector.resources.requests.memory: Invalid value: \"lots\"",
+        ),
+    ] {
+        let refused = apply(&cluster, "refused", spec).expect_err(spec);
+        assert!(refused.contains(expected), "{spec}: {refused}");
+        assert_eq!(
+            refused.matches("Invalid value").count(),
+            1,
+            "{spec}: {refused}"
+        );
+    }
+    // At the bounds, in units that differ but agree, or with nothing to compare, it runs.
+    for (name, spec) in [
+        (
+            "equal",
+            "{redis: {resources: {requests: {memory: 1024Mi, cpu: 2}, limits: {memory: 1Gi}}}}",
+        ),
+        ("heap", "{kafka: {resources: {limits: {memory: 512Mi}}}}"),
+        (
+            "no-heap",
+            "{collector: {resources: {limits: {memory: 64Mi}}}}",
+        ),
+        (
+            "traces",
+            "{jaeger: {maxTraces: 50000, resources: {limits: {memory: 2Gi}}}}",
+        ),
+        ("most-traces", "{jaeger: {maxTraces: 26214}}"),
+        (
+            "without-resources",
+            "{jaeger: {resources: null}, kafka: {resources: null}}",
+        ),
+        (
+            "tail",
+            "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0.5}}}",
+        ),
+    ] {
+        apply(&cluster, name, spec).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }

@@ -633,9 +633,7 @@ struct Workshop {
 impl Workshop {
     async fn start(namespaces: &[&str]) -> Self {
         let cluster = TestCluster::start().await.expect("API server starts");
-        let crd = std::fs::read_to_string(root().join("crds/tracinglab.yaml"))
-            .expect("crds/tracinglab.yaml");
-        cluster.install_crd(&crd).await.expect("the CRD installs");
+        cluster.install_lab_crd().await.expect("the CRD installs");
         for ns in namespaces {
             cluster.create_namespace(ns).await.expect("namespace");
         }

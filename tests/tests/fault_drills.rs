@@ -2,9 +2,7 @@
 //! services as processes. Each drill prints its counts. Needs `cargo build -p tracing-lab-service`
 //! and `tests/env/setup.sh`.
 
-#[allow(dead_code)] // Shared with the other services tests.
-#[path = "services_lab.rs"]
-mod lab;
+use tracing_lab_tests::services_lab as lab;
 
 use lab::{Lab, light_config, log_lines, position, post_order};
 use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_t};

@@ -18,6 +18,7 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, StatusCode, Value};
+use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::{
     KafkaBroker, OtlpReceiver, RedisServer, TestCluster, TraceBackend, assets,
 };
@@ -458,14 +459,13 @@ async fn service_account_tokens_authenticate_and_rbac_authorizes_them() {
         .await
         .unwrap();
 
-    let started = std::time::Instant::now();
-    let listed = loop {
-        match as_reader.list(&ListParams::default()).await {
-            Ok(list) => break list,
-            Err(err) if started.elapsed() > WAIT => panic!("RoleBinding never took effect: {err}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let listed = eventually("the RoleBinding to take effect", WAIT, || async {
+        as_reader
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
     assert!(
         listed
             .items

@@ -4,12 +4,9 @@
 //! unreachable broker into a condition and recovers, and none of these status writes reconciles.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Api;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +14,9 @@ use tracing_lab_operator::crd::GroupLag;
 use tracing_lab_operator::lag;
 use tracing_lab_operator::metrics::Shared;
 use tracing_lab_operator::{Config, TracingLab};
-use tracing_lab_tests::{KafkaBroker, TestCluster, assets};
+use tracing_lab_tests::KafkaBroker;
+use tracing_lab_tests::operator_env::OperatorEnv;
+use tracing_lab_tests::poll::{eventually, settled};
 
 const NS: &str = "lag";
 const LAB: &str = "shop";
@@ -26,27 +25,12 @@ const PERIOD: Duration = Duration::from_secs(1);
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Env {
-    cluster: TestCluster,
+    env: OperatorEnv,
     labs: Api<TracingLab>,
     shared: Arc<Shared>,
-    operator: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.operator.abort();
-    }
 }
 
 async fn start(broker: &KafkaBroker) -> Env {
-    let cluster = TestCluster::start().await.expect("API server starts");
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
-    cluster
-        .install_crd(&std::fs::read_to_string(crd).expect("crds/tracinglab.yaml"))
-        .await
-        .expect("CRD installs");
-    cluster.create_namespace(NS).await.expect("namespace");
-    let client: Client = cluster.client();
     let shared = Arc::new(Shared::default());
     let config = Config {
         namespace: None,
@@ -57,67 +41,43 @@ async fn start(broker: &KafkaBroker) -> Env {
             bootstrap: Some(broker.bootstrap()),
         },
     };
-    let operator = tokio::spawn(tracing_lab_operator::run(client.clone(), config));
-    let labs: Api<TracingLab> = Api::namespaced(client, NS);
-    let lab: TracingLab = serde_json::from_value(json!({
-        "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-        "metadata": {"name": LAB}, "spec": {},
-    }))
-    .expect("a TracingLab");
-    labs.create(&PostParams::default(), &lab)
-        .await
-        .expect("lab created");
+    let env = OperatorEnv::start(NS, config).await;
+    env.create_lab(LAB, json!({})).await;
     Env {
-        cluster,
-        labs,
+        labs: env.api(),
+        env,
         shared,
-        operator,
     }
 }
 
 impl Env {
     /// Polls the lab until `check` holds, failing with the last status seen.
     async fn wait_for(&self, what: &str, check: impl Fn(&TracingLab) -> bool) -> TracingLab {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let lab = self.labs.get(LAB).await.expect("lab readable");
+        eventually(what, TIMEOUT, || async {
+            let lab = self.labs.get(LAB).await.map_err(|e| e.to_string())?;
             if check(&lab) {
-                return lab;
+                Ok(lab)
+            } else {
+                Err(format!(
+                    "status: {}",
+                    serde_json::to_string_pretty(&lab.status).unwrap()
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; status: {}",
-                serde_json::to_string_pretty(&lab.status).unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// The reconcile count once it has held still for a while: the reconciles that the lab's own
     /// objects appearing cause are over by then.
     async fn settled_reconciles(&self) -> u64 {
-        let quiet = PERIOD * 3;
-        let deadline = Instant::now() + TIMEOUT;
-        let mut last = (self.shared.reconciles.get(), Instant::now());
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = self.shared.reconciles.get();
-            if now != last.0 {
-                last = (now, Instant::now());
-            } else if last.1.elapsed() >= quiet {
-                return now;
-            }
-            assert!(Instant::now() < deadline, "the reconciler never settled");
-        }
+        settled("the reconcile count", PERIOD * 3, TIMEOUT, || {
+            self.shared.reconciles.get()
+        })
+        .await
     }
 
     fn kubectl_get(&self) -> String {
-        let out = Command::new(assets::find("kubectl").expect("kubectl"))
-            .arg("--kubeconfig")
-            .arg(self.cluster.kubeconfig())
-            .args(["--namespace", NS, "get", "tlab", LAB])
-            .output()
-            .expect("kubectl runs");
+        let out = self.env.kubectl(&["get", "tlab", LAB]);
         assert!(
             out.status.success(),
             "{}",
@@ -345,7 +305,7 @@ async fn an_unreachable_broker_is_a_condition_then_recovers() {
         "{}",
         condition.message
     );
-    assert!(!env.operator.is_finished(), "the operator keeps running");
+    assert!(env.env.operator_running(), "the operator keeps running");
     assert!(
         env.shared.lag_failures.get() > 0,
         "failures are counted in the metrics"

@@ -7,221 +7,25 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-use std::fmt::Debug;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use kube::ResourceExt;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::json;
 use std::time::Duration;
 use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::render::{self, LabRef, kafka};
-use tracing_lab_tests::apiserver::TestCluster;
-use tracing_lab_tests::assets;
+use tracing_lab_operator::render::kafka;
+use tracing_lab_tests::operator_env::{OperatorEnv, condition, lab_selector};
 use tracing_lab_tests::pods;
 use tracing_lab_tests::poll::eventually;
 
 const NS: &str = "students";
 const TIMEOUT: Duration = Duration::from_secs(30);
-const SELECTOR: &str = "app.kubernetes.io/managed-by=tracing-lab-operator";
 
-fn crd_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml")
-}
-
-/// A real API server with the CRD installed, a namespace, and the operator running in-process.
-struct Env {
-    cluster: TestCluster,
-    client: Client,
-    operator: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.operator.abort();
-    }
-}
-
-async fn start() -> Env {
+async fn start() -> OperatorEnv {
     start_with(Default::default()).await
 }
 
-async fn start_with(config: tracing_lab_operator::Config) -> Env {
-    let cluster = TestCluster::start().await.expect("API server starts");
-    cluster
-        .install_crd(&std::fs::read_to_string(crd_path()).expect("crds/tracinglab.yaml"))
-        .await
-        .expect("the CRD installs and becomes Established");
-    cluster.create_namespace(NS).await.expect("namespace");
-    let client = cluster.client();
-    let operator = tokio::spawn(tracing_lab_operator::run(client.clone(), config));
-    Env {
-        cluster,
-        client,
-        operator,
-    }
-}
-
-impl Env {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), NS)
-    }
-
-    async fn create_lab(&self, name: &str, spec: Value) -> TracingLab {
-        let lab: TracingLab = serde_json::from_value(json!({
-            "apiVersion": "tracinglab.dev/v1alpha1", "kind": "TracingLab",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .expect("a TracingLab");
-        self.api::<TracingLab>()
-            .create(&PostParams::default(), &lab)
-            .await
-            .expect("lab created")
-    }
-
-    async fn patch_spec(&self, name: &str, spec: Value) {
-        self.api::<TracingLab>()
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "spec": spec })),
-            )
-            .await
-            .expect("lab patched");
-    }
-
-    async fn lab(&self, name: &str) -> TracingLab {
-        self.api::<TracingLab>()
-            .get(name)
-            .await
-            .expect("lab exists")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(assets::find("kubectl").expect("kubectl"))
-            .arg("--kubeconfig")
-            .arg(self.cluster.kubeconfig())
-            .args(["--namespace", NS])
-            .args(args)
-            .output()
-            .expect("kubectl runs")
-    }
-
-    /// Names of the lab's objects of one kind.
-    async fn names<K>(&self, lab: &str) -> Vec<String>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Debug,
-    {
-        let lp =
-            ListParams::default().labels(&format!("{SELECTOR},app.kubernetes.io/instance={lab}"));
-        let mut names: Vec<String> = self
-            .api::<K>()
-            .list(&lp)
-            .await
-            .expect("list")
-            .items
-            .iter()
-            .map(|o| o.name_any())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// Waits until the lab's children are, kind by kind, what the operator renders for its spec.
-    async fn wait_children(&self, lab: &str) {
-        let stored = self.lab(lab).await;
-        let rendered = render::render(
-            &LabRef::new(&stored).expect("a stored lab has a name, namespace and uid"),
-            &stored.spec,
-        );
-        fn sorted<K: Resource>(objects: &[K]) -> Vec<String> {
-            let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
-            names.sort();
-            names
-        }
-        let expected = (
-            sorted(&rendered.config_maps),
-            sorted(&rendered.services),
-            sorted(&rendered.stateful_sets),
-            sorted(&rendered.deployments),
-        );
-        eventually(&format!("children of {lab}"), TIMEOUT, || async {
-            let got = (
-                self.names::<ConfigMap>(lab).await,
-                self.names::<Service>(lab).await,
-                self.names::<StatefulSet>(lab).await,
-                self.names::<Deployment>(lab).await,
-            );
-            (got == expected)
-                .then_some(())
-                .ok_or_else(|| format!("{got:?}"))
-        })
-        .await;
-    }
-
-    async fn deployment(&self, name: &str) -> Deployment {
-        self.api::<Deployment>()
-            .get(name)
-            .await
-            .expect("deployment exists")
-    }
-
-    /// Marks every Deployment and StatefulSet of the lab rolled out and available, as the
-    /// kube-controller-manager would once pods run.
-    async fn mark_available(&self, lab: &str) {
-        let pp = PatchParams::default();
-        for d in self
-            .api::<Deployment>()
-            .list(&lab_selector(lab))
-            .await
-            .expect("list")
-            .items
-        {
-            let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let status = json!({"status": {"observedGeneration": d.metadata.generation, "replicas": n,
-                "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n}});
-            self.api::<Deployment>()
-                .patch_status(&d.name_any(), &pp, &Patch::Merge(status))
-                .await
-                .expect("status");
-        }
-        for s in self
-            .api::<StatefulSet>()
-            .list(&lab_selector(lab))
-            .await
-            .expect("list")
-            .items
-        {
-            let n = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let status = json!({"status": {"observedGeneration": s.metadata.generation, "replicas": n,
-                "readyReplicas": n, "currentReplicas": n, "updatedReplicas": n}});
-            self.api::<StatefulSet>()
-                .patch_status(&s.name_any(), &pp, &Patch::Merge(status))
-                .await
-                .expect("status");
-        }
-    }
-}
-
-fn lab_selector(lab: &str) -> ListParams {
-    ListParams::default().labels(&format!("app.kubernetes.io/instance={lab}"))
-}
-
-fn condition(lab: &TracingLab, type_: &str) -> Option<(String, String, String)> {
-    let c = lab
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+async fn start_with(config: tracing_lab_operator::Config) -> OperatorEnv {
+    OperatorEnv::start(NS, config).await
 }
 
 fn config_hash(d: &Deployment) -> Option<String> {
@@ -703,68 +507,9 @@ async fn a_child_the_api_server_refuses_waits_for_a_change_of_the_lab() {
     env.wait_children("second").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_that_cannot_work_degrade_the_lab_with_the_field_path() {
-    let env = start().await;
-    env.create_lab(
-        "demo",
-        json!({"kafka": {"resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "1Gi"}}},
-               "services": {"api": {"resources": {"limits": {"cpu": "500m"}}}}}),
-    )
-    .await;
-    let (_, _, message) = eventually("Degraded=True", TIMEOUT, || async {
-        let c = condition(&env.lab("demo").await, "Degraded");
-        c.clone()
-            .filter(|c| c.0 == "True" && c.1 == "InvalidSpec")
-            .ok_or(format!("{c:?}"))
-    })
-    .await;
-    assert!(
-        message.contains(
-            "spec.kafka.resources.requests.memory: 4Gi is above the limit 1Gi (spec.kafka.resources.limits.memory)"
-        ),
-        "{message}"
-    );
-    assert!(
-        env.names::<StatefulSet>("demo").await.is_empty(),
-        "nothing whose pods could never be created is applied"
-    );
-
-    env.patch_spec(
-        "demo",
-        json!({"kafka": {"resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}}}),
-    )
-    .await;
-    let (_, _, message) = eventually("Degraded=True for the heap", TIMEOUT, || async {
-        let c = condition(&env.lab("demo").await, "Degraded");
-        c.clone()
-            .filter(|c| c.0 == "True" && c.2.contains("heap"))
-            .ok_or(format!("{c:?}"))
-    })
-    .await;
-    assert!(
-        message
-            .starts_with("spec.kafka.resources.limits.memory: 256Mi is below Kafka's 512Mi heap"),
-        "{message}"
-    );
-
-    env.patch_spec("demo", json!({"kafka": {"resources": null}}))
-        .await;
-    env.wait_children("demo").await;
-    let kafka = env.api::<StatefulSet>().get("demo-kafka").await.unwrap();
-    let heap = kafka.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.name == "KAFKA_HEAP_OPTS")
-        .and_then(|e| e.value);
-    assert_eq!(heap.as_deref(), Some("-Xms512m -Xmx512m"));
-}
-
 /// Waits until the lab's Ready condition is False with `reason` and its message starts with
 /// `message`; returns the lab.
-async fn wait_blocked(env: &Env, reason: &str, message: &str) -> TracingLab {
+async fn wait_blocked(env: &OperatorEnv, reason: &str, message: &str) -> TracingLab {
     eventually(&format!("Ready=False {reason}"), TIMEOUT, || async {
         let lab = env.lab("demo").await;
         match condition(&lab, "Ready") {
@@ -776,7 +521,7 @@ async fn wait_blocked(env: &Env, reason: &str, message: &str) -> TracingLab {
 }
 
 /// Events the operator published about the lab with `reason`.
-async fn lab_events(env: &Env, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+async fn lab_events(env: &OperatorEnv, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
     env.api::<k8s_openapi::api::events::v1::Event>()
         .list(&ListParams::default())
         .await
@@ -794,7 +539,7 @@ async fn lab_events(env: &Env, reason: &str) -> Vec<k8s_openapi::api::events::v1
 /// status, `kubectl get` (column MESSAGE) and one event (`kubectl describe`), however often it is
 /// reconciled; `clear` then makes the component's pod ready and the reason goes away.
 async fn reports_then_clears(
-    env: &Env,
+    env: &OperatorEnv,
     component: &str,
     reason: &str,
     message: &str,
@@ -877,7 +622,7 @@ async fn reports_then_clears(
     .await;
 }
 
-async fn lab_with_children(env: &Env) {
+async fn lab_with_children(env: &OperatorEnv) {
     env.create_lab("demo", json!({})).await;
     env.wait_children("demo").await;
 }
@@ -894,7 +639,7 @@ async fn an_image_that_cannot_be_pulled_is_named() {
         false,
         vec![pods::container("api", image, false, 0, waiting)],
     );
-    pods::create(&env.client, NS, "demo", "api", "demo-api-7d9f-x1", status)
+    pods::create(&env.client(), NS, "demo", "api", "demo-api-7d9f-x1", status)
         .await
         .unwrap();
     reports_then_clears(
@@ -903,7 +648,7 @@ async fn an_image_that_cannot_be_pulled_is_named() {
         "ImagePullBackOff",
         &format!("ImagePullBackOff: image {image} cannot be pulled"),
         async || {
-            pods::set_status(&env.client, NS, "demo-api-7d9f-x1", pods::ready("api", 0))
+            pods::set_status(&env.client(), NS, "demo-api-7d9f-x1", pods::ready("api", 0))
                 .await
                 .unwrap();
         },
@@ -925,7 +670,7 @@ async fn a_crash_loop_gives_the_last_exit_and_restarts() {
     let mut status = pods::status("Running", false, vec![crashing]);
     status["containerStatuses"][0]["lastState"] =
         json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}});
-    pods::create(&env.client, NS, "demo", "kafka", "demo-kafka-0", status)
+    pods::create(&env.client(), NS, "demo", "kafka", "demo-kafka-0", status)
         .await
         .unwrap();
     reports_then_clears(
@@ -934,7 +679,7 @@ async fn a_crash_loop_gives_the_last_exit_and_restarts() {
         "OOMKilled",
         "OOMKilled (exit 137), 3 restarts",
         async || {
-            pods::set_status(&env.client, NS, "demo-kafka-0", pods::ready("kafka", 4))
+            pods::set_status(&env.client(), NS, "demo-kafka-0", pods::ready("kafka", 4))
                 .await
                 .unwrap();
         },
@@ -949,7 +694,7 @@ async fn an_unschedulable_pod_carries_the_schedulers_message() {
     let scheduler = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.";
     let status = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
         "reason": "Unschedulable", "message": scheduler}]});
-    pods::create(&env.client, NS, "demo", "kafka", "demo-kafka-0", status)
+    pods::create(&env.client(), NS, "demo", "kafka", "demo-kafka-0", status)
         .await
         .unwrap();
     reports_then_clears(
@@ -958,7 +703,7 @@ async fn an_unschedulable_pod_carries_the_schedulers_message() {
         "Unschedulable",
         &format!("Unschedulable: {scheduler}"),
         async || {
-            pods::set_status(&env.client, NS, "demo-kafka-0", pods::ready("kafka", 0))
+            pods::set_status(&env.client(), NS, "demo-kafka-0", pods::ready("kafka", 0))
                 .await
                 .unwrap();
         },
@@ -1011,7 +756,7 @@ async fn a_stateful_set_whose_pod_is_refused_gives_the_api_servers_message() {
     let refused = "create Pod demo-kafka-0 in StatefulSet demo-kafka failed error: pods \"demo-kafka-0\" is forbidden: exceeded quota: students, requested: memory=1Gi, used: memory=0, limited: memory=512Mi";
     // The StatefulSet controller reports it only as an event: the event itself brings the reconcile.
     pods::warn(
-        &env.client,
+        &env.client(),
         NS,
         ("StatefulSet", "demo-kafka"),
         "FailedCreate",
@@ -1026,7 +771,7 @@ async fn a_stateful_set_whose_pod_is_refused_gives_the_api_servers_message() {
         &format!("FailedCreate: {refused}"),
         async || {
             pods::create(
-                &env.client,
+                &env.client(),
                 NS,
                 "demo",
                 "kafka",
@@ -1052,7 +797,7 @@ async fn a_failing_readiness_probe_is_reported() {
         json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
     );
     pods::create(
-        &env.client,
+        &env.client(),
         NS,
         "demo",
         "api",
@@ -1064,7 +809,7 @@ async fn a_failing_readiness_probe_is_reported() {
     // The kubelet reports the failing probe after the container started, as an event only.
     let probe = "Readiness probe failed: HTTP probe failed with statuscode: 503";
     pods::warn(
-        &env.client,
+        &env.client(),
         NS,
         ("Pod", "demo-api-7d9f-x1"),
         "Unhealthy",
@@ -1078,7 +823,7 @@ async fn a_failing_readiness_probe_is_reported() {
         "ReadinessProbeFailed",
         &format!("ReadinessProbeFailed: container api: {probe}"),
         async || {
-            pods::set_status(&env.client, NS, "demo-api-7d9f-x1", pods::ready("api", 0))
+            pods::set_status(&env.client(), NS, "demo-api-7d9f-x1", pods::ready("api", 0))
                 .await
                 .unwrap();
         },

@@ -5,7 +5,6 @@
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_tests::process::project_command;
@@ -16,11 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciles_are_traced_logged_with_trace_ids_and_counted() {
     let cluster = TestCluster::start().await.unwrap();
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tracinglab.yaml");
-    cluster
-        .install_crd(&std::fs::read_to_string(crd).unwrap())
-        .await
-        .unwrap();
+    cluster.install_lab_crd().await.unwrap();
     cluster.create_namespace("observed").await.unwrap();
     let otlp = OtlpReceiver::start().await.unwrap();
 

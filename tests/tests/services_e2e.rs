@@ -2,9 +2,7 @@
 //! Jaeger; traces are read through Jaeger's query API. Needs `cargo build -p tracing-lab-service`
 //! and `tests/env/setup.sh`.
 
-#[allow(dead_code)] // Shared with the benchmark, which uses other parts.
-#[path = "services_lab.rs"]
-mod lab;
+use tracing_lab_tests::services_lab as lab;
 
 use lab::{Lab, light_config, post_order, post_order_with};
 use std::collections::BTreeSet;
@@ -179,6 +177,19 @@ fn assert_consumer(span: &ReceivedSpan, topic: &str, group: &str) {
 
 /// The whole story of one order in one trace: spans of all four services, linked across both
 /// Kafka hops, with the workload and resource figures on the steps.
+/// The trace reached analytics, and every span's parent (but the api's, which may be the client's)
+/// is in it.
+fn whole_to_analytics(trace: &[ReceivedSpan]) -> bool {
+    let ids: BTreeSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+    trace.iter().any(|s| s.name == "analyze_order")
+        && trace.iter().all(|s| {
+            s.name == "create_order"
+                || s.parent_span_id
+                    .as_deref()
+                    .is_none_or(|parent| ids.contains(parent))
+        })
+}
+
 fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
     let create = one(spans, "api", "create_order");
     assert_eq!(create.kind, SpanKind::Server);
@@ -382,18 +393,24 @@ async fn each_order_is_one_trace_through_all_four_services_and_bad_requests_crea
         assert_eq!(status.as_deref(), Some("analytics"));
     }
 
+    // Each trace is whole once it reaches analytics with every parent present: a service exports
+    // its spans in the order they end, and a step ends before the span it belongs to.
     let spans = lab
         .traces
         .query()
         .wait_for(
-            |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= N,
+            |spans| {
+                by_trace(spans)
+                    .values()
+                    .filter(|trace| whole_to_analytics(trace))
+                    .count()
+                    >= N
+            },
             PIPELINE_TIMEOUT,
         )
         .await
         .expect("spans arrive");
-    // Let the last steps' batches arrive too.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let traces = by_trace(&lab.traces.query().spans(LOOKBACK).await.unwrap());
+    let traces = by_trace(&spans);
     let mut seen = BTreeSet::new();
     for spans in traces.values().filter(|spans| {
         spans

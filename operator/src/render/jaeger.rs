@@ -6,7 +6,7 @@ use super::common::{
     tmp,
 };
 use super::workload::{Component, deployment, port, service};
-use crate::crd::JaegerSpec;
+use crate::crd::{JAEGER_MEMORY_LIMIT, JaegerSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::json;
@@ -33,13 +33,6 @@ const CONFIG_MAP: &str = "jaeger-config";
 
 /// Name suffix of the Service the collector exports to.
 pub const OTLP_SUFFIX: &str = "jaeger-otlp";
-/// The default memory limit: `maxTraces` of the lab's traces must fit under it.
-pub const MEMORY_LIMIT: &str = "1Gi";
-/// What one order's trace (13 or 14 spans with their workload and resource attributes) adds to
-/// Jaeger's working set, garbage collector headroom included: 600 traces took 22 MiB in the
-/// footprint benchmark (`tests/benches/footprint.rs`), about 38 KiB each.
-pub const TRACE_KIB: i128 = 40;
-
 pub fn config(spec: &JaegerSpec) -> String {
     let doc = json!({
         "service": {
@@ -110,7 +103,7 @@ pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
     c.resources = Some(resources(
         spec.resources.as_ref(),
         ("100m", "128Mi"),
-        ("1", MEMORY_LIMIT),
+        ("1", JAEGER_MEMORY_LIMIT),
     ));
     c.readiness_probe = Some(http_probe("/status", HEALTH_PORT, 10));
     c.liveness_probe = Some(http_probe("/status", HEALTH_PORT, 10));

@@ -5,7 +5,7 @@ use super::common::{
     LabRef, RunAs, container, container_port, env, pod_spec, resources, scratch, tmp,
 };
 use super::workload::{Component, port, service, template};
-use crate::crd::{KafkaSpec, KafkaStorage, StorageType};
+use crate::crd::{KAFKA_HEAP_MIB, KafkaSpec, KafkaStorage, StorageType};
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
@@ -31,8 +31,6 @@ const USER: RunAs = RunAs {
 /// KRaft cluster id (base64 of 16 bytes). The start script formats empty storage with it and
 /// accepts storage it formatted before (a restart on the same claim).
 const CLUSTER_ID: &str = "dHJhY2luZ2xhYi1rYWZrYQ";
-/// The broker's JVM heap (fixed size); a memory limit below it kills the broker as it starts.
-pub const HEAP_MIB: u32 = 512;
 
 pub fn headless_name() -> &'static str {
     "kafka-headless"
@@ -104,7 +102,7 @@ pub fn stateful_set(lab: &LabRef, spec: &KafkaSpec) -> StatefulSet {
         env("KAFKA_LOG_DIRS", "/var/lib/kafka/data"),
         env(
             "KAFKA_HEAP_OPTS",
-            format!("-Xms{HEAP_MIB}m -Xmx{HEAP_MIB}m"),
+            format!("-Xms{KAFKA_HEAP_MIB}m -Xmx{KAFKA_HEAP_MIB}m"),
         ),
         env("LOG_DIR", "/opt/kafka/logs"),
     ]);

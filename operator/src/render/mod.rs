@@ -467,6 +467,8 @@ mod tests {
         let k = &pod.containers[0];
         assert_eq!(env(k, "KAFKA_NUM_PARTITIONS"), Some("12"));
         assert_eq!(env(k, "KAFKA_PROCESS_ROLES"), Some("broker,controller"));
+        // Fixed: the CRD refuses a memory limit below it.
+        assert_eq!(env(k, "KAFKA_HEAP_OPTS"), Some("-Xms512m -Xmx512m"));
         assert_eq!(
             env(k, "KAFKA_ADVERTISED_LISTENERS"),
             Some("PLAINTEXT://demo-kafka.students.svc:9092")
