@@ -3,7 +3,8 @@
 //! Warning events on them. Each reason is worded so a student knows what to change.
 
 use crate::apply::Applied;
-use crate::readiness::{component_name, deployment_status, stateful_set_status};
+use crate::crd::ComponentStatus;
+use crate::readiness::component_name;
 use crate::render::common::COMPONENT;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use std::collections::BTreeMap;
@@ -22,22 +23,29 @@ impl Blocker {
             message,
         }
     }
+
+    fn explains(self, component: &mut ComponentStatus) {
+        component.reason = Some(self.reason);
+        component.message = Some(self.message);
+    }
 }
 
-/// Blockers by component name (`kafka`, `api`, ...), for the components that are not available.
-/// `pods` are the lab's pods, `events` the Warning events of its namespace.
-pub fn blockers(
+/// Says why each component of `components` that is not available is not (its `reason` and
+/// `message`), where the lab's pods and the Warning events of its namespace tell. `applied` are
+/// the lab's workloads as the API server returned them.
+pub fn explain(
     lab: &str,
+    components: &mut BTreeMap<String, ComponentStatus>,
     applied: &Applied,
     pods: &[&Pod],
     events: &[Event],
-) -> BTreeMap<String, Blocker> {
-    let mut found = BTreeMap::new();
+) {
     for d in &applied.deployments {
-        if deployment_status(d).available {
-            continue;
-        }
         let name = d.metadata.name.clone().unwrap_or_default();
+        let component = component_name(lab, &name);
+        let Some(status) = components.get_mut(&component).filter(|c| !c.available) else {
+            continue;
+        };
         // The Deployment controller copies its ReplicaSet's `ReplicaFailure` condition here.
         let failed_create = d
             .status
@@ -47,23 +55,23 @@ pub fn blockers(
             .flatten()
             .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
             .map(|c| c.message.clone().unwrap_or_default());
-        let component = component_name(lab, &name);
         let blocker = failed_create
             .map(|m| Blocker::new("FailedCreate", format!("FailedCreate: {m}")))
             .or_else(|| first_pod_blocker(&component, pods, events));
-        found.extend(blocker.map(|b| (component, b)));
+        if let Some(b) = blocker {
+            b.explains(status);
+        }
     }
     for s in &applied.stateful_sets {
-        if stateful_set_status(s).available {
-            continue;
-        }
         let name = s.metadata.name.clone().unwrap_or_default();
         let component = component_name(lab, &name);
-        let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let Some(status) = components.get_mut(&component).filter(|c| !c.available) else {
+            continue;
+        };
         let existing = pods.iter().filter(|p| is_of(p, &component)).count();
         // The StatefulSet controller reports a refused pod only as an event on the StatefulSet;
         // once every pod exists, an old such event no longer explains anything.
-        let failed_create = (existing < desired as usize)
+        let failed_create = (existing < status.desired as usize)
             .then(|| latest(events, "StatefulSet", &name, "FailedCreate"))
             .flatten()
             .map(|e| {
@@ -72,10 +80,10 @@ pub fn blockers(
                     format!("FailedCreate: {}", e.message.clone().unwrap_or_default()),
                 )
             });
-        let blocker = failed_create.or_else(|| first_pod_blocker(&component, pods, events));
-        found.extend(blocker.map(|b| (component, b)));
+        if let Some(b) = failed_create.or_else(|| first_pod_blocker(&component, pods, events)) {
+            b.explains(status);
+        }
     }
-    found
 }
 
 fn is_of(pod: &Pod, component: &str) -> bool {

@@ -1,10 +1,11 @@
 //! The reconcile loop: validate, render, apply, and report status and events.
 
 use crate::apply::{self, Applied, ApplyError};
-use crate::blockers::{self, Blocker};
-use crate::crd::{TracingLab, TracingLabStatus};
+use crate::blockers;
+use crate::crd::{ComponentStatus, TracingLab, TracingLabStatus};
 use crate::lag::{self, Monitor};
 use crate::metrics::Shared;
+use crate::readiness;
 use crate::render::common::{INSTANCE, MANAGED_BY, MANAGER};
 use crate::render::{self, LabRef};
 use crate::status::{self, Outcome};
@@ -227,12 +228,16 @@ fn labs_of_event(labs: &Store<TracingLab>, event: &CoreEvent) -> Vec<ObjectRef<T
         .collect()
 }
 
-/// Why the lab's unavailable components are not available, from the pod cache and the Warning
-/// events of the lab's namespace (listed only when something is not available).
-async fn observe(ctx: &Context, lab: &LabRef, applied: &Applied) -> BTreeMap<String, Blocker> {
-    let components = status::components(&lab.name, applied, &BTreeMap::new());
+/// The lab's workloads by component, each one not available with why, from the pod cache and
+/// the Warning events of the lab's namespace (listed only when something is not available).
+async fn observe(
+    ctx: &Context,
+    lab: &LabRef,
+    applied: &Applied,
+) -> BTreeMap<String, ComponentStatus> {
+    let mut components = readiness::components(&lab.name, applied);
     if components.values().all(|c| c.available) {
-        return BTreeMap::new();
+        return components;
     }
     let pods = ctx.pods.state_filter(|p| {
         p.namespace().as_deref() == Some(lab.namespace.as_str())
@@ -250,7 +255,8 @@ async fn observe(ctx: &Context, lab: &LabRef, applied: &Applied) -> BTreeMap<Str
             Vec::new()
         }
     };
-    blockers::blockers(&lab.name, applied, &pods, &events)
+    blockers::explain(&lab.name, &mut components, applied, &pods, &events);
+    components
 }
 
 #[tracing::instrument(skip_all, fields(lab = %lab.name_any(), namespace = lab.namespace().unwrap_or_default()))]
@@ -294,8 +300,7 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
                         &lab_ref.name,
                         valid.spec().kafka.partitions,
                     ),
-                    blockers: observe(ctx, &lab_ref, &applied).await,
-                    applied,
+                    components: observe(ctx, &lab_ref, &applied).await,
                 },
             }
         }
@@ -312,11 +317,10 @@ enum Step {
     Invalid(Vec<String>),
     /// The API server refused or failed an object.
     Failed(ApplyError),
-    /// Everything was applied: the workloads as returned, why those not available are not, and
+    /// Everything was applied: its workloads by component, why those not available are not, and
     /// what works but not as the student may expect (idle consumers).
     Applied {
-        applied: Applied,
-        blockers: BTreeMap<String, Blocker>,
+        components: BTreeMap<String, ComponentStatus>,
         warnings: Vec<String>,
     },
 }
@@ -331,10 +335,9 @@ impl Step {
                 (Outcome::Failed(&failure), &[][..])
             }
             Self::Applied {
-                applied,
-                blockers,
+                components,
                 warnings,
-            } => (Outcome::Applied(applied, blockers), &warnings[..]),
+            } => (Outcome::Applied(components), &warnings[..]),
         };
         status::compute(lab, lab_ref, outcome, warnings, Time(Timestamp::now()))
     }

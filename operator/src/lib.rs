@@ -2,13 +2,13 @@
 //! teaching lab (Kafka, Redis, Jaeger, an OpenTelemetry Collector, four services, a load generator).
 //!
 //! Flow of one reconcile: [`validate`] the spec, [`render`] every object as a pure function of it,
-//! [`apply`] them with server-side apply (and prune what is no longer wanted), then compute the
-//! [`status`] from what the API server returned ([`readiness`] of each workload), naming the
-//! [`blockers`] of each component that is not available (from its pods and events). Beside the
+//! [`apply`] them with server-side apply (and prune what is no longer wanted), read the
+//! [`readiness`] of each workload the API server returned, name the [`blockers`] of each component
+//! that is not available (from its pods and events), then compute the [`status`]. Beside the
 //! reconciles, [`lag`] measures each lab's Kafka consumer lag on a short period and writes it into
 //! the status. For students, [`trace_logs`] gathers the log lines of one trace from a lab's pods.
-//! Modules depend one way: [`crd`] only on [`quantity`], [`render`] on the CRD,
-//! [`validate`] on both, [`status`] on [`readiness`] and [`blockers`].
+//! Modules depend one way: [`crd`] only on [`quantity`], [`render`] on the CRD, [`validate`] on
+//! both, [`readiness`] on [`apply`], [`blockers`] on [`readiness`]; [`controller`] strings them.
 
 pub mod apply;
 pub mod blockers;

@@ -1,10 +1,8 @@
 //! The lab's status as a pure function of what was applied (or why nothing was).
 
 use crate::apply::Applied;
-use crate::blockers::Blocker;
 use crate::conditions::Observation;
 use crate::crd::{ComponentStatus, LabUrls, TracingLab, TracingLabStatus};
-use crate::readiness::{component_name, deployment_status, stateful_set_status};
 use crate::render::LabRef;
 use crate::render::{collector, jaeger, kafka, services};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -17,33 +15,13 @@ pub const DEGRADED: &str = "Degraded";
 
 /// What the reconcile achieved.
 pub enum Outcome<'a> {
-    /// Everything was applied; these are the workloads as the API server returned them, and why
-    /// those not available are not.
-    Applied(&'a Applied, &'a BTreeMap<String, Blocker>),
+    /// Everything was applied; these are its workloads by component, with why those not
+    /// available are not.
+    Applied(&'a BTreeMap<String, ComponentStatus>),
     /// The spec has problems the services would refuse; nothing was applied.
     Invalid(&'a [String]),
     /// Applying failed (message from the API server).
     Failed(&'a str),
-}
-
-pub fn components(
-    lab: &str,
-    applied: &Applied,
-    blockers: &BTreeMap<String, Blocker>,
-) -> BTreeMap<String, ComponentStatus> {
-    let deployments = applied.deployments.iter().map(deployment_status);
-    let sets = applied.stateful_sets.iter().map(stateful_set_status);
-    deployments
-        .chain(sets)
-        .map(|mut c| {
-            let name = component_name(lab, &c.name);
-            if let Some(b) = blockers.get(&name).filter(|_| !c.available) {
-                c.reason = Some(b.reason.clone());
-                c.message = Some(b.message.clone());
-            }
-            (name, c)
-        })
-        .collect()
 }
 
 /// The blocked components as `kafka: OOMKilled (exit 137), 3 restarts; ...`, with the first one's
@@ -148,7 +126,7 @@ pub fn urls(lab: &LabRef, node_ports: Option<&crate::crd::NodePorts>) -> LabUrls
             lab.host(collector::COLLECTOR.suffix),
             collector::OTLP_GRPC_PORT
         ),
-        kafka: format!("{}:{}", lab.host(kafka::KAFKA.suffix), kafka::CLIENT_PORT),
+        kafka: kafka::bootstrap(&lab.name, &lab.namespace),
         api_node_port: node_ports.map(|p| format!("http://<node-address>:{}", p.api)),
         jaeger_ui_node_port: node_ports.map(|p| format!("http://<node-address>:{}", p.jaeger_ui)),
     }
@@ -165,7 +143,7 @@ pub fn compute(
     let previous = lab.status.clone().unwrap_or_default();
     let generation = lab.metadata.generation;
     let components = match outcome {
-        Outcome::Applied(applied, blockers) => components(&lab_ref.name, applied, blockers),
+        Outcome::Applied(components) => components.clone(),
         _ => previous.components.clone(),
     };
     let waiting: Vec<String> = components
@@ -335,7 +313,8 @@ mod tests {
         secs: i64,
     ) -> TracingLabStatus {
         let r = LabRef::new(lab).unwrap();
-        let outcome = Outcome::Applied(applied, &BTreeMap::new());
+        let components = crate::readiness::components(&r.name, applied);
+        let outcome = Outcome::Applied(&components);
         compute(lab, &r, outcome, warnings, at(secs))
     }
 
@@ -410,7 +389,7 @@ mod tests {
     fn a_stale_generation_is_not_available() {
         let (_, mut a) = applied(true);
         a.deployments[0].metadata.generation = Some(2);
-        assert!(!deployment_status(&a.deployments[0]).available);
+        assert!(!crate::readiness::deployment_status(&a.deployments[0]).available);
     }
 
     #[test]

@@ -10,8 +10,7 @@ use crate::conditions::Observation;
 use crate::crd::KafkaStatus;
 use crate::crd::TracingLab;
 use crate::metrics::Shared;
-use crate::render::common::service_host;
-use crate::render::kafka::{CLIENT_PORT, KAFKA};
+use crate::render::kafka;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -123,14 +122,10 @@ impl Monitor {
 
 /// The address the operator dials for a lab.
 pub fn bootstrap(lab: &TracingLab, config: &Config) -> String {
-    config.bootstrap.clone().unwrap_or_else(|| {
-        let host = service_host(
-            &lab.name_any(),
-            &lab.namespace().unwrap_or_default(),
-            KAFKA.suffix,
-        );
-        format!("{host}:{CLIENT_PORT}")
-    })
+    config
+        .bootstrap
+        .clone()
+        .unwrap_or_else(|| kafka::bootstrap(&lab.name_any(), &lab.namespace().unwrap_or_default()))
 }
 
 #[tracing::instrument(skip_all, fields(lab = %lab.name_any(), namespace = lab.namespace().unwrap_or_default()))]

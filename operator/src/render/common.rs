@@ -30,9 +30,14 @@ pub fn lab_selector(lab: &str) -> String {
     format!("{INSTANCE}={lab},{MANAGED_BY}={MANAGER}")
 }
 
+/// Name of lab `lab`'s child `<lab>-<suffix>`: how every child is named.
+pub fn child_name(lab: &str, suffix: &str) -> String {
+    format!("{lab}-{suffix}")
+}
+
 /// The in-cluster DNS name of lab `lab`'s child Service `<lab>-<suffix>` in `namespace`.
 pub fn service_host(lab: &str, namespace: &str, suffix: &str) -> String {
-    format!("{lab}-{suffix}.{namespace}.svc")
+    format!("{}.{namespace}.svc", child_name(lab, suffix))
 }
 
 /// The lab being rendered: its identity, and how its children point back to it.
@@ -59,7 +64,7 @@ impl LabRef {
 
     /// Name of a child: `<lab>-<suffix>`.
     pub fn child(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.name)
+        child_name(&self.name, suffix)
     }
 
     /// Address of a child Service inside the cluster, reachable from any namespace.

@@ -2,7 +2,7 @@
 //! Topics are created by the services; `KAFKA_NUM_PARTITIONS` sets how many partitions they get.
 
 use super::common::{
-    LabRef, RunAs, container, container_port, env, pod_spec, resources, scratch, tmp,
+    LabRef, RunAs, container, container_port, env, pod_spec, resources, scratch, service_host, tmp,
 };
 use super::workload::{Component, port, service, template};
 use crate::crd::{KAFKA_HEAP_MIB, KafkaSpec, KafkaStorage, StorageType};
@@ -22,6 +22,14 @@ pub const KAFKA: Component = Component {
     app: "kafka",
 };
 pub const CLIENT_PORT: i32 = 9092;
+
+/// The broker's address for clients in any namespace (the lag monitor's, and the status's).
+pub fn bootstrap(lab: &str, namespace: &str) -> String {
+    format!(
+        "{}:{CLIENT_PORT}",
+        service_host(lab, namespace, KAFKA.suffix)
+    )
+}
 const CONTROLLER_PORT: i32 = 9093;
 /// The image's `appuser` and its group.
 const USER: RunAs = RunAs {
