@@ -9,6 +9,7 @@ use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::trace::WithContext;
 use opentelemetry::trace::{FutureExt as _, SpanKind, SpanRef, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use std::borrow::Cow;
 use std::future::Future;
 
@@ -76,8 +77,8 @@ pub fn record_exception(span: &SpanRef<'_>, kind: &str, message: &str) {
     span.add_event(
         "exception",
         vec![
-            KeyValue::new("exception.type", kind.to_owned()),
-            KeyValue::new("exception.message", message.to_owned()),
+            KeyValue::new(semconv::EXCEPTION_TYPE, kind.to_owned()),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.to_owned()),
         ],
     );
 }

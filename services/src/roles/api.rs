@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -123,21 +124,23 @@ async fn create_order(
         SpanKind::Server,
         &service.incoming_context(|| extract_http(&headers)),
         vec![
-            KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("http.route", "/order"),
-            KeyValue::new("url.path", "/order"),
-            KeyValue::new("url.scheme", "http"),
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, "POST"),
+            KeyValue::new(semconv::HTTP_ROUTE, "/order"),
+            KeyValue::new(semconv::URL_PATH, "/order"),
+            KeyValue::new(semconv::URL_SCHEME, "http"),
         ],
     );
     let response = span.within(handle(&service, &headers, body)).await;
     let status = response.status();
     span.span().set_attribute(KeyValue::new(
-        "http.response.status_code",
+        semconv::HTTP_RESPONSE_STATUS_CODE,
         i64::from(status.as_u16()),
     ));
     if status.is_client_error() || status.is_server_error() {
-        span.span()
-            .set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));
+        span.span().set_attribute(KeyValue::new(
+            semconv::ERROR_TYPE,
+            status.as_u16().to_string(),
+        ));
     }
     if status.is_server_error() {
         // Server errors mark the span failed (HTTP conventions); client errors do not.

@@ -14,6 +14,7 @@ use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,8 +118,8 @@ async fn send_order(
         SpanKind::Client,
         &customer,
         vec![
-            KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("url.full", url.to_owned()),
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, "POST"),
+            KeyValue::new(semconv::URL_FULL, url.to_owned()),
         ],
     );
     let mut headers = HeaderMap::new();
@@ -136,7 +137,7 @@ async fn send_order(
         Ok(response) => {
             let status = response.status();
             span.span().set_attribute(KeyValue::new(
-                "http.response.status_code",
+                semconv::HTTP_RESPONSE_STATUS_CODE,
                 i64::from(status.as_u16()),
             ));
             if status.is_client_error() || status.is_server_error() {

@@ -14,6 +14,7 @@ use crate::workload::Simulator;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -210,12 +211,12 @@ impl Service {
             SpanKind::Producer,
             &Context::current(),
             vec![
-                KeyValue::new("messaging.system", "kafka"),
-                KeyValue::new("messaging.operation.type", "send"),
-                KeyValue::new("messaging.operation.name", "send"),
-                KeyValue::new("messaging.destination.name", topic),
-                KeyValue::new("messaging.kafka.message.key", order.order_id.clone()),
-                KeyValue::new("messaging.message.body.size", payload.len() as i64),
+                KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+                KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+                KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "send"),
+                KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic),
+                KeyValue::new(semconv::MESSAGING_KAFKA_MESSAGE_KEY, order.order_id.clone()),
+                KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, payload.len() as i64),
             ],
         );
         let headers = kafka_headers(span.context());
@@ -227,10 +228,10 @@ impl Service {
                 Ok(delivered) => {
                     span.span().set_attributes([
                         KeyValue::new(
-                            "messaging.destination.partition.id",
+                            semconv::MESSAGING_DESTINATION_PARTITION_ID,
                             delivered.partition.to_string(),
                         ),
-                        KeyValue::new("messaging.kafka.offset", delivered.offset),
+                        KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, delivered.offset),
                     ]);
                     Ok(delivered)
                 }

@@ -9,6 +9,7 @@ use crate::propagation::extract_kafka;
 use crate::spans::{ActiveSpan, record_exception};
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::message::{Message, OwnedMessage};
 use std::sync::Arc;
 use tracing_lab_config::Role;
@@ -74,15 +75,18 @@ pub async fn handle(
         .to_millis()
         .map(|sent| (now_ms() - sent).max(0));
     let mut attributes = vec![
-        KeyValue::new("messaging.system", "kafka"),
-        KeyValue::new("messaging.operation.type", "process"),
-        KeyValue::new("messaging.operation.name", "process"),
-        KeyValue::new("messaging.destination.name", topic.to_owned()),
-        KeyValue::new("messaging.consumer.group.name", role.name()),
-        KeyValue::new("messaging.destination.partition.id", partition.to_string()),
-        KeyValue::new("messaging.kafka.offset", offset),
+        KeyValue::new(semconv::MESSAGING_SYSTEM, "kafka"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
+        KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic.to_owned()),
+        KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, role.name()),
         KeyValue::new(
-            "messaging.message.body.size",
+            semconv::MESSAGING_DESTINATION_PARTITION_ID,
+            partition.to_string(),
+        ),
+        KeyValue::new(semconv::MESSAGING_KAFKA_OFFSET, offset),
+        KeyValue::new(
+            semconv::MESSAGING_MESSAGE_BODY_SIZE,
             message.payload().map_or(0, <[u8]>::len) as i64,
         ),
     ];
@@ -95,7 +99,10 @@ pub async fn handle(
             .observe(wait as f64 / 1000.0);
     }
     if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-        attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_owned()));
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_KAFKA_MESSAGE_KEY,
+            key.to_owned(),
+        ));
     }
     // Without (valid) trace headers the span starts a trace of its own.
     let headers = check_headers(message.headers());
