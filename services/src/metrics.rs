@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -36,7 +36,6 @@ pub struct Metrics {
     pub messages: Family<OutcomeLabel, Counter>,
     pub queue_wait_seconds: Histogram,
     pub workload_seconds: Family<WorkloadLabels, Histogram>,
-    spans_dropped: Counter,
     cpu_percent: Gauge<f64, AtomicU64>,
     resident_bytes: Gauge,
     monitor: Arc<ResourceMonitor>,
@@ -71,12 +70,7 @@ impl Metrics {
             "Duration of simulated work by operation",
             workload_seconds.clone(),
         );
-        let spans_dropped = Counter::default();
-        registry.register(
-            "spans_dropped",
-            "Spans the exporter could not deliver (Collector unreachable)",
-            spans_dropped.clone(),
-        );
+        registry.register_collector(Box::new(Spans));
         let cpu_percent = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "process_cpu_percent",
@@ -96,7 +90,6 @@ impl Metrics {
             messages,
             queue_wait_seconds,
             workload_seconds,
-            spans_dropped,
             cpu_percent,
             resident_bytes,
             monitor,
@@ -110,14 +103,37 @@ impl Metrics {
             self.resident_bytes
                 .set((sample.rss_mb * 1024.0 * 1024.0) as i64);
         }
-        // The exporter counts in telemetry; scrapes may run at once, so the copy only ever rises.
-        self.spans_dropped
-            .inner()
-            .fetch_max(tracing_lab_telemetry::spans_dropped(), Ordering::Relaxed);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// The spans telemetry recorded and failed to export, read at each scrape: recorded spans per
+/// message is what tracing costs in work, as the sampler decides it.
+#[derive(Debug)]
+struct Spans;
+
+impl Collector for Spans {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, count) in [
+            (
+                "spans_recorded",
+                "Spans recorded (sampled) and handed to the exporter",
+                tracing_lab_telemetry::spans_recorded(),
+            ),
+            (
+                "spans_dropped",
+                "Spans the exporter could not deliver (Collector unreachable)",
+                tracing_lab_telemetry::spans_dropped(),
+            ),
+        ] {
+            let counter = ConstCounter::new(count);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ set -euo pipefail
 log() { echo "packages: $*" >&2; }
 
 need=()
-for p in cmake libcurl4-openssl-dev redis-server openssl unzip docker.io containerd runc debootstrap iptables shellcheck posh; do
+for p in cmake curl libcurl4-openssl-dev redis-server openssl unzip docker.io containerd runc debootstrap iptables shellcheck posh; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)

@@ -187,6 +187,18 @@ impl LabRunner {
         ))
     }
 
+    /// `tracing_lab_<name>` summed over the series of `role`'s first pod whose labels contain
+    /// `labels` (e.g. `outcome="retried"`), from its `/metrics`.
+    pub async fn metric(&self, role: Role, name: &str, labels: &str) -> Result<f64> {
+        let url = format!("{}/metrics", self.service_url(role)?);
+        let text = reqwest::get(&url).await?.error_for_status()?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(&format!("tracing_lab_{name}")) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// The operator's log so far (for a failing test's message).
     pub fn operator_log(&self) -> String {
         self.operator.log_tail(40)

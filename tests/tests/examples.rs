@@ -29,7 +29,7 @@ fn root() -> PathBuf {
 }
 
 /// The workshop's order: the baseline first, then the exercises.
-const EXAMPLES: [&str; 9] = [
+const EXAMPLES: [&str; 10] = [
     "baseline",
     "head-of-line-blocking",
     "scaled-consumers",
@@ -39,6 +39,7 @@ const EXAMPLES: [&str; 9] = [
     "head-sampling",
     "fault-injection",
     "broken-propagation",
+    "tracing-cost",
 ];
 
 fn example_path(name: &str) -> PathBuf {

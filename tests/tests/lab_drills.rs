@@ -444,17 +444,6 @@ fn quick_lab(processing: Value, kafka: Value) -> NamedTempFile {
     )
 }
 
-/// `tracing_lab_<name>` summed over the series of `role`'s first pod whose labels contain
-/// `labels` (e.g. `outcome="retried"`).
-async fn metric(lab: &LabRunner, role: Role, name: &str, labels: &str) -> f64 {
-    let url = format!("{}/metrics", lab.service_url(role).unwrap());
-    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("tracing_lab_{name}")) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |sum, v| sum + v)
-}
-
 /// Checks the api's answers around an outage from `down_ms` to `up_ms` and that every accepted
 /// order was analysed once; prints the counts.
 async fn survived_outage(
@@ -594,7 +583,10 @@ async fn a_redis_restart_mid_stream_loses_no_accepted_order() {
     survived_outage("redis restart", &lab, &answers, down_ms, up_ms).await;
     let mut retried = BTreeMap::new();
     for role in Role::CONSUMERS {
-        let n = metric(&lab, role, "messages_handled", r#"outcome="retried""#).await;
+        let n = lab
+            .metric(role, "messages_handled", r#"outcome="retried""#)
+            .await
+            .unwrap();
         retried.insert(role.name(), n);
     }
     println!("redis restart: messages retried {retried:?}");
@@ -632,8 +624,13 @@ async fn the_trace_backend_down_costs_spans_not_orders() {
             .unwrap();
         let (mut dropped, mut rss) = (0.0, Vec::new());
         for role in Role::ALL {
-            dropped += metric(lab, role, "spans_dropped", "").await;
-            rss.push(metric(lab, role, "process_resident_memory_bytes", "").await / 1048576.0);
+            dropped += lab.metric(role, "spans_dropped", "").await.unwrap();
+            rss.push(
+                lab.metric(role, "process_resident_memory_bytes", "")
+                    .await
+                    .unwrap()
+                    / 1048576.0,
+            );
         }
         (analysed.unwrap_or(0), dropped, rss)
     };

@@ -77,6 +77,15 @@ fn group_status(lab: &LabRunner, group: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The `name` spans by the order they handled.
+fn by_order<'a>(spans: &'a [ReceivedSpan], name: &str) -> BTreeMap<String, &'a ReceivedSpan> {
+    spans
+        .iter()
+        .filter(|s| s.name == name)
+        .filter_map(|s| Some((str_attr(s, "order.id")?.to_owned(), s)))
+        .collect()
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -466,24 +475,29 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
 async fn workshop_a_hop_that_drops_the_context_splits_each_order_into_two_traces_there() {
     const ORDERS: usize = 20;
     let lab = ready_lab("propagation", "broken-propagation").await;
+    // The services export on their own schedules: wait until Jaeger holds both halves of the
+    // orders, the processing side and the notification side.
     let spans = lab
         .traces
         .query()
         .wait_for(
-            |spans| spans.iter().filter(|s| s.name == "analyze_order").count() >= ORDERS,
+            |spans| {
+                let notified = by_order(spans, "notify_order");
+                by_order(spans, "process_order")
+                    .keys()
+                    .filter(|order| notified.contains_key(*order))
+                    .count()
+                    >= ORDERS
+            },
             Duration::from_secs(180),
         )
         .await
         .unwrap();
     let traces = by_trace(&spans);
-    let by_order = |name: &str| -> BTreeMap<String, &ReceivedSpan> {
-        spans
-            .iter()
-            .filter(|s| s.name == name)
-            .filter_map(|s| Some((str_attr(s, "order.id")?.to_owned(), s)))
-            .collect()
-    };
-    let (processed, notified) = (by_order("process_order"), by_order("notify_order"));
+    let (processed, notified) = (
+        by_order(&spans, "process_order"),
+        by_order(&spans, "notify_order"),
+    );
     let services = |trace: &str| -> BTreeSet<&str> {
         traces[trace]
             .iter()
@@ -539,8 +553,89 @@ async fn workshop_a_hop_that_drops_the_context_splits_each_order_into_two_traces
         split += 1;
     }
     eprintln!("{split} orders, each split into two traces at notification");
+    assert!(split >= ORDERS, "only {split} orders seen on both sides");
+}
+
+/// The cost of tracing: processing's figures per message, read with the workshop's
+/// `scripts/cpu-per-message.sh` over 30 s, with every order traced, one in ten and none. The spans
+/// it records per message fall with the share of orders traced, to none; its CPU per message is
+/// printed (a debug build here: the benchmarks measure what tracing costs in CPU).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_the_cost_of_tracing_falls_with_the_share_of_orders_traced() {
+    let lab = ready_lab("cost", "tracing-cost").await;
+    let written = written("tracing-cost");
+    let mut spans_per_message = Vec::new();
+    for (sampler, ratio) in [
+        ("parentbased_always_on", 1.0),
+        ("parentbased_traceidratio", 0.1),
+        ("always_off", 1.0),
+    ] {
+        let mut manifest = written.clone();
+        manifest["spec"]["sampling"]["head"] = json!({"sampler": sampler, "ratio": ratio});
+        lab.apply(&manifest).unwrap();
+        eventually(
+            &format!("every service restarted with {sampler}"),
+            Duration::from_secs(90),
+            || async {
+                for role in ["api", "processing", "notification", "analytics", "loadgen"] {
+                    let deployment = format!("deployment/lab-{role}");
+                    let env = lab
+                        .kubectl(&["get", &deployment, "-o", "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"OTEL_TRACES_SAMPLER\")].value}"])
+                        .map_err(|e| e.to_string())?;
+                    let ready = lab
+                        .kubectl(&["get", &deployment, "-o", "jsonpath={.status.readyReplicas}/{.status.updatedReplicas}/{.status.replicas}"])
+                        .map_err(|e| e.to_string())?;
+                    if env != sampler || ready != "1/1/1" {
+                        return Err(format!("{role}: {env} {ready}"));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+        // Let the restarted stages catch up with what queued meanwhile.
+        eventually("processing keeping up", Duration::from_secs(60), || async {
+            match group_status(&lab, "processing")["lag"].as_i64() {
+                Some(lag) if lag < 50 => Ok(()),
+                other => Err(format!("lag {other:?}")),
+            }
+        })
+        .await;
+        let url = lab
+            .service_url(tracing_lab_config::Role::Processing)
+            .unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cpu-per-message.sh");
+        let out = tokio::process::Command::new("sh")
+            .arg(&script)
+            .args([url.as_str(), "30"])
+            .output()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            out.status.success(),
+            "{said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{sampler} {ratio}: {said}");
+        // "N messages in 30 s: C µs of CPU and S spans recorded per message"
+        let spans: f64 = said
+            .rsplit(" and ")
+            .next()
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no spans per message in {said:?}"));
+        spans_per_message.push(spans);
+    }
+    let [on, tenth, off] = spans_per_message[..] else {
+        unreachable!()
+    };
+    // A traced message records its process_order span and the send span under it; one in ten
+    // over some 1 500 messages lands within a few points of a tenth of that.
+    assert!((on - 2.0).abs() < 0.01, "spans per message traced: {on}");
     assert!(
-        split >= ORDERS / 2,
-        "only {split} orders seen on both sides"
+        (tenth / on - 0.1).abs() < 0.05,
+        "one in ten traced: {tenth} spans per message against {on}"
     );
+    assert_eq!(off, 0.0, "nothing traced");
 }
