@@ -26,17 +26,19 @@ where
 }
 
 /// Reads `value` until it has not changed for `quiet`, and returns it: what settles once a burst
-/// of activity (reconciles, restarts) is over. Panics after `timeout` with `what`.
-pub async fn settled<T, F>(what: &str, quiet: Duration, timeout: Duration, mut value: F) -> T
+/// of activity (reconciles, restarts, spans on their way) is over. Panics after `timeout` with
+/// `what`.
+pub async fn settled<T, F, Fut>(what: &str, quiet: Duration, timeout: Duration, mut value: F) -> T
 where
     T: PartialEq + std::fmt::Debug,
-    F: FnMut() -> T,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
 {
     let deadline = Instant::now() + timeout;
-    let mut last = (value(), Instant::now());
+    let mut last = (value().await, Instant::now());
     loop {
         tokio::time::sleep(INTERVAL).await;
-        let now = value();
+        let now = value().await;
         if now != last.0 {
             last = (now, Instant::now());
         } else if last.1.elapsed() >= quiet {

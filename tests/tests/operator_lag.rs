@@ -70,7 +70,7 @@ impl Env {
     /// The reconcile count once it has held still for a while: the reconciles that the lab's own
     /// objects appearing cause are over by then.
     async fn settled_reconciles(&self) -> u64 {
-        settled("the reconcile count", PERIOD * 3, TIMEOUT, || {
+        settled("the reconcile count", PERIOD * 3, TIMEOUT, || async {
             self.shared.reconciles.get()
         })
         .await

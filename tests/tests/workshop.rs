@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tracing_lab_telemetry::baggage::CUSTOMER_TIER;
 use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
-use tracing_lab_tests::poll::eventually;
+use tracing_lab_tests::poll::{eventually, settled};
 use tracing_lab_tests::runner::LabRunner;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -75,6 +75,34 @@ fn group_status(lab: &LabRunner, group: &str) -> Value {
         .find(|g| g["group"] == group)
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+/// Every span Jaeger holds once the number of those started in `[from, until)` (Unix ms), or
+/// within 2 s after (the later stages of the window's orders), has held for 6 s: longer than the
+/// services' export interval (5 s), so what was on its way has arrived.
+async fn settled_spans(lab: &LabRunner, from: u64, until: u64) -> Vec<ReceivedSpan> {
+    let all = || async {
+        lab.traces
+            .query()
+            .spans(Duration::from_secs(900))
+            .await
+            .unwrap()
+    };
+    settled(
+        "the spans of the window in Jaeger",
+        Duration::from_secs(6),
+        Duration::from_secs(90),
+        || async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            all()
+                .await
+                .iter()
+                .filter(|s| (from..until + 2_000).contains(&(s.start_unix_nanos / 1_000_000)))
+                .count()
+        },
+    )
+    .await;
+    all().await
 }
 
 /// The `name` spans by the order they handled.
@@ -259,15 +287,10 @@ async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
     tokio::time::sleep(Duration::from_secs(90)).await;
     let until = unix_ms();
     let processing = group_status(&lab, "processing");
-    // Let every decision fall, with room for the batch on its way to Jaeger.
-    tokio::time::sleep(wait + Duration::from_secs(10)).await;
+    // The Collector decides each trace `decisionWaitSeconds` after its first span.
+    tokio::time::sleep(wait).await;
+    let spans = settled_spans(&lab, from, until).await;
     let orders = stored_orders(&lab, from, until).await;
-    let spans = lab
-        .traces
-        .query()
-        .spans(Duration::from_secs(900))
-        .await
-        .unwrap();
     let kept: std::collections::BTreeSet<&str> = spans
         .iter()
         .filter_map(|s| str_attr(s, "order.id"))
@@ -386,15 +409,8 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
     let count = |from: u64, until: u64| {
         let lab = &lab;
         async move {
-            // Whatever is still on its way to Jaeger arrives within a few export intervals.
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            let spans = settled_spans(lab, from, until).await;
             let orders = stored_orders(lab, from, until).await;
-            let spans = lab
-                .traces
-                .query()
-                .spans(Duration::from_secs(900))
-                .await
-                .unwrap();
             let traces = by_trace(&spans);
             let (mut whole, mut fragments) = (0, 0);
             for order in &orders {
@@ -456,7 +472,14 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
         if env == "parentbased_traceidratio" && ready == "1/1" { Ok(()) } else { Err(format!("{env} {ready}")) }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // What queued while analytics restarted is handled by the old rule: count after it.
+    eventually("analytics caught up", Duration::from_secs(60), || async {
+        match group_status(&lab, "analytics")["lag"].as_i64() {
+            Some(lag) if lag < 2 => Ok(()),
+            other => Err(format!("lag {other:?}")),
+        }
+    })
+    .await;
     let from = unix_ms();
     tokio::time::sleep(Duration::from_secs(40)).await;
     let (orders, whole, fragments) = count(from, unix_ms()).await;
