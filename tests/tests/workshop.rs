@@ -80,7 +80,9 @@ fn group_status(lab: &LabRunner, group: &str) -> Value {
 /// Waits until the Deployment of each of `services` runs its one pod with `OTEL_TRACES_SAMPLER`
 /// `sampler`, after a `kubectl apply` changed it.
 async fn restarted_with(lab: &LabRunner, services: &[&str], sampler: &str) {
-    let jsonpath = "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"OTEL_TRACES_SAMPLER\")].value} {.status.readyReplicas}/{.status.updatedReplicas}/{.status.replicas}";
+    // The generation the status describes comes first: until it is the spec's, the replica
+    // counts are those of the pods before the change, still running.
+    let jsonpath = "jsonpath={.metadata.generation}/{.status.observedGeneration} {.spec.template.spec.containers[0].env[?(@.name==\"OTEL_TRACES_SAMPLER\")].value} {.status.readyReplicas}/{.status.updatedReplicas}/{.status.replicas}";
     eventually(
         &format!("{services:?} restarted with {sampler}"),
         Duration::from_secs(90),
@@ -90,8 +92,12 @@ async fn restarted_with(lab: &LabRunner, services: &[&str], sampler: &str) {
                 let seen = lab
                     .kubectl(&["get", &deployment, "-o", jsonpath])
                     .map_err(|e| e.to_string())?;
-                if seen != format!("{sampler} 1/1/1") {
-                    return Err(format!("{service}: {seen}"));
+                let (generations, seen) = seen.split_once(' ').unwrap_or((&seen, ""));
+                let observed = generations
+                    .split_once('/')
+                    .is_some_and(|(spec, status)| spec == status);
+                if !observed || seen != format!("{sampler} 1/1/1") {
+                    return Err(format!("{service}: generation {generations}, {seen}"));
                 }
             }
             Ok(())
