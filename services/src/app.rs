@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::resources::ResourceMonitor;
 use crate::roles::{self, Service, until_connected};
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::workload::Simulator;
 use anyhow::Context as _;
 use axum::Router;
@@ -24,7 +25,7 @@ pub async fn run_role(
 ) -> anyhow::Result<()> {
     let monitor = ResourceMonitor::start(&settings.lab().resource_sampling)?;
     let metrics = Arc::new(Metrics::new(monitor.clone()));
-    let redis = redis_connection(&settings.redis_url)?;
+    let (client, redis) = redis_connection(&settings.redis_url)?;
     let producer = match role.output_topic() {
         Some(_) => Some(Producer::new(&settings.kafka_bootstrap)?),
         None => None,
@@ -41,7 +42,7 @@ pub async fn run_role(
         ),
         monitor: monitor.clone(),
         metrics: metrics.clone(),
-        redis: redis.clone(),
+        store: Store::new(&client, redis.clone()),
         producer: producer.clone(),
         tracer: crate::spans::tracer(),
         permanent_errors: Default::default(),
@@ -149,16 +150,18 @@ pub async fn run_loadgen(settings: Settings, stop: CancellationToken) -> anyhow:
     sent.and(served)
 }
 
-/// A Redis connection that connects on first use and reconnects by itself.
-fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
+/// A Redis connection that connects on first use and reconnects by itself, and its client (where
+/// Redis is, for the spans of its calls).
+fn redis_connection(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
     let client = redis::Client::open(url).with_context(|| format!("REDIS_URL={url:?}"))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2));
-    client
+    let redis = client
         .get_connection_manager_lazy(config)
-        .context("creating the Redis connection")
+        .context("creating the Redis connection")?;
+    Ok((client, redis))
 }
 
 /// Ready when Redis answers PING and `kafka` succeeds.

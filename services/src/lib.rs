@@ -10,4 +10,5 @@ pub mod resources;
 pub mod roles;
 pub mod settings;
 pub mod spans;
+pub mod store;
 pub mod workload;

@@ -137,6 +137,41 @@ impl JaegerQuery {
             .map(Option::unwrap_or_default)
     }
 
+    /// The System Architecture graph of the last `lookback` (`GET /api/dependencies`, what the UI
+    /// draws): `(parent service, child service) → calls`, a call being a span whose parent span
+    /// is of another service.
+    pub async fn dependencies(
+        &self,
+        lookback: Duration,
+    ) -> Result<BTreeMap<(String, String), u64>> {
+        let end = SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let query = [
+            ("endTs", end.as_millis().to_string()),
+            ("lookback", lookback.as_millis().to_string()),
+        ];
+        let body = self
+            .get("/api/dependencies", &query)
+            .await?
+            .context("no /api/dependencies")?;
+        body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|link| {
+                let field = |key: &str| {
+                    link[key]
+                        .as_str()
+                        .map(str::to_owned)
+                        .with_context(|| format!("no {key} in {link}"))
+                };
+                let calls = link["callCount"]
+                    .as_u64()
+                    .with_context(|| format!("no callCount in {link}"))?;
+                Ok(((field("parent")?, field("child")?), calls))
+            })
+            .collect()
+    }
+
     /// Every span Jaeger holds from the last `lookback`: the traces of each of its services.
     pub async fn spans(&self, lookback: Duration) -> Result<Vec<ReceivedSpan>> {
         let mut all: BTreeMap<(String, String), ReceivedSpan> = BTreeMap::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tracing_lab_tests::jaeger::JaegerQuery;
 use tracing_lab_tests::node_lab::{NodeLab, example};
-use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
+use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, by_trace};
 use tracing_lab_tests::poll::eventually;
 
 /// From `make apply`'s start: images already on the node, Kafka's first start on a busy machine.
@@ -102,9 +102,9 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
 
     let order = lab.post_order("product-1", 1).await.unwrap();
     let jaeger = lab.jaeger().unwrap();
-    let trace = order_trace(&jaeger, &order, 13, Duration::from_secs(30)).await;
+    let trace = order_trace(&jaeger, &order, 17, Duration::from_secs(30)).await;
     eprintln!(
-        "order {order}: 13 spans in Jaeger {:.1} s after the lab was Ready",
+        "order {order}: 17 spans in Jaeger {:.1} s after the lab was Ready",
         ready.elapsed().as_secs_f64()
     );
     let by_id: BTreeMap<&str, &ReceivedSpan> =
@@ -124,15 +124,19 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
     assert_eq!(
         tree,
         [
+            ("analytics", "EVALSHA record_progress", "analyze_order"),
             ("analytics", "analyze_order", "send notified-orders"),
             ("analytics", "data_analysis", "analyze_order"),
+            ("api", "PIPELINE HSET EXPIRE", "create_order"),
             ("api", "audit_logging", "create_order"),
             ("api", "create_order", ""),
             ("api", "input_validation", "create_order"),
             ("api", "send orders", "create_order"),
+            ("notification", "EVALSHA record_progress", "notify_order"),
             ("notification", "message_formatting", "notify_order"),
             ("notification", "notify_order", "send processed-orders"),
             ("notification", "send notified-orders", "notify_order"),
+            ("processing", "EVALSHA record_progress", "process_order"),
             ("processing", "business_logic", "process_order"),
             ("processing", "data_transformation", "process_order"),
             ("processing", "process_order", "send orders"),
@@ -140,6 +144,33 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         ],
         "the order's trace as Jaeger holds it"
     );
+    // Redis and Kafka in the trace (Exercise 1, step 4): every Redis call a client span, every
+    // publish a producer span, each naming the server the operator rendered for it.
+    for span in &trace {
+        let (system, server, port) = match span.kind {
+            SpanKind::Client => ("redis", "lab-redis", 6379),
+            SpanKind::Producer => ("kafka", "lab-kafka", 9092),
+            _ => continue,
+        };
+        let system_key = if system == "redis" {
+            "db.system.name"
+        } else {
+            "messaging.system"
+        };
+        assert_eq!(str_attr(span, system_key), Some(system), "{span:?}");
+        assert_eq!(str_attr(span, "server.address"), Some(server), "{span:?}");
+        assert_eq!(
+            span.attr("server.port").and_then(|v| v.as_i64()),
+            Some(port),
+            "{span:?}"
+        );
+        if system == "redis" {
+            assert!(
+                str_attr(span, "db.operation.name").is_some_and(|op| span.name.starts_with(op)),
+                "{span:?}"
+            );
+        }
+    }
     let pods = lab
         .kubectl(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"])
         .unwrap();
@@ -182,8 +213,8 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         Duration::from_secs(30),
         || async {
             match jaeger.trace(trace_id).await {
-                Ok(spans) if spans.len() >= 13 => Ok(spans),
-                Ok(spans) => Err(format!("{} of 13 spans", spans.len())),
+                Ok(spans) if spans.len() >= 17 => Ok(spans),
+                Ok(spans) => Err(format!("{} of 17 spans", spans.len())),
                 Err(e) => Err(format!("{e:#}")),
             }
         },
@@ -262,7 +293,7 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         orders.push(lab.post_order(&format!("product-{i}"), 1).await.unwrap());
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    order_trace(&jaeger, orders.last().unwrap(), 13, Duration::from_secs(30)).await;
+    order_trace(&jaeger, orders.last().unwrap(), 17, Duration::from_secs(30)).await;
     let spans = jaeger.spans(Duration::from_secs(600)).await.unwrap();
     for hop in ["process_order", "notify_order", "analyze_order"] {
         let of_orders: Vec<&ReceivedSpan> = spans
@@ -294,6 +325,41 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         );
     }
 
+    // The System Architecture graph (Exercise 1, step 8): the chain of the four services, each
+    // link called once per order that reached it: the first, the by-hand one and these twenty.
+    // Jaeger v2 also links each service to itself, once per span under a parent of its own: the
+    // steps, the Redis call and the send of each order, and the bad order's validation. Redis
+    // and Kafka report no spans of their own, so Jaeger draws no node for them.
+    let reached = orders.len() as u64 + 2;
+    let expected: BTreeMap<(String, String), u64> = [
+        ("api", "api", 4 * reached + 1),
+        ("api", "processing", reached),
+        ("processing", "processing", 4 * reached),
+        ("processing", "notification", reached),
+        ("notification", "notification", 3 * reached),
+        ("notification", "analytics", reached),
+        ("analytics", "analytics", 2 * reached),
+    ]
+    .into_iter()
+    .map(|(parent, child, calls)| ((parent.to_owned(), child.to_owned()), calls))
+    .collect();
+    eventually(
+        "the dependency graph counts every order",
+        Duration::from_secs(30),
+        || async {
+            let graph = jaeger
+                .dependencies(Duration::from_secs(600))
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            if graph == expected {
+                Ok(())
+            } else {
+                Err(format!("{graph:?}"))
+            }
+        },
+    )
+    .await;
+
     // `make reset`: the same lab again, holding nothing of the orders before. The first order
     // after it is message 0 of its partition (a new topic), the only order Redis counts, and the
     // only one Jaeger has.
@@ -315,7 +381,7 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         String::from_utf8_lossy(&reset.stdout)
     );
     let order = lab.post_order("after-reset", 1).await.unwrap();
-    let trace = order_trace(&jaeger, &order, 13, Duration::from_secs(60)).await;
+    let trace = order_trace(&jaeger, &order, 17, Duration::from_secs(60)).await;
     let consumed = trace.iter().find(|s| s.name == "process_order").unwrap();
     assert_eq!(
         consumed

@@ -175,6 +175,49 @@ fn assert_consumer(span: &ReceivedSpan, topic: &str, group: &str) {
     assert!((0..60_000).contains(&wait), "{wait}");
 }
 
+/// A span names the server it called, as the `server.*` conventions say.
+fn assert_server(span: &ReceivedSpan) {
+    assert!(
+        span.attr("server.address")
+            .and_then(|v| v.as_str())
+            .is_some_and(|a| !a.is_empty()),
+        "{span:?}"
+    );
+    assert!(
+        span.attr("server.port")
+            .and_then(|v| v.as_i64())
+            .is_some_and(|p| p > 0),
+        "{span:?}"
+    );
+}
+
+/// A Redis call as the database conventions describe it: a client span whose name is its
+/// `db.query.summary`, starting with the command (`db.operation.name`).
+fn assert_redis_client(span: &ReceivedSpan) {
+    assert_eq!(span.kind, SpanKind::Client, "{}", span.name);
+    assert_eq!(
+        span.attr("db.system.name").and_then(|v| v.as_str()),
+        Some("redis")
+    );
+    assert_eq!(
+        span.attr("db.query.summary").and_then(|v| v.as_str()),
+        Some(span.name.as_str())
+    );
+    let operation = span
+        .attr("db.operation.name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    assert!(
+        !operation.is_empty() && span.name.starts_with(operation),
+        "{span:?}"
+    );
+    assert_eq!(
+        span.attr("db.namespace").and_then(|v| v.as_str()),
+        Some("0")
+    );
+    assert_server(span);
+}
+
 /// The whole story of one order in one trace: spans of all four services, linked across both
 /// Kafka hops, with the workload and resource figures on the steps.
 /// The trace reached analytics, and every span's parent (but the api's, which may be the client's)
@@ -220,24 +263,33 @@ fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
             "api",
             "create_order",
             &["input_validation", "audit_logging"][..],
+            "PIPELINE HSET EXPIRE",
             "orders",
         ),
         (
             "processing",
             "process_order",
             &["data_transformation", "business_logic"][..],
+            "EVALSHA record_progress",
             "processed-orders",
         ),
         (
             "notification",
             "notify_order",
             &["message_formatting"][..],
+            "EVALSHA record_progress",
             "notified-orders",
         ),
-        ("analytics", "analyze_order", &["data_analysis"][..], ""),
+        (
+            "analytics",
+            "analyze_order",
+            &["data_analysis"][..],
+            "EVALSHA record_progress",
+            "",
+        ),
     ];
     let mut previous_send: Option<&ReceivedSpan> = None;
-    for (service, main, steps, output) in hops {
+    for (service, main, steps, redis_call, output) in hops {
         let span = one(spans, service, main);
         if let Some(send) = previous_send {
             child_of(send, span);
@@ -255,10 +307,14 @@ fn assert_order_trace(spans: &[ReceivedSpan], secret_item: &str) {
             child_of(span, step_span);
             assert_workload_attributes(step_span);
         }
+        let redis = one(spans, service, redis_call);
+        child_of(span, redis);
+        assert_redis_client(redis);
         if !output.is_empty() {
             let send = one(spans, service, &format!("send {output}"));
             child_of(span, send);
             assert_eq!(send.kind, SpanKind::Producer);
+            assert_server(send);
             assert_eq!(
                 send.attr("messaging.destination.name")
                     .and_then(|v| v.as_str()),
@@ -495,13 +551,34 @@ async fn injected_faults_show_as_error_spans_and_latency_spans() {
         .traces
         .query()
         .wait_for(
-            |spans| spans.iter().any(|s| s.name == "notify_order"),
+            |spans| {
+                ["notify_order", "EVALSHA mark_failed"]
+                    .iter()
+                    .all(|name| spans.iter().any(|s| s.name == *name))
+            },
             PIPELINE_TIMEOUT,
         )
         .await
         .unwrap();
     let notify = spans.iter().find(|s| s.name == "notify_order").unwrap();
     assert!(notify.is_error());
+    // The failed order is marked so in Redis, in a client span of its own, which succeeded.
+    let marked = spans
+        .iter()
+        .find(|s| s.name == "EVALSHA mark_failed")
+        .unwrap();
+    assert_redis_client(marked);
+    assert_eq!(
+        marked.parent_span_id.as_deref(),
+        Some(notify.span_id.as_str())
+    );
+    assert!(!marked.is_error(), "{marked:?}");
+    assert!(
+        !spans
+            .iter()
+            .any(|s| s.service_name == "notification" && s.name == "EVALSHA record_progress"),
+        "notification recorded progress on an order it failed"
+    );
     let exception = notify
         .events
         .iter()

@@ -105,11 +105,19 @@ impl Acknowledgement {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<ThreadedProducer<Reports>>,
+    /// The first bootstrap server, host and port: the broker its spans name.
+    server: Arc<(String, u16)>,
 }
 
 impl Producer {
     /// Needs a Tokio runtime.
     pub fn new(bootstrap: &str) -> anyhow::Result<Self> {
+        let server = bootstrap
+            .split(',')
+            .next()
+            .and_then(|server| server.trim().rsplit_once(':'))
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .with_context(|| format!("bootstrap servers {bootstrap:?}: expected host:port"))?;
         let inner: ThreadedProducer<Reports> = client_config(bootstrap)
             // Retries of a timed-out request never duplicate or reorder a record.
             .set("enable.idempotence", "true")
@@ -127,7 +135,15 @@ impl Producer {
             .context("creating the Kafka producer")?;
         let inner = Arc::new(inner);
         super::rebootstrap::watch(Arc::downgrade(&inner), |p| p.client(), bootstrap)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            server: Arc::new(server),
+        })
+    }
+
+    /// The broker this producer names in its spans' `server.address` and `server.port`.
+    pub fn server(&self) -> (&str, u16) {
+        (&self.server.0, self.server.1)
     }
 
     /// Queues the record; the returned [`Acknowledgement`] resolves when the broker acknowledged

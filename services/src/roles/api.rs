@@ -8,6 +8,7 @@ use crate::kafka::{NotAcknowledged, Written};
 use crate::metrics::StatusLabel;
 use crate::propagation::extract_http;
 use crate::spans::{ActiveSpan, record_exception};
+use crate::store::Call;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -212,8 +213,9 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
     }
 
     let key = order_key(&order.order_id);
-    let mut redis = service.redis.clone();
-    let stored: redis::RedisResult<()> = redis::pipe()
+    let mut redis = service.store.connection();
+    let mut store = redis::pipe();
+    store
         .hset_multiple(
             &key,
             &[
@@ -225,8 +227,10 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
         )
         .ignore()
         .expire(&key, ORDER_TTL_SECONDS)
-        .ignore()
-        .query_async(&mut redis)
+        .ignore();
+    let stored: redis::RedisResult<()> = service
+        .store
+        .traced(Call::STORE_ORDER, store.query_async(&mut redis))
         .await;
     if let Err(err) = stored {
         record_exception(&span, "RedisError", &err.to_string());
@@ -258,8 +262,13 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
                 .into_response();
         }
         // The record never reached Kafka: the order was not accepted, leave no trace of it.
-        let removed: redis::RedisResult<()> =
-            redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
+        let removed: redis::RedisResult<()> = service
+            .store
+            .traced(
+                Call::REMOVE_ORDER,
+                redis::cmd("DEL").arg(&key).query_async(&mut redis),
+            )
+            .await;
         if let Err(err) = removed {
             tracing::warn!(error = %err, "removing the unpublished order failed");
         }

@@ -10,13 +10,13 @@ use crate::metrics::{Metrics, WorkloadLabels};
 use crate::propagation::kafka_headers;
 use crate::resources::ResourceMonitor;
 use crate::spans::{ActiveSpan, record_exception};
+use crate::store::Store;
 use crate::workload::Simulator;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rand::Rng;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,7 +52,7 @@ pub struct Service {
     pub simulator: Simulator,
     pub monitor: Arc<ResourceMonitor>,
     pub metrics: Arc<Metrics>,
-    pub redis: ConnectionManager,
+    pub store: Store,
     pub producer: Option<Producer>,
     pub tracer: BoxedTracer,
     pub permanent_errors: Arc<PermanentErrors>,
@@ -205,6 +205,7 @@ impl Service {
             anyhow::bail!("{} publishes nothing", self.role);
         };
         let payload = serde_json::to_vec(order)?;
+        let (host, port) = producer.server();
         let span = ActiveSpan::start(
             &self.tracer,
             format!("send {topic}"),
@@ -217,6 +218,8 @@ impl Service {
                 KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, topic),
                 KeyValue::new(semconv::MESSAGING_KAFKA_MESSAGE_KEY, order.order_id.clone()),
                 KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, payload.len() as i64),
+                KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()),
+                KeyValue::new(semconv::SERVER_PORT, i64::from(port)),
             ],
         );
         let headers = kafka_headers(span.context());

@@ -7,6 +7,7 @@ use crate::kafka::{Slot, check_headers};
 use crate::metrics::OutcomeLabel;
 use crate::propagation::extract_kafka;
 use crate::spans::{ActiveSpan, record_exception};
+use crate::store::Call;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -28,6 +29,10 @@ if ARGV[4] == '1' and redis.call('HSETNX', KEYS[1], 'analyzed', 1) == 1 then
 end
 return 1
 ";
+
+/// Marks the order failed on the api's hash, if it still exists (a missing one stays missing).
+const MARK_FAILED: &str =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]) end";
 
 /// The span name and steps of a consumer role, as in the original lab.
 pub fn steps(role: Role) -> (&'static str, &'static [&'static str]) {
@@ -191,32 +196,41 @@ async fn process(
     service.injected_latency().await;
     let role = service.role.name();
     let key = order_key(&order.order_id);
-    let mut redis = service.redis.clone();
+    let mut redis = service.store.connection();
     if let Some(fault) = service.injected_error() {
         record_exception(&span, "InjectedFault", &fault.to_string());
         tracing::warn!(order_id = %order.order_id, "injected failure: the order stops here");
-        // HSET only on the api's hash (XX-like): a missing one stays missing.
-        let _: () = redis::Script::new(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]) end",
-        )
-        .key(&key)
-        .arg(format!("failed_in_{role}"))
-        .invoke_async(&mut redis)
-        .await
-        .map_err(anyhow::Error::from)?;
+        let mark_failed = redis::Script::new(MARK_FAILED);
+        let _: () = service
+            .store
+            .traced(
+                Call::MARK_FAILED,
+                mark_failed
+                    .key(&key)
+                    .arg(format!("failed_in_{role}"))
+                    .invoke_async(&mut redis),
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
         return Ok("failed");
     }
 
     // One script, so progress and the once-per-order analysed count change together.
     let count_once = i32::from(service.role == Role::Analytics);
-    let recorded: i32 = redis::Script::new(RECORD_PROGRESS)
-        .key(&key)
-        .key(ANALYZED_COUNTER)
-        .arg(format!("{role}_at_ms"))
-        .arg(now_ms())
-        .arg(role)
-        .arg(count_once)
-        .invoke_async(&mut redis)
+    let record_progress = redis::Script::new(RECORD_PROGRESS);
+    let recorded: i32 = service
+        .store
+        .traced(
+            Call::RECORD_PROGRESS,
+            record_progress
+                .key(&key)
+                .key(ANALYZED_COUNTER)
+                .arg(format!("{role}_at_ms"))
+                .arg(now_ms())
+                .arg(role)
+                .arg(count_once)
+                .invoke_async(&mut redis),
+        )
         .await
         .map_err(anyhow::Error::from)?;
     if recorded == 0 {
