@@ -310,8 +310,8 @@ pub struct JaegerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
     pub image: Option<String>,
-    /// Most traces kept in memory; the oldest are dropped beyond it. Each takes about 40 KiB, so
-    /// they must fit under the memory limit (about 26,000 in the default 1Gi).
+    /// Most traces kept in memory; the oldest are dropped beyond it. Each takes about 46 KiB, so
+    /// they must fit under the memory limit (about 22,800 in the default 1Gi).
     #[serde(default = "default_max_traces")]
     #[schemars(range(min = 100, max = 10000000))]
     pub max_traces: i64,
@@ -321,7 +321,7 @@ pub struct JaegerSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
-/// About 780 MiB of traces at [`JAEGER_TRACE_KIB`] each: under the default 1Gi
+/// About 900 MiB of traces at [`JAEGER_TRACE_KIB`] each: under the default 1Gi
 /// limit, and hours of a workshop's load generator.
 fn default_max_traces() -> i64 {
     20_000
@@ -559,10 +559,10 @@ impl Default for NodePorts {
 pub const KAFKA_HEAP_MIB: u32 = 512;
 /// Jaeger's default memory limit: `maxTraces` of the lab's traces must fit under it.
 pub const JAEGER_MEMORY_LIMIT: &str = "1Gi";
-/// What one order's trace (13 or 14 spans with their workload and resource attributes) adds to
-/// Jaeger's working set, garbage collector headroom included: 600 traces took 22 MiB in the
-/// footprint benchmark (`tests/benches/footprint.rs`), about 38 KiB each.
-pub const JAEGER_TRACE_KIB: i64 = 40;
+/// What one order's trace (17 or 18 spans with their workload, resource and database attributes)
+/// adds to Jaeger's working set, garbage collector headroom included: 606 traces took 26 MiB in
+/// the footprint benchmark (`tests/benches/footprint.rs`), about 44 KiB each.
+pub const JAEGER_TRACE_KIB: i64 = 46;
 /// Most entries in `requests` or `limits`; bounds what the API server's rules cost to evaluate.
 const MAX_RESOURCE_NAMES: u32 = 16;
 

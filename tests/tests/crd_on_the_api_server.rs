@@ -304,11 +304,11 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         ),
         (
             "{jaeger: {maxTraces: 50000}}",
-            "spec.jaeger.maxTraces: Invalid value: each trace takes about 40 KiB in Jaeger, so maxTraces × 40 KiB must fit in its memory limit",
+            "spec.jaeger.maxTraces: Invalid value: each trace takes about 46 KiB in Jaeger, so maxTraces × 46 KiB must fit in its memory limit",
         ),
         // One trace more than the default 1Gi holds.
         (
-            "{jaeger: {maxTraces: 26215}}",
+            "{jaeger: {maxTraces: 22796}}",
             "spec.jaeger.maxTraces: Invalid value",
         ),
         (
@@ -342,9 +342,9 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         ),
         (
             "traces",
-            "{jaeger: {maxTraces: 50000, resources: {limits: {memory: 2Gi}}}}",
+            "{jaeger: {maxTraces: 40000, resources: {limits: {memory: 2Gi}}}}",
         ),
-        ("most-traces", "{jaeger: {maxTraces: 26214}}"),
+        ("most-traces", "{jaeger: {maxTraces: 22795}}"),
         (
             "without-resources",
             "{jaeger: {resources: null}, kafka: {resources: null}}",
