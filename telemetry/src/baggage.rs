@@ -8,9 +8,7 @@ use opentelemetry::Context;
 use opentelemetry::KeyValue;
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::Span as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use std::time::Duration;
+use opentelemetry_sdk::trace::Span;
 
 /// The customer's tier: which kind of customer sent the order.
 pub const CUSTOMER_TIER: &str = "customer.tier";
@@ -23,27 +21,12 @@ pub fn span_attribute(key: &str, value: &str) -> Option<KeyValue> {
         .then(|| KeyValue::new(CUSTOMER_TIER, value.to_owned()))
 }
 
-/// Sets the allowed baggage entries of a span's context as its attributes when it starts.
-#[derive(Debug)]
-pub(crate) struct BaggageAttributes;
-
-impl SpanProcessor for BaggageAttributes {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        for (key, (value, _)) in cx.baggage() {
-            if let Some(attribute) = span_attribute(key.as_str(), value.as_str()) {
-                span.set_attribute(attribute);
-            }
+/// Sets the allowed baggage entries of a span's context as its attributes, as it starts.
+pub(crate) fn set_on(span: &mut Span, cx: &Context) {
+    for (key, (value, _)) in cx.baggage() {
+        if let Some(attribute) = span_attribute(key.as_str(), value.as_str()) {
+            span.set_attribute(attribute);
         }
-    }
-
-    fn on_end(&self, _span: SpanData) {}
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@
 
 pub mod baggage;
 mod logs;
+mod processor;
 mod settings;
 
 pub use settings::{Protocol, SettingError, TelemetrySettings};
@@ -38,7 +39,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Level;
@@ -54,7 +55,7 @@ pub const INSTRUMENTATION_SCOPE: &str = "tracing-lab";
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 static SPANS_DROPPED: AtomicU64 = AtomicU64::new(0);
-static SPANS_RECORDED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SPANS_RECORDED: AtomicU64 = AtomicU64::new(0);
 
 /// How many spans this process failed to export so far.
 pub fn spans_dropped() -> u64 {
@@ -65,26 +66,6 @@ pub fn spans_dropped() -> u64 {
 /// What tracing costs grows with it; an unsampled span is never recorded.
 pub fn spans_recorded() -> u64 {
     SPANS_RECORDED.load(Ordering::Relaxed)
-}
-
-/// Counts the spans that end recorded (the SDK calls processors for those only).
-#[derive(Debug)]
-struct CountRecorded;
-
-impl SpanProcessor for CountRecorded {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, _span: SpanData) {
-        SPANS_RECORDED.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
 }
 
 /// Counts the spans of every batch its exporter fails to deliver.
@@ -205,15 +186,17 @@ fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProv
     if let Some(name) = &settings.fallback_service_name {
         resource = resource.with_service_name(name.clone());
     }
-    let mut builder = SdkTracerProvider::builder()
+    let export = match settings.exporter {
+        Some(protocol) => {
+            Some(BatchSpanProcessor::builder(CountingExporter(span_exporter(protocol)?)).build())
+        }
+        None => None,
+    };
+    Ok(SdkTracerProvider::builder()
         .with_resource(resource.build())
         .with_sampler(settings.sampler.clone())
-        .with_span_processor(baggage::BaggageAttributes)
-        .with_span_processor(CountRecorded);
-    if let Some(protocol) = settings.exporter {
-        builder = builder.with_batch_exporter(CountingExporter(span_exporter(protocol)?));
-    }
-    Ok(builder.build())
+        .with_span_processor(processor::LabSpans { export })
+        .build())
 }
 
 /// The exporter reads `OTEL_EXPORTER_OTLP_ENDPOINT` itself (appending `/v1/traces` for HTTP).
