@@ -530,29 +530,40 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
 async fn workshop_a_hop_that_drops_the_context_splits_each_order_into_two_traces_there() {
     const ORDERS: usize = 20;
     let lab = ready_lab("propagation", "broken-propagation").await;
-    // The services export on their own schedules: wait until Jaeger holds both halves of the
-    // orders, the processing side and the notification side.
+    // The services export on their own schedules: wait until Jaeger holds every service's part
+    // of the orders, each service's main span ending after the rest of its spans of the order.
+    const MAIN_SPANS: [&str; 4] = [
+        "create_order",
+        "process_order",
+        "notify_order",
+        "analyze_order",
+    ];
+    let whole = |spans: &[ReceivedSpan]| -> BTreeSet<String> {
+        let mut orders = by_order(spans, MAIN_SPANS[0])
+            .into_keys()
+            .collect::<BTreeSet<_>>();
+        for name in &MAIN_SPANS[1..] {
+            let seen = by_order(spans, name);
+            orders.retain(|order| seen.contains_key(order));
+        }
+        orders
+    };
     let spans = lab
         .traces
         .query()
         .wait_for(
-            |spans| {
-                let notified = by_order(spans, "notify_order");
-                by_order(spans, "process_order")
-                    .keys()
-                    .filter(|order| notified.contains_key(*order))
-                    .count()
-                    >= ORDERS
-            },
+            |spans| whole(spans).len() >= ORDERS,
             Duration::from_secs(180),
         )
         .await
         .unwrap();
     let traces = by_trace(&spans);
-    let (processed, notified) = (
+    let complete = whole(&spans);
+    let (processed, mut notified) = (
         by_order(&spans, "process_order"),
         by_order(&spans, "notify_order"),
     );
+    notified.retain(|order, _| complete.contains(order));
     let services = |trace: &str| -> BTreeSet<&str> {
         traces[trace]
             .iter()
