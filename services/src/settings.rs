@@ -2,6 +2,7 @@
 //! that `tracing-lab-service --help` lists them. An invalid value stops the service at start with
 //! a message naming the variable.
 
+use crate::kafka::Bootstrap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -17,8 +18,8 @@ const DRAIN_MS: u64 = contract::DRAIN_TIMEOUT.as_millis() as u64;
 pub struct Settings {
     /// Kafka's bootstrap servers, host:port[,host:port…].
     #[arg(long = "kafka-bootstrap-servers", env = env::KAFKA_BOOTSTRAP_SERVERS, value_name = env::KAFKA_BOOTSTRAP_SERVERS,
-          default_value = "localhost:9092", value_parser = bootstrap_servers)]
-    pub kafka_bootstrap: String,
+          default_value = "localhost:9092")]
+    pub kafka_bootstrap: Bootstrap,
     /// Partitions of the topics a service creates when they do not exist yet.
     #[arg(long = "kafka-topic-partitions", env = env::KAFKA_TOPIC_PARTITIONS, value_name = env::KAFKA_TOPIC_PARTITIONS,
           default_value_t = contract::DEFAULT_TOPIC_PARTITIONS,
@@ -65,18 +66,6 @@ impl Settings {
     /// How long a stopping service lets its work in flight finish.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
-    }
-}
-
-fn bootstrap_servers(servers: &str) -> Result<String, String> {
-    let is_host_port = |server: &str| match server.trim().rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
-        None => false,
-    };
-    if servers.split(',').all(is_host_port) {
-        Ok(servers.to_owned())
-    } else {
-        Err("expected a comma-separated list of host:port".into())
     }
 }
 
@@ -160,7 +149,7 @@ mod tests {
     #[test]
     fn defaults_are_the_original_lab() {
         let s = settings(&[]).unwrap();
-        assert_eq!(s.kafka_bootstrap, "localhost:9092");
+        assert_eq!(s.kafka_bootstrap.servers(), "localhost:9092");
         assert_eq!(s.listen_addr.port(), contract::PORT);
         assert_eq!(s.topic_partitions, contract::DEFAULT_TOPIC_PARTITIONS);
         assert_eq!(s.lab(), &LabConfig::default());

@@ -14,7 +14,7 @@
 //! It uses the cooperative-sticky assignor, so a rebalance moves only the partitions that change
 //! owner and the others keep flowing.
 
-use super::{METADATA_TIMEOUT, OffsetTracker, client_config};
+use super::{Bootstrap, METADATA_TIMEOUT, OffsetTracker, client_config};
 use anyhow::{Context as _, anyhow};
 use rdkafka::ClientContext;
 use rdkafka::TopicPartitionList;
@@ -228,7 +228,7 @@ pub struct Consumer {
 
 impl Consumer {
     /// Needs a Tokio runtime.
-    pub fn new(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<Self> {
+    pub fn new(bootstrap: &Bootstrap, group: &str, topic: &str) -> anyhow::Result<Self> {
         let (assigned, assigned_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             tracker: Mutex::default(),
@@ -264,7 +264,7 @@ impl Consumer {
         inner
             .subscribe(&[topic])
             .with_context(|| format!("subscribing to {topic}"))?;
-        super::rebootstrap::watch(Arc::downgrade(&inner), |c| c.client(), bootstrap)?;
+        super::rebootstrap::watch(Arc::downgrade(&inner), |c| c.client(), bootstrap.servers())?;
         Ok(Self {
             inner,
             shared,

@@ -2,12 +2,14 @@
 //! written, and a consumer that commits only finished work (at-least-once), keeps serving
 //! rebalances while its handlers are busy, and drops the work of partitions it loses.
 
+mod bootstrap;
 mod consumer;
 mod headers;
 mod offsets;
 mod producer;
 mod rebootstrap;
 
+pub use bootstrap::Bootstrap;
 pub use consumer::{Consumer, Slot};
 pub use headers::{CheckedHeaders, InvalidHeader, check_headers};
 pub use offsets::OffsetTracker;
@@ -25,10 +27,10 @@ use std::time::{Duration, Instant};
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn client_config(bootstrap: &str) -> ClientConfig {
+fn client_config(bootstrap: &Bootstrap) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", bootstrap)
+        .set("bootstrap.servers", bootstrap.servers())
         .set("socket.keepalive.enable", "true")
         .set("log_level", "4");
     config
@@ -40,7 +42,7 @@ fn millis(duration: Duration) -> String {
 
 /// Creates the topics that do not exist yet (an existing topic is left as it is).
 pub async fn ensure_topics(
-    bootstrap: &str,
+    bootstrap: &Bootstrap,
     topics: &[&str],
     partitions: i32,
 ) -> anyhow::Result<()> {

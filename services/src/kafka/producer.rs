@@ -2,7 +2,7 @@
 //! record anyway (librdkafka's message persistence status), so the api never denies an order
 //! that will be processed.
 
-use super::{METADATA_TIMEOUT, client_config, millis};
+use super::{Bootstrap, METADATA_TIMEOUT, client_config, millis};
 use anyhow::Context as _;
 use rdkafka::ClientContext;
 use rdkafka::bindings::{rd_kafka_message_status, rd_kafka_msg_status_t};
@@ -111,13 +111,9 @@ pub struct Producer {
 
 impl Producer {
     /// Needs a Tokio runtime.
-    pub fn new(bootstrap: &str) -> anyhow::Result<Self> {
-        let server = bootstrap
-            .split(',')
-            .next()
-            .and_then(|server| server.trim().rsplit_once(':'))
-            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
-            .with_context(|| format!("bootstrap servers {bootstrap:?}: expected host:port"))?;
+    pub fn new(bootstrap: &Bootstrap) -> anyhow::Result<Self> {
+        let (host, port) = bootstrap.first();
+        let server = (host.to_owned(), port);
         let inner: ThreadedProducer<Reports> = client_config(bootstrap)
             // Retries of a timed-out request never duplicate or reorder a record.
             .set("enable.idempotence", "true")
@@ -134,7 +130,7 @@ impl Producer {
             .create_with_context(Reports)
             .context("creating the Kafka producer")?;
         let inner = Arc::new(inner);
-        super::rebootstrap::watch(Arc::downgrade(&inner), |p| p.client(), bootstrap)?;
+        super::rebootstrap::watch(Arc::downgrade(&inner), |p| p.client(), bootstrap.servers())?;
         Ok(Self {
             inner,
             server: Arc::new(server),
