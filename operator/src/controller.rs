@@ -75,6 +75,8 @@ enum Topic {
     Degraded,
     /// What blocks its components changed.
     Blocked,
+    /// Its status could not be written (the status cannot say so itself).
+    StatusWrite,
 }
 
 /// Something kept for each lab the operator watches.
@@ -291,7 +293,7 @@ async fn reconcile_lab(lab: &TracingLab, ctx: &Context) -> Result<Action, Error>
     let step = match validate::validated(&lab.spec) {
         Err(problems) => Step::Invalid(problems),
         Ok(valid) => {
-            let children = render::render(&lab_ref, valid.spec());
+            let children = render::render(&lab_ref, &valid);
             match apply::apply(&ctx.client, &lab_ref.namespace, &lab_ref.name, children).await {
                 Err(e) => Step::Failed(e),
                 Ok(applied) => Step::Applied {
@@ -399,6 +401,8 @@ async fn warn_on_changes(ctx: &Context, lab: &TracingLab, new_status: &TracingLa
             old_status.and_then(|s| status::blocked(&s.components)),
             status::blocked(&new_status.components),
         ),
+        // The status was written: a later failure to write it is news again.
+        (Topic::StatusWrite, None, None),
     ];
     for (topic, shown, now) in told {
         warn_on_change(ctx, lab, topic, shown, now).await;
@@ -464,17 +468,10 @@ fn error_policy(lab: Arc<TracingLab>, error: &Error, ctx: Arc<Context>) -> Actio
     tracing::warn!(error = %error, failures, retry_in_s = delay.as_secs(), "reconcile failed");
     if let Error::Status(_) = error {
         // Apply failures already produced a Degraded condition and an event; this one could not.
-        let (ctx, lab, message) = (ctx.clone(), lab.clone(), error.to_string());
-        tokio::spawn(async move {
-            publish(
-                &ctx,
-                &lab,
-                EventType::Warning,
-                "StatusUpdateFailed",
-                message,
-            )
-            .await
-        });
+        let told = Some(("StatusUpdateFailed".to_owned(), error.to_string()));
+        tokio::spawn(
+            async move { warn_on_change(&ctx, &lab, Topic::StatusWrite, None, told).await },
+        );
     }
     Action::requeue(delay)
 }

@@ -160,7 +160,9 @@ fn lab_images(file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
     lab.metadata.namespace = Some("default".into());
     lab.metadata.uid = Some("images".into());
     let lab_ref = tracing_lab_operator::render::LabRef::new(&lab).context("a lab reference")?;
-    let children = tracing_lab_operator::render::render(&lab_ref, &lab.spec);
+    let valid = tracing_lab_operator::validate::validated(&lab.spec)
+        .map_err(|problems| anyhow::anyhow!("the lab is invalid: {}", problems.join("; ")))?;
+    let children = tracing_lab_operator::render::render(&lab_ref, &valid);
     Ok(tracing_lab_operator::render::images(&children))
 }
 

@@ -4,6 +4,7 @@ use crate::apply::Applied;
 use crate::conditions::Observation;
 use crate::crd::{ComponentStatus, LabUrls, TracingLab, TracingLabStatus};
 use crate::render::LabRef;
+use crate::render::common::child_name;
 use crate::render::{collector, jaeger, kafka, services};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
@@ -50,7 +51,7 @@ pub fn idle_consumers(applied: &Applied, lab: &str, partitions: i32) -> Vec<Stri
     Role::CONSUMERS
         .iter()
         .filter_map(|role| {
-            let name = format!("{lab}-{role}");
+            let name = child_name(lab, role.name());
             let d = applied.deployments.iter().find(|d| d.metadata.name.as_deref() == Some(&name))?;
             let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             (replicas > partitions).then(|| {
@@ -255,7 +256,10 @@ mod tests {
 
     fn applied(available: bool) -> (TracingLab, Applied) {
         let lab = lab(Default::default());
-        let c = render(&LabRef::new(&lab).unwrap(), &lab.spec);
+        let c = render(
+            &LabRef::new(&lab).unwrap(),
+            &crate::validate::validated(&lab.spec).unwrap(),
+        );
         let n = i32::from(available);
         let deployments = c
             .deployments

@@ -112,7 +112,8 @@ fn check_resource_attributes(value: &str) -> Result<bool, SettingError> {
     for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some((key, _)) if !key.trim().is_empty() => {
-                names_service |= key.trim() == "service.name";
+                names_service |=
+                    key.trim() == opentelemetry_semantic_conventions::resource::SERVICE_NAME;
             }
             _ => {
                 return Err(invalid(

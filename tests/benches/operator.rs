@@ -18,6 +18,7 @@ use std::fmt::Debug;
 use std::time::{Duration, Instant};
 use tracing_lab_operator::TracingLab;
 use tracing_lab_operator::render::{self, Children, LabRef};
+use tracing_lab_operator::validate::validated;
 use tracing_lab_tests::apiserver::TestCluster;
 use tracing_lab_tests::kubelet;
 use tracing_lab_tests::lab::stored;
@@ -41,7 +42,10 @@ fn lab(name: &str) -> TracingLab {
 /// What the operator renders for each lab here.
 fn rendered() -> Children {
     let lab = stored("lab", "bench", json!({})).expect("a TracingLab");
-    render::render(&LabRef::new(&lab).expect("a lab reference"), &lab.spec)
+    render::render(
+        &LabRef::new(&lab).expect("a lab reference"),
+        &validated(&lab.spec).expect("a valid lab"),
+    )
 }
 
 async fn count<K>(client: &Client, namespace: Option<&str>) -> Result<usize>

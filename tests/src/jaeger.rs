@@ -12,7 +12,7 @@ use tracing_lab_operator::render::{Children, collector, jaeger};
 
 use crate::kubelet::{self, Loopback};
 use crate::otlp::{ReceivedSpan, spans_of, summary};
-use crate::{assets, process::ChildProcess};
+use crate::{assets, poll, process::ChildProcess};
 
 const POLL: Duration = Duration::from_millis(500);
 /// How many traces one search returns at most.
@@ -190,20 +190,17 @@ impl JaegerQuery {
         mut predicate: impl FnMut(&[ReceivedSpan]) -> bool,
         timeout: Duration,
     ) -> Result<Vec<ReceivedSpan>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        poll::within(timeout, POLL, async || {
             let spans = self.spans(Duration::from_secs(600)).await?;
-            if predicate(&spans) {
-                return Ok(spans);
-            }
-            if tokio::time::Instant::now() > deadline {
+            if !predicate(&spans) {
                 bail!(
                     "spans awaited for {timeout:?} did not reach Jaeger; it holds {}",
                     summary(&spans)
                 );
             }
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(spans)
+        })
+        .await
     }
 
     /// `GET` on the query API: the JSON body, or `None` for 404 (Jaeger's "nothing found").

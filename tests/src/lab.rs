@@ -2,12 +2,13 @@
 //! and the four services, each started from its rendered container (environment, arguments,
 //! ConfigMap files, probes) with only the in-cluster addresses mapped to loopback ports.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
 use tempfile::TempDir;
 use tracing_lab_config::Role;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_operator::render::{self, Children, LabRef, services};
+use tracing_lab_operator::validate::validated;
 
 use crate::kubelet::{self, Loopback};
 use crate::process::{ChildProcess, project_binary};
@@ -26,7 +27,8 @@ pub fn stored(name: &str, namespace: &str, spec: serde_json::Value) -> Result<Tr
 /// Everything the operator renders for `lab`, and the loopback ports of its addresses.
 pub fn rendered(lab: &TracingLab) -> Result<(Children, Loopback)> {
     let lab_ref = LabRef::new(lab).context("the lab needs a name, namespace and uid")?;
-    let children = render::render(&lab_ref, &lab.spec);
+    let valid = validated(&lab.spec).map_err(|problems| anyhow!("an invalid lab: {problems:?}"))?;
+    let children = render::render(&lab_ref, &valid);
     let loopback = Loopback::new(&children, &lab_ref.namespace)?;
     Ok((children, loopback))
 }

@@ -49,7 +49,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
 
 use crate::apiserver::{ApiServerOptions, Pki, TestCluster};
-use crate::{assets, ports, process::ChildProcess, procfs};
+use crate::{assets, poll, ports, process::ChildProcess, procfs};
 
 /// The node's name (`kubectl get nodes`).
 pub const NODE_NAME: &str = "tracing-lab-node";
@@ -204,30 +204,30 @@ impl RealNode {
     /// the `kube-dns` Service (which also shows that kube-proxy has synced).
     async fn wait_coredns(&self) -> Result<()> {
         let deployments = Api::<Deployment>::namespaced(self.client(), "kube-system");
-        let started = Instant::now();
-        loop {
-            let last = match deployments.get("coredns").await {
+        let answered = poll::within(COREDNS_TIMEOUT, POLL, async || {
+            match deployments.get("coredns").await {
                 Ok(d) if d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1) => {
                     match resolve(CLUSTER_DNS, "kubernetes.default.svc.cluster.local").await {
-                        Ok(ips) if ips == [Ipv4Addr::new(10, 96, 0, 1)] => return Ok(()),
-                        Ok(ips) => anyhow!("kubernetes.default resolved to {ips:?}"),
-                        Err(err) => err.context("CoreDNS ready, no answer through kube-dns"),
+                        Ok(ips) if ips == [Ipv4Addr::new(10, 96, 0, 1)] => Ok(()),
+                        Ok(ips) => Err(anyhow!("kubernetes.default resolved to {ips:?}")),
+                        Err(err) => Err(err.context("CoreDNS ready, no answer through kube-dns")),
                     }
                 }
-                Ok(d) => anyhow!("coredns Deployment not ready: {:?}", d.status),
-                Err(err) => anyhow!(err).context("reading the coredns Deployment"),
-            };
-            if started.elapsed() > COREDNS_TIMEOUT {
-                let pods = self.kubectl_text(&["get", "pods", "-A", "-o", "wide"]);
-                let events = self.kubectl_text(&["get", "events", "-n", "kube-system"]);
-                bail!(
-                    "CoreDNS not answering within {COREDNS_TIMEOUT:?}: {last:#}\n{pods}\n{events}\n\
-                     kube-proxy log:\n{}",
-                    self.kube_proxy.log_tail(20)
-                );
+                Ok(d) => Err(anyhow!("coredns Deployment not ready: {:?}", d.status)),
+                Err(err) => Err(anyhow!(err).context("reading the coredns Deployment")),
             }
-            tokio::time::sleep(POLL).await;
+        })
+        .await;
+        if let Err(last) = answered {
+            let pods = self.kubectl_text(&["get", "pods", "-A", "-o", "wide"]);
+            let events = self.kubectl_text(&["get", "events", "-n", "kube-system"]);
+            bail!(
+                "CoreDNS not answering within {COREDNS_TIMEOUT:?}: {last:#}\n{pods}\n{events}\n\
+                 kube-proxy log:\n{}",
+                self.kube_proxy.log_tail(20)
+            );
         }
+        Ok(())
     }
 
     /// A client authenticated as the admin (group `system:masters`).

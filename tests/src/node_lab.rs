@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::jaeger::JaegerQuery;
 use crate::node::RealNode;
 use crate::runner::{self, table_row};
-use crate::{assets, process};
+use crate::{assets, poll, process};
 
 /// How often a wait reads `kubectl get tlab` again.
 const POLL: Duration = Duration::from_secs(1);
@@ -164,20 +164,22 @@ impl NodeLab {
         mut done: impl FnMut(&BTreeMap<String, String>) -> bool,
     ) -> Result<(BTreeMap<String, String>, Duration)> {
         let started = Instant::now();
-        loop {
+        let row = poll::within(timeout, POLL, async || {
             let row = self.row()?;
-            if done(&row) {
-                return Ok((row, started.elapsed()));
+            if !done(&row) {
+                bail!("{row:?}");
             }
-            if started.elapsed() > timeout {
-                bail!(
-                    "kubectl get tlab: not {what} within {timeout:?}: {row:?}\n{}",
-                    self.kubectl(&["get", "pods", "-o", "wide"])
-                        .unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(row)
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "kubectl get tlab: not {what} within {timeout:?}\n{}",
+                self.kubectl(&["get", "pods", "-o", "wide"])
+                    .unwrap_or_default()
+            )
+        })?;
+        Ok((row, started.elapsed()))
     }
 
     /// Waits until `kubectl get tlab` says READY True; how long that took.

@@ -14,6 +14,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing_lab_operator::TracingLab;
 use tracing_lab_operator::render::{self, LabRef};
+use tracing_lab_operator::validate::validated;
 
 use crate::apiserver::TestCluster;
 use crate::assets;
@@ -140,7 +141,7 @@ impl OperatorEnv {
         let stored = self.lab(lab).await;
         let rendered = render::render(
             &LabRef::new(&stored).expect("a stored lab has a name, namespace and uid"),
-            &stored.spec,
+            &validated(&stored.spec).expect("a valid lab"),
         );
         fn sorted<K: Resource>(objects: &[K]) -> Vec<String> {
             let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();

@@ -14,6 +14,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tempfile::NamedTempFile;
 
+use crate::poll;
+
 /// A folder to copy every process's log into when it stops (the logs are temporary files).
 const KEEP_LOGS: &str = "TRACING_LAB_KEEP_LOGS";
 /// How many log lines an error or a failing test shows.
@@ -115,28 +117,28 @@ impl ChildProcess {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<()>>,
     {
-        let started = Instant::now();
-        loop {
-            let last_error = match probe().await {
-                Ok(()) => return Ok(()),
-                Err(err) => err,
-            };
-            if let Some(status) = self.exit_status()? {
-                bail!(
+        // Ok: the wait is over, reached or not (the process exited); Err: not yet.
+        let over = poll::within(timeout, POLL, async || match probe().await {
+            Ok(()) => Ok(Ok(())),
+            Err(last) => match self.exit_status() {
+                Ok(None) => Err(last),
+                Ok(Some(status)) => Ok(Err(anyhow!(
                     "{} exited ({}) before {what}; its log ends with:\n{}",
                     self.name,
                     describe(status),
                     self.log_tail(TAIL_LINES)
-                );
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "{}: {what} not reached within {timeout:?} (last check: {last_error:#}); its log ends with:\n{}",
-                    self.name,
-                    self.log_tail(TAIL_LINES)
-                );
-            }
-            tokio::time::sleep(POLL).await;
+                ))),
+                Err(e) => Ok(Err(e)),
+            },
+        })
+        .await;
+        match over {
+            Ok(result) => result,
+            Err(last) => bail!(
+                "{}: {what} not reached within {timeout:?} (last check: {last:#}); its log ends with:\n{}",
+                self.name,
+                self.log_tail(TAIL_LINES)
+            ),
         }
     }
 
@@ -160,6 +162,8 @@ impl ChildProcess {
     /// If it is still running then, it is killed and an error is returned.
     pub async fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
         self.signal(Signal::SIGTERM)?;
+        // Not `poll::within`: a future that polls through an async closure cannot be shown `Send`
+        // (the stand-in spawns stops), so this one loop stays here.
         let started = Instant::now();
         while started.elapsed() < timeout {
             if let Some(status) = self.exit_status()? {

@@ -29,7 +29,7 @@ use tracing_lab_operator::render::{Children, kafka, services};
 
 use crate::kubelet::{Loopback, Prepared, Readiness};
 use crate::process::{ChildProcess, project_binary};
-use crate::{KafkaBroker, RedisServer, TestCluster, TraceBackend, assets, ports};
+use crate::{KafkaBroker, RedisServer, TestCluster, TraceBackend, assets, poll, ports};
 
 /// How often the kubelet stand-in looks at the Deployments and probes the pods.
 const SYNC_PERIOD: Duration = Duration::from_millis(500);
@@ -152,19 +152,22 @@ impl LabRunner {
     /// holds the last row and the operator's log.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<Duration> {
         let started = std::time::Instant::now();
-        loop {
+        poll::within(timeout, SYNC_PERIOD, async || {
             let row = self.row()?;
-            if row.get("READY").map(String::as_str) == Some("True") {
-                return Ok(started.elapsed());
-            }
-            if started.elapsed() > timeout {
-                bail!(
-                    "kubectl get tlab: not READY within {timeout:?}: {row:?}\noperator log:\n{}",
-                    self.operator_log()
-                );
-            }
-            tokio::time::sleep(SYNC_PERIOD).await;
-        }
+            ensure!(
+                row.get("READY").map(String::as_str) == Some("True"),
+                "{row:?}"
+            );
+            Ok(())
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "kubectl get tlab: not READY within {timeout:?}\noperator log:\n{}",
+                self.operator_log()
+            )
+        })?;
+        Ok(started.elapsed())
     }
 
     /// The lab as `kubectl get tlab -o json` shows it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::lab::{rendered, stored};
 use crate::process::project_command;
-use crate::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, ports};
+use crate::{ChildProcess, KafkaBroker, RedisServer, TraceBackend, poll, ports};
 use anyhow::{Context, Result, bail};
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix, contract};
 
@@ -169,20 +169,17 @@ impl Lab {
 
     /// Waits until `n` orders were analysed.
     pub async fn wait_analyzed(&self, n: i64, timeout: Duration) -> Result<()> {
-        let started = tokio::time::Instant::now();
-        loop {
-            let count = self.analyzed().await?;
-            if count >= n {
-                return Ok(());
+        let waited = poll::within(timeout, Duration::from_millis(100), async || {
+            match self.analyzed().await? {
+                count if count >= n => Ok(()),
+                count => bail!("{count} of {n} orders analysed after {timeout:?}"),
             }
-            if started.elapsed() > timeout {
-                bail!(
-                    "{count} of {n} orders analysed after {timeout:?}; {}",
-                    self.progress().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        if let Err(last) = waited {
+            bail!("{last:#}; {}", self.progress().await);
         }
+        Ok(())
     }
 }
 

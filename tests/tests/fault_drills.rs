@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tracing_lab_config::{Intensity, LabConfig, Role, WorkloadMix};
-use tracing_lab_tests::poll::eventually;
+use tracing_lab_tests::poll::{eventually, settled};
 use tracing_lab_tests::{ChildProcess, ports};
 
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -69,28 +69,25 @@ fn handled_in_order(lab: &Lab, role: Role) -> Vec<(i32, i64)> {
 
 /// Waits until `role` has handled nothing new for 3 s; returns how many it handled.
 async fn wait_idle(lab: &Lab, role: Role) -> usize {
-    let mut seen = handled(lab, role).len();
-    let mut quiet_since = tokio::time::Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = handled(lab, role).len();
-        if now != seen {
-            (seen, quiet_since) = (now, tokio::time::Instant::now());
-        }
-    }
-    seen
+    settled(
+        &format!("{role}'s handled messages"),
+        Duration::from_secs(3),
+        PIPELINE_TIMEOUT,
+        async || handled(lab, role).len(),
+    )
+    .await
 }
 
 async fn wait_handled(lab: &Lab, role: Role, n: usize) {
-    let started = tokio::time::Instant::now();
-    while handled(lab, role).len() < n {
-        assert!(
-            started.elapsed() < PIPELINE_TIMEOUT,
-            "{role} handled {} of {n}",
-            handled(lab, role).len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("{role} to handle {n} messages"),
+        PIPELINE_TIMEOUT,
+        async || match handled(lab, role).len() {
+            seen if seen >= n => Ok(()),
+            seen => Err(format!("{seen} handled")),
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,10 +163,9 @@ async fn sigterm_with_messages_in_flight_commits_the_last_contiguous_offset() {
 /// Returns the partition and the offset of the first message there it has not finished.
 async fn wait_finished_above_unfinished(lab: &Lab, partitions: usize) -> (i32, i64) {
     const WINDOW: Duration = Duration::from_millis(700);
-    let started = tokio::time::Instant::now();
     // What had finished at each poll, oldest first; the first is the newest at least WINDOW old.
     let mut earlier: VecDeque<(tokio::time::Instant, Vec<(i32, i64)>)> = VecDeque::new();
-    loop {
+    let found = async || {
         let now = handled_in_order(lab, Role::Processing);
         while earlier.get(1).is_some_and(|(at, _)| at.elapsed() >= WINDOW) {
             earlier.pop_front();
@@ -182,17 +178,20 @@ async fn wait_finished_above_unfinished(lab: &Lab, partitions: usize) -> (i32, i
                 if last_before.is_some_and(|&(_, o)| o > first)
                     && since.iter().all(|&(q, o)| q != p || o > first)
                 {
-                    return (p, first);
+                    return Ok((p, first));
                 }
             }
         }
-        assert!(
-            started.elapsed() < PIPELINE_TIMEOUT,
-            "processing never left a message unfinished below finished ones: {now:?}"
-        );
+        let seen = format!("finished {now:?}");
         earlier.push_back((tokio::time::Instant::now(), now));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(seen)
+    };
+    eventually(
+        "processing to leave a message unfinished below finished ones",
+        PIPELINE_TIMEOUT,
+        found,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

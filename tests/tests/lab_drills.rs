@@ -594,6 +594,50 @@ async fn a_redis_restart_mid_stream_loses_no_accepted_order() {
         retried.values().sum::<f64>() > 0.0,
         "no stage retried while Redis was away"
     );
+    // In Jaeger the outage is the Redis client spans it cut short, each failed with the error's
+    // kind as `error.type` and an exception event saying the same.
+    let spans = lab
+        .traces
+        .query()
+        .spans(Duration::from_secs(600))
+        .await
+        .unwrap();
+    let failed: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.attr("db.system.name").and_then(|v| v.as_str()) == Some("redis"))
+        .filter(|s| (down_ms..up_ms).contains(&(s.start_unix_nanos / 1_000_000)))
+        .filter(|s| s.is_error())
+        .collect();
+    let mut by_call: BTreeMap<String, usize> = BTreeMap::new();
+    for span in &failed {
+        let kind = span.attr("error.type").and_then(|v| v.as_str());
+        let exception = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .and_then(|e| e.attributes.get("exception.type"))
+            .and_then(|v| v.as_str());
+        assert!(
+            kind.is_some_and(|k| !k.is_empty()),
+            "no error.type: {span:?}"
+        );
+        assert_eq!(exception, kind, "{span:?}");
+        *by_call
+            .entry(format!(
+                "{} {} {}",
+                span.service_name,
+                span.name,
+                kind.unwrap()
+            ))
+            .or_default() += 1;
+    }
+    println!("redis restart: failed Redis spans during the outage {by_call:?}");
+    assert!(
+        failed
+            .iter()
+            .any(|s| s.service_name == "api" && s.name == "PIPELINE HSET EXPIRE"),
+        "no failed PIPELINE HSET EXPIRE span of the api while Redis was away: {by_call:?}"
+    );
 }
 
 /// What one phase of the trace backend drill saw.

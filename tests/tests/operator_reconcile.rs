@@ -369,6 +369,15 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
     env.create_lab("demo", json!({})).await;
     env.wait_children("demo").await;
     let before = env.deployment("demo-processing").await;
+    let children = async || {
+        (
+            env.names::<ConfigMap>("demo").await,
+            env.names::<Service>("demo").await,
+            env.names::<StatefulSet>("demo").await,
+            env.names::<Deployment>("demo").await,
+        )
+    };
+    let children_before = children().await;
 
     env.patch_spec(
         "demo",
@@ -392,7 +401,7 @@ async fn a_semantic_problem_degrades_the_lab_and_deletes_nothing() {
         "{message}"
     );
 
-    env.wait_children("demo").await;
+    assert_eq!(children().await, children_before, "nothing deleted");
     let after = env.deployment("demo-processing").await;
     assert_eq!(
         config_hash(&after),

@@ -10,7 +10,7 @@ mod workload;
 
 pub use common::LabRef;
 
-use crate::crd::TracingLabSpec;
+use crate::validate::ValidatedLab;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -128,7 +128,8 @@ pub fn images(children: &Children) -> Vec<String> {
 }
 
 /// Renders the whole lab.
-pub fn render(lab: &LabRef, spec: &TracingLabSpec) -> Children {
+pub fn render(lab: &LabRef, valid: &ValidatedLab) -> Children {
+    let spec = valid.spec();
     let config = spec.lab_config();
     let node_ports = spec.access.node_ports.as_ref();
     let mut deployments = vec![
@@ -162,12 +163,13 @@ mod tests {
     use super::common::tests::lab;
     use super::common::{CONFIG_HASH, MANAGED_BY};
     use super::*;
-    use crate::crd::NodePorts;
+    use crate::crd::{NodePorts, TracingLabSpec};
+    use crate::validate::validated;
     use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 
     fn render_spec(json: &str) -> Children {
         let lab = lab(serde_json::from_str(json).unwrap());
-        render(&LabRef::new(&lab).unwrap(), &lab.spec)
+        render(&LabRef::new(&lab).unwrap(), &validated(&lab.spec).unwrap())
     }
 
     fn names<T: kube::Resource>(objs: &[T]) -> Vec<String> {
@@ -443,7 +445,7 @@ mod tests {
             },
             ..Default::default()
         });
-        let c = render(&LabRef::new(&lab).unwrap(), &lab.spec);
+        let c = render(&LabRef::new(&lab).unwrap(), &validated(&lab.spec).unwrap());
         let svc = |name: &str| {
             c.services
                 .iter()
