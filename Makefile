@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tracing-lab/ta
 TESTENV = testenv=$$(bash tests/env/setup.sh) && eval "$$testenv"
 IMAGES = images=$$(bash tests/env/images.sh) && eval "$$images"
 
-.PHONY: help packages test lint build lab prerequisites docker cluster images bundle load install apply reset trace-logs class clean chart-lint release bench
+.PHONY: help packages test lint build lab prerequisites docker cluster images bundle load install apply reset trace-logs check class clean chart-lint release bench
 
 # Workshop settings (override on the command line: `make lab LAB_NAMESPACE=student-1`).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
@@ -133,6 +133,15 @@ trace-logs: docker ## every log line of the lab in LAB_NAMESPACE that carries TR
 	kind get kubeconfig --internal --name $(CLUSTER) > "$$kubeconfig" && \
 	docker run --rm --network kind --user "$$(id -u):$$(id -g)" -v "$$kubeconfig:/kubeconfig:ro" -e KUBECONFIG=/kubeconfig \
 	  $(OPERATOR_IMAGE) logs --namespace $(LAB_NAMESPACE) $(TRACE)
+
+# The operator image's `check` subcommand, run the same way: Jaeger through the API server's proxy.
+EXERCISE ?=
+check: docker ## whether EXERCISE's outcome (basic-tracing, severe-oom, fault-injection, broken-propagation) shows in the lab in LAB_NAMESPACE
+	@[ -n "$(EXERCISE)" ] || { echo "EXERCISE=<name> is required: basic-tracing, severe-oom, fault-injection or broken-propagation" >&2; exit 1; }
+	kubeconfig=$$(mktemp) && trap 'rm -f "$$kubeconfig"' EXIT && \
+	kind get kubeconfig --internal --name $(CLUSTER) > "$$kubeconfig" && \
+	docker run --rm --network kind --user "$$(id -u):$$(id -g)" -v "$$kubeconfig:/kubeconfig:ro" -e KUBECONFIG=/kubeconfig \
+	  $(OPERATOR_IMAGE) check --namespace $(LAB_NAMESPACE) $(EXERCISE)
 
 # A class: `make lab` once by the instructor, then `make class STUDENTS=30`.
 STUDENTS ?= 0

@@ -59,7 +59,7 @@ rules:
     resources: [pods]
     verbs: [delete]
   - apiGroups: [""]
-    resources: [pods/log]
+    resources: [pods/log, services/proxy]
     verbs: [get]
   - apiGroups: [""]
     resources: [pods/exec, pods/portforward]

@@ -50,6 +50,11 @@ pub const METRICS_PATH: &str = "/metrics";
 /// The load generator's name: its subcommand, its `service.name` and its Deployment's suffix.
 pub const LOADGEN: &str = "loadgen";
 
+/// The span `faults.extraLatencyMs` adds to each order, so that the delay shows as such.
+pub const INJECTED_LATENCY_SPAN: &str = "injected_latency";
+/// The `exception.type` of a failure `faults.errorRate` injects.
+pub const INJECTED_FAULT: &str = "InjectedFault";
+
 /// Partitions of each topic the services create, unless the lab says otherwise.
 pub const DEFAULT_TOPIC_PARTITIONS: i32 = 6;
 

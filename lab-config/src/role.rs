@@ -33,6 +33,17 @@ impl Role {
         }
     }
 
+    /// The span of one order in this role, the parent of everything the role does for it: what
+    /// a student searches in Jaeger, and what `tracing-lab-operator check` looks for.
+    pub fn order_span(self) -> &'static str {
+        match self {
+            Self::Api => "create_order",
+            Self::Processing => "process_order",
+            Self::Notification => "notify_order",
+            Self::Analytics => "analyze_order",
+        }
+    }
+
     /// Topic this role consumes; its consumer group is named after the role.
     pub fn input_topic(self) -> Option<&'static str> {
         match self {

@@ -6,12 +6,14 @@
 //! [`readiness`] of each workload the API server returned, name the [`blockers`] of each component
 //! that is not available (from its pods and events), then compute the [`status`]. Beside the
 //! reconciles, [`lag`] measures each lab's Kafka consumer lag on a short period and writes it into
-//! the status. For students, [`trace_logs`] gathers the log lines of one trace from a lab's pods.
-//! Modules depend one way: [`crd`] only on [`quantity`], [`render`] on the CRD, [`validate`] on
+//! the status. For students, [`trace_logs`] gathers the log lines of one trace from a lab's pods,
+//! and [`check`] says whether an exercise's outcome shows in a lab.
+//! Modules depend one way: [`crd`] only on [`quantity`], [`validate`] on the CRD, [`render`] on
 //! both, [`readiness`] on [`apply`], [`blockers`] on [`readiness`]; [`controller`] strings them.
 
 pub mod apply;
 pub mod blockers;
+pub mod check;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

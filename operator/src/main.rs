@@ -1,6 +1,7 @@
 //! `tracing-lab-operator crd` prints the CRD, `tracing-lab-operator reference` its field reference,
 //! `tracing-lab-operator images` the images a lab runs, `tracing-lab-operator logs` the log lines
-//! of one trace; `tracing-lab-operator run` runs the controller.
+//! of one trace, `tracing-lab-operator check` whether an exercise's outcome shows in a lab;
+//! `tracing-lab-operator run` runs the controller.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -8,7 +9,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing_lab_operator::metrics::Shared;
-use tracing_lab_operator::{Config, TracingLab, crd, http, reference, run, trace_logs};
+use tracing_lab_operator::{Config, TracingLab, check, crd, http, reference, run, trace_logs};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,9 @@ enum Command {
     },
     /// Print every log line of a lab's pods that carries a trace id, in time order.
     Logs(LogsArgs),
+    /// Say whether an exercise's outcome shows in a lab (its traces in Jaeger, its status); exit
+    /// status 0 when it does, 1 when not yet.
+    Check(CheckArgs),
     /// Watch TracingLabs and reconcile them into labs.
     Run(RunArgs),
 }
@@ -49,6 +53,26 @@ struct LogsArgs {
     /// The lab (default: the only TracingLab in the namespace).
     #[arg(long)]
     lab: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The exercise.
+    #[arg(value_enum)]
+    exercise: check::Exercise,
+    /// The lab's namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// The lab (default: the only TracingLab in the namespace).
+    #[arg(long)]
+    lab: Option<String>,
+    /// How far back to read traces (e.g. 15m, 1h).
+    #[arg(long, default_value = "15m", value_parser = positive_duration)]
+    since: std::time::Duration,
+    /// Jaeger's address, e.g. http://localhost:16686 behind `kubectl port-forward`; by default
+    /// the lab's Jaeger through the API server's service proxy.
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    jaeger: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -85,6 +109,14 @@ fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// An http URL (a port-forward's; the API server's proxy is the way to Jaeger over TLS).
+fn http_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if url.scheme() == "http" && url.has_host() => Ok(text.to_owned()),
+        _ => Err("expected an http URL such as http://localhost:16686".into()),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -106,6 +138,12 @@ fn main() -> anyhow::Result<()> {
         Command::Logs(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(logs(args)),
+        Command::Check(args) => {
+            let done = tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(check(args))?;
+            std::process::exit(if done { 0 } else { 1 })
+        }
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")?
             .block_on(serve(args)),
@@ -137,6 +175,36 @@ async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints whether the exercise's outcome shows in the lab; returns whether it does.
+async fn check(args: CheckArgs) -> anyhow::Result<bool> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let exercise = args.exercise;
+    let jaeger = args.jaeger.as_deref().map(check::Jaeger::at);
+    let (lab, outcome) = check::check(
+        client,
+        &namespace,
+        args.lab.as_deref(),
+        exercise,
+        args.since,
+        jaeger,
+    )
+    .await?;
+    let name = clap::ValueEnum::to_possible_value(&exercise)
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    let verdict = if outcome.done { "done" } else { "not yet" };
+    println!(
+        "{name} in lab {lab:?} ({namespace}): {verdict}: {}",
+        outcome.says
+    );
+    Ok(outcome.done)
 }
 
 /// The images of the lab in `file` (or of a default lab), as the operator would render it.

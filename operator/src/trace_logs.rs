@@ -63,7 +63,11 @@ pub fn in_time_order(mut lines: Vec<LogLine>) -> Vec<LogLine> {
 }
 
 /// Which lab of `namespace` to read: `lab` if it exists, else the only one there.
-async fn lab_name(client: &Client, namespace: &str, lab: Option<&str>) -> anyhow::Result<String> {
+pub(crate) async fn lab_name(
+    client: &Client,
+    namespace: &str,
+    lab: Option<&str>,
+) -> anyhow::Result<String> {
     let labs: Api<TracingLab> = Api::namespaced(client.clone(), namespace);
     if let Some(name) = lab {
         return match labs.get_opt(name).await? {

@@ -24,6 +24,22 @@ pub fn stored(name: &str, namespace: &str, spec: serde_json::Value) -> Result<Tr
     }))?)
 }
 
+/// What `tracing-lab-operator check EXERCISE` said: whether done (exit status 0; 1 is not yet),
+/// and what it printed. Any other end is an error.
+pub fn verdict(exercise: &str, out: &std::process::Output) -> Result<(bool, String)> {
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("check {exercise}: {said}");
+    match out.status.code() {
+        Some(0) => Ok((true, said)),
+        Some(1) if said.contains(": not yet: ") => Ok((false, said)),
+        _ => Err(anyhow!("check {exercise} failed ({}): {said}", out.status)),
+    }
+}
+
 /// Everything the operator renders for `lab`, and the loopback ports of its addresses.
 pub fn rendered(lab: &TracingLab) -> Result<(Children, Loopback)> {
     let lab_ref = LabRef::new(lab).context("the lab needs a name, namespace and uid")?;

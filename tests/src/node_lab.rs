@@ -138,6 +138,15 @@ impl NodeLab {
         Ok(self.tool(command)?.output()?)
     }
 
+    /// `tracing-lab-operator check EXERCISE` for the lab's namespace, as `make check` runs it from
+    /// the operator image (Jaeger through the API server's service proxy): done or not yet, and
+    /// what it said.
+    pub fn check(&self, exercise: &str) -> Result<(bool, String)> {
+        let mut command = Command::new(process::project_binary("tracing-lab-operator")?);
+        command.args(["check", exercise, "--namespace", &self.namespace]);
+        crate::lab::verdict(exercise, &self.tool(command)?.output()?)
+    }
+
     /// `kubectl ARGS` in the lab's namespace, as the admin; its standard output.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         runner::kubectl(self.node.kubeconfig(), &self.namespace, args)

@@ -133,6 +133,18 @@ impl LabRunner {
         kubectl(self.cluster.kubeconfig(), &self.namespace, args)
     }
 
+    /// `tracing-lab-operator check EXERCISE` for the lab, as a student runs it with a
+    /// port-forward to Jaeger (`--jaeger`; the stand-in's Services have no endpoints for the API
+    /// server's proxy to reach): done or not yet, and what it said.
+    pub fn check(&self, exercise: &str) -> Result<(bool, String)> {
+        let mut command = Command::new(project_binary("tracing-lab-operator")?);
+        command
+            .args(["check", exercise, "--namespace", &self.namespace])
+            .args(["--jaeger", self.traces.query().url()])
+            .env("KUBECONFIG", self.cluster.kubeconfig());
+        crate::lab::verdict(exercise, &command.output()?)
+    }
+
     /// `kubectl apply --server-side` of `manifest` (a TracingLab as JSON, e.g. an example the
     /// exercise edits).
     pub fn apply(&self, manifest: &Value) -> Result<()> {

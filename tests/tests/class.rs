@@ -217,6 +217,29 @@ async fn a_students_kubeconfig_runs_the_workshop_at_home_and_is_refused_next_doo
         "{}",
         text(&next_door)
     );
+    // `tracing-lab-operator check` (`make check`) reads Jaeger through the API server's proxy:
+    // let through at home (where no pod runs to answer), refused next door.
+    let check = |namespace: &str| {
+        Command::new(tracing_lab_tests::process::project_binary("tracing-lab-operator").unwrap())
+            .args(["check", "basic-tracing", "--namespace", namespace])
+            .env("KUBECONFIG", &student)
+            .output()
+            .unwrap()
+    };
+    let home = check("student-1");
+    assert!(
+        !home.status.success()
+            && !text(&home).contains("forbidden")
+            && text(&home).contains("proxy"),
+        "{}",
+        text(&home)
+    );
+    let next_door = check("student-2");
+    assert!(
+        !next_door.status.success() && text(&next_door).contains("forbidden"),
+        "{}",
+        text(&next_door)
+    );
 
     // The quota holds one lab of every example, and Exercise 6's 8 processing pods, but not a
     // second lab beside it.

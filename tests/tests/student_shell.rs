@@ -1,5 +1,5 @@
 //! What a student or instructor runs (`make lab` with every step it depends on, `make bundle`,
-//! `make trace-logs`, `make class`, `make clean`, and the scripts they call) is POSIX sh: macOS ships bash 3.2 and
+//! `make trace-logs`, `make check`, `make class`, `make clean`, and the scripts they call) is POSIX sh: macOS ships bash 3.2 and
 //! make 3.81, which ignores `.SHELLFLAGS`, and Debian's `sh` is dash. ShellCheck reads the recipes
 //! as make would run them (`make -n`), and `make prerequisites` runs under posh, a shell with
 //! nothing beyond POSIX.
@@ -10,7 +10,7 @@ use std::process::Command;
 use tracing_lab_tests::process::make;
 
 /// The targets a student or instructor types; `make -n` prints their prerequisites' recipes too.
-const STUDENT_TARGETS: [&str; 5] = ["lab", "bundle", "trace-logs", "class", "clean"];
+const STUDENT_TARGETS: [&str; 6] = ["lab", "bundle", "trace-logs", "check", "class", "clean"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

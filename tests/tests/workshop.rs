@@ -267,6 +267,11 @@ async fn workshop_fault_injection_shows_errors_and_injected_latency() {
             .all(|ms| *ms >= latency && *ms < latency + 100.0),
         "{injected:?}"
     );
+    let (done, said) = lab.check("fault-injection").unwrap();
+    assert!(
+        done && said.contains(" notify_order;") && said.contains("injected_latency spans, median"),
+        "{said}"
+    );
 }
 
 /// An order as Redis holds it: how it ended and how long it took end to end.
@@ -619,6 +624,15 @@ async fn workshop_a_hop_that_drops_the_context_splits_each_order_into_two_traces
     }
     eprintln!("{split} orders, each split into two traces at notification");
     assert!(split >= ORDERS, "only {split} orders seen on both sides");
+
+    // The student asks the lab the same: done, at notification; and no order is one trace.
+    let (done, said) = lab.check("broken-propagation").unwrap();
+    assert!(
+        done && said.contains("a new trace begins at notification ("),
+        "{said}"
+    );
+    let (done, said) = lab.check("basic-tracing").unwrap();
+    assert!(!done && said.contains("not yet"), "{said}");
 }
 
 /// The cost of tracing: processing's figures per message, read with the workshop's

@@ -21,6 +21,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use tracing_lab_config::Role;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -121,7 +122,7 @@ async fn create_order(
 ) -> Response {
     let span = ActiveSpan::start(
         &service.tracer,
-        "create_order",
+        Role::Api.order_span(),
         SpanKind::Server,
         &service.incoming_context(|| extract_http(&headers)),
         vec![

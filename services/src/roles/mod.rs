@@ -20,7 +20,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tracing_lab_config::{Faults, Role};
+use tracing_lab_config::{Faults, Role, contract};
 
 /// What travels through the topics.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -167,7 +167,7 @@ impl Service {
         if ms > 0 {
             let span = ActiveSpan::start(
                 &self.tracer,
-                "injected_latency",
+                contract::INJECTED_LATENCY_SPAN,
                 SpanKind::Internal,
                 &Context::current(),
                 vec![KeyValue::new("fault.latency_ms", ms as i64)],

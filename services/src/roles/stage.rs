@@ -13,7 +13,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::message::{Message, OwnedMessage};
 use std::sync::Arc;
-use tracing_lab_config::Role;
+use tracing_lab_config::{Role, contract};
 
 /// Records a stage's progress on the order's hash; with ARGV[4] = 1 also counts the order as
 /// analysed, the first time only (HSETNX), so redelivered messages are not counted twice.
@@ -34,14 +34,15 @@ return 1
 const MARK_FAILED: &str =
     "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]) end";
 
-/// The span name and steps of a consumer role, as in the original lab.
+/// The span name and steps of a role, as in the original lab.
 pub fn steps(role: Role) -> (&'static str, &'static [&'static str]) {
-    match role {
-        Role::Api => ("create_order", &["input_validation", "audit_logging"]),
-        Role::Processing => ("process_order", &["data_transformation", "business_logic"]),
-        Role::Notification => ("notify_order", &["message_formatting"]),
-        Role::Analytics => ("analyze_order", &["data_analysis"]),
-    }
+    let steps: &[&str] = match role {
+        Role::Api => &["input_validation", "audit_logging"],
+        Role::Processing => &["data_transformation", "business_logic"],
+        Role::Notification => &["message_formatting"],
+        Role::Analytics => &["data_analysis"],
+    };
+    (role.order_span(), steps)
 }
 
 /// Why a message was not handled.
@@ -198,7 +199,7 @@ async fn process(
     let key = order_key(&order.order_id);
     let mut redis = service.store.connection();
     if let Some(fault) = service.injected_error() {
-        record_exception(&span, "InjectedFault", &fault.to_string());
+        record_exception(&span, contract::INJECTED_FAULT, &fault.to_string());
         tracing::warn!(order_id = %order.order_id, "injected failure: the order stops here");
         let mark_failed = redis::Script::new(MARK_FAILED);
         let _: () = service
