@@ -47,6 +47,13 @@ struct LogsArgs {
     /// The trace id, as Jaeger shows it (32 hexadecimal digits).
     #[arg(value_name = "TRACE_ID", value_parser = trace_logs::parse_trace_id)]
     trace_id: String,
+    #[command(flatten)]
+    lab: LabArgs,
+}
+
+/// Which lab a student's command reads.
+#[derive(clap::Args)]
+struct LabArgs {
     /// The lab's namespace (default: the kubeconfig context's).
     #[arg(short, long)]
     namespace: Option<String>,
@@ -55,17 +62,27 @@ struct LogsArgs {
     lab: Option<String>,
 }
 
+impl LabArgs {
+    /// A client with the kubeconfig's (or the pod's) credentials, and the namespace to read.
+    async fn connect(&self) -> anyhow::Result<(kube::Client, String)> {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
+        let namespace = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        Ok((client, namespace))
+    }
+}
+
 #[derive(clap::Args)]
 struct CheckArgs {
     /// The exercise.
     #[arg(value_enum)]
     exercise: check::Exercise,
-    /// The lab's namespace (default: the kubeconfig context's).
-    #[arg(short, long)]
-    namespace: Option<String>,
-    /// The lab (default: the only TracingLab in the namespace).
-    #[arg(long)]
-    lab: Option<String>,
+    #[command(flatten)]
+    lab: LabArgs,
     /// How far back to read traces (e.g. 15m, 1h).
     #[arg(long, default_value = "15m", value_parser = positive_duration)]
     since: std::time::Duration,
@@ -151,14 +168,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let (client, namespace) = args.lab.connect().await?;
     let (lab, lines) =
-        trace_logs::of_trace(client, &namespace, args.lab.as_deref(), &args.trace_id).await?;
+        trace_logs::of_trace(client, &namespace, args.lab.lab.as_deref(), &args.trace_id).await?;
     if lines.is_empty() {
         anyhow::bail!(
             "no log line of lab {lab:?} in namespace {namespace:?} carries trace {} \
@@ -179,18 +191,13 @@ async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 
 /// Prints whether the exercise's outcome shows in the lab; returns whether it does.
 async fn check(args: CheckArgs) -> anyhow::Result<bool> {
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes (KUBECONFIG or in-cluster config)")?;
-    let namespace = args
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let (client, namespace) = args.lab.connect().await?;
     let exercise = args.exercise;
     let jaeger = args.jaeger.as_deref().map(check::Jaeger::at);
     let (lab, outcome) = check::check(
         client,
         &namespace,
-        args.lab.as_deref(),
+        args.lab.lab.as_deref(),
         exercise,
         args.since,
         jaeger,
