@@ -21,7 +21,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use tracing_lab_config::Role;
+use tracing_lab_config::{Role, contract};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -207,7 +207,7 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
     }
     service.injected_latency().await;
     if let Some(fault) = service.injected_error() {
-        record_exception(&span, "InjectedFault", &fault.to_string());
+        record_exception(&span, contract::INJECTED_FAULT, &fault.to_string());
         tracing::warn!(order_id = %order.order_id, "injected failure");
         return Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, fault.to_string())
             .into_response();
