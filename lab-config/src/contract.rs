@@ -36,7 +36,14 @@ pub mod env {
     pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
     /// The ratio of the ratio samplers, 0.0 to 1.0.
     pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    /// Milliseconds between two exports of the batch span processor.
+    pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 }
+
+/// How often each service exports its spans (the SDK's default, rendered as
+/// `OTEL_BSP_SCHEDULE_DELAY`): spans reach the Collector in bursts this far apart, and its tail
+/// sampling budget saves up this long so that a burst can spend what the seconds between earned.
+pub const SPAN_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The port of every service's HTTP server.
 pub const PORT: u16 = 8080;

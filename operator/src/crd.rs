@@ -425,12 +425,13 @@ impl SamplingSpec {
     }
 }
 
-/// Tail sampling: a trace is kept when any enabled rule keeps it.
+/// Tail sampling: a trace is kept by the first rule that keeps it, tried in the order of the
+/// fields below.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!self.enabled || self.keepErrors || self.latencyThresholdMs > 0 || self.percentage > 0.0",
-    "message": "enabled but keeps nothing; set keepErrors, latencyThresholdMs > 0 or percentage > 0"
+    "rule": "!self.enabled || self.keepErrors || self.latencyThresholdMs > 0 || (has(self.keepAttributes) && size(self.keepAttributes) > 0) || self.percentage > 0.0 || self.spansPerSecond > 0",
+    "message": "enabled but keeps nothing; set keepErrors, latencyThresholdMs > 0, keepAttributes, percentage > 0 or spansPerSecond > 0"
 }]))]
 pub struct TailSampling {
     /// Turn tail sampling on; when off the collector forwards every span it receives.
@@ -443,15 +444,38 @@ pub struct TailSampling {
     #[serde(default = "default_latency_threshold_ms")]
     #[schemars(range(min = 0, max = 600000))]
     pub latency_threshold_ms: i64,
+    /// Keep every trace with a span whose string attribute `key` has one of `values`, such as
+    /// every order of one customer tier (`customer.tier`, carried as baggage onto every span).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub keep_attributes: Vec<AttributeMatch>,
     /// Percentage (0..100) of the remaining traces kept at random.
     #[serde(default = "default_percentage")]
     #[schemars(range(min = 0.0, max = 100.0))]
     pub percentage: f64,
+    /// A budget for the remaining traces: this many of their spans kept per second on average.
+    /// The services export every 5 s, so the Collector keeps up to 5 s worth at once (a trace of
+    /// more spans than that never fits); 0 turns the rule off.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub spans_per_second: i64,
     /// Seconds the collector waits after a trace's first span before deciding; traces that cross
     /// slow consumers need more.
     #[serde(default = "default_decision_wait_seconds")]
     #[schemars(range(min = 1, max = 300))]
     pub decision_wait_seconds: i64,
+}
+
+/// A string attribute and the values that keep a trace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct AttributeMatch {
+    /// The attribute's key, as on the spans (resource attributes count too).
+    #[schemars(length(min = 1, max = 128))]
+    pub key: String,
+    /// Values that keep the trace; matched exactly.
+    #[schemars(length(min = 1, max = 16), inner(length(max = 128)))]
+    pub values: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -473,7 +497,9 @@ impl Default for TailSampling {
             enabled: false,
             keep_errors: true,
             latency_threshold_ms: default_latency_threshold_ms(),
+            keep_attributes: Vec::new(),
             percentage: default_percentage(),
+            spans_per_second: 0,
             decision_wait_seconds: default_decision_wait_seconds(),
         }
     }

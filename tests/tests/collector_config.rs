@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::crd::TailSampling;
+use tracing_lab_operator::crd::{AttributeMatch, TailSampling};
 use tracing_lab_operator::render::{LabRef, collector};
 use tracing_lab_tests::assets;
 use tracing_lab_tests::lab::stored;
@@ -22,6 +22,20 @@ fn tail(
         percentage,
         ..TailSampling::default()
     }
+}
+
+/// Every trace of the premium tier, and of a second attribute's two values.
+fn premium() -> Vec<AttributeMatch> {
+    vec![
+        AttributeMatch {
+            key: "customer.tier".into(),
+            values: vec!["premium".into()],
+        },
+        AttributeMatch {
+            key: "http.request.method".into(),
+            values: vec!["PUT".into(), "DELETE".into()],
+        },
+    ]
 }
 
 fn lab() -> TracingLab {
@@ -52,10 +66,31 @@ fn the_collector_accepts_every_config_the_operator_renders() {
     let cases = [
         ("defaults", lab.spec.sampling.tail.clone()),
         ("tail sampling off", tail(false, true, 1000, 10.0)),
-        ("every tail policy", tail(true, true, 1000, 10.0)),
+        (
+            "every tail policy",
+            TailSampling {
+                keep_attributes: premium(),
+                spans_per_second: 100,
+                ..tail(true, true, 1000, 10.0)
+            },
+        ),
         ("errors only", tail(true, true, 0, 0.0)),
         ("latency only", tail(true, false, 2000, 0.0)),
+        (
+            "attributes only",
+            TailSampling {
+                keep_attributes: premium(),
+                ..tail(true, false, 0, 0.0)
+            },
+        ),
         ("percentage only", tail(true, false, 0, 25.0)),
+        (
+            "budget only",
+            TailSampling {
+                spans_per_second: 20,
+                ..tail(true, false, 0, 0.0)
+            },
+        ),
     ];
     for (name, tail) in cases {
         let config = collector::config(&lab_ref, &tail);

@@ -303,6 +303,10 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
             "spec.sampling.tail: Invalid value: enabled but keeps nothing",
         ),
         (
+            "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0, keepAttributes: []}}}",
+            "spec.sampling.tail: Invalid value: enabled but keeps nothing",
+        ),
+        (
             "{jaeger: {maxTraces: 50000}}",
             "spec.jaeger.maxTraces: Invalid value: each trace takes about 46 KiB in Jaeger, so maxTraces × 46 KiB must fit in its memory limit",
         ),
@@ -329,6 +333,15 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
             "{spec}: {refused}"
         );
     }
+    // One rule per attribute (a list keyed by `key`): a second one names its key.
+    let spec = "{sampling: {tail: {keepAttributes: [{key: customer.tier, values: [premium]}, {key: customer.tier, values: [free]}]}}}";
+    let refused = apply(&cluster, "refused", spec).expect_err(spec);
+    assert!(
+        refused.contains(
+            r#".spec.sampling.tail.keepAttributes: duplicate entries for key [key="customer.tier"]"#
+        ),
+        "{refused}"
+    );
     // At the bounds, in units that differ but agree, or with nothing to compare, it runs.
     for (name, spec) in [
         (
@@ -352,6 +365,14 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         (
             "tail",
             "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0.5}}}",
+        ),
+        (
+            "tail-attribute",
+            "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0, keepAttributes: [{key: customer.tier, values: [premium]}]}}}",
+        ),
+        (
+            "tail-budget",
+            "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0, spansPerSecond: 1}}}",
         ),
     ] {
         apply(&cluster, name, spec).unwrap_or_else(|e| panic!("{name}: {e}"));

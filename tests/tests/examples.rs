@@ -29,13 +29,14 @@ fn root() -> PathBuf {
 }
 
 /// The workshop's order: the baseline first, then the exercises.
-const EXAMPLES: [&str; 10] = [
+const EXAMPLES: [&str; 11] = [
     "baseline",
     "head-of-line-blocking",
     "scaled-consumers",
     "severe-workloads",
     "severe-oom",
     "tail-sampling",
+    "tail-sampling-budget",
     "head-sampling",
     "fault-injection",
     "broken-propagation",

@@ -320,7 +320,7 @@ async fn scaling_consumers_under_load_analyses_every_order_once() {
     // One pod handles 0.6 orders/s in processing and 0.5 in notification: 0.9 orders/s builds lag
     // behind one pod of each, and three pods drain it.
     const RATE: f64 = 0.9;
-    const PHASE: Duration = Duration::from_secs(25);
+    const PHASE: Duration = Duration::from_secs(20);
     let file = manifest(
         json!({
             "api": {"replicas": 1, "workload": {"cpuWeight": 0, "ioWeight": 100, "intensities": ["light"]}},
@@ -422,7 +422,7 @@ async fn scaling_consumers_under_load_analyses_every_order_once() {
 /// The drills' posting rate: every stage keeps up with it.
 const OUTAGE_RATE: f64 = 2.0;
 /// How long a drill posts before and after the outage.
-const STEADY: Duration = Duration::from_secs(20);
+const STEADY: Duration = Duration::from_secs(15);
 /// How long Kafka or Redis stays away: longer than the api's 15 s delivery timeout, so that
 /// orders posted early in the outage get their final answer while it lasts.
 const OUTAGE: Duration = Duration::from_secs(25);
@@ -654,7 +654,7 @@ struct Phase {
 /// holds them in its retry queue. Either way orders flow as before and the services' memory stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trace_backend_down_costs_spans_not_orders() {
-    const PHASE: Duration = Duration::from_secs(20);
+    const PHASE: Duration = Duration::from_secs(15);
     let file = quick_lab(light(), json!({}));
     let mut lab = ready_lab("traces-down", &file).await;
     // Orders analysed and spans dropped so far, and every service's resident memory.

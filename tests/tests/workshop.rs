@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tracing_lab_config::contract;
 use tracing_lab_telemetry::baggage::CUSTOMER_TIER;
 use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
 use tracing_lab_tests::poll::{eventually, settled};
 use tracing_lab_tests::runner::LabRunner;
+use tracing_lab_tests::services_lab::post_order_with;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -333,7 +335,7 @@ async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
     let wait = Duration::from_secs(tail["decisionWaitSeconds"].as_u64().unwrap());
 
     let from = unix_ms();
-    tokio::time::sleep(Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
     let until = unix_ms();
     let processing = group_status(&lab, "processing");
     // The Collector decides each trace `decisionWaitSeconds` after its first span.
@@ -381,6 +383,93 @@ async fn workshop_tail_sampling_keeps_errors_and_slow_traces() {
     assert!(
         processing["lag"].as_i64().unwrap_or(0) < 5,
         "processing keeps up: {processing}"
+    );
+}
+
+/// Extra: tail sampling on a budget. Every premium order's trace is kept (the test posts its own,
+/// with the tier in their baggage, beside the load generator's), and the traces kept of the rest
+/// are the budget's: within the token bucket's bound (`spansPerSecond` a second, plus the bucket
+/// of one export interval's budget it may start full, plus one trace whose late spans the
+/// Collector did not count), at least half of what the budget allows, and well short of what was
+/// offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_tail_sampling_on_a_budget_keeps_every_premium_trace_and_a_rate_of_the_rest() {
+    let lab = ready_lab("budget", "tail-sampling-budget").await;
+    let tail = written("tail-sampling-budget")["spec"]["sampling"]["tail"].clone();
+    let budget = tail["spansPerSecond"].as_f64().unwrap();
+    let wait = Duration::from_secs(tail["decisionWaitSeconds"].as_u64().unwrap());
+
+    let http = reqwest::Client::new();
+    let api = lab.api_url().unwrap();
+    let from = unix_ms();
+    let mut premium = BTreeSet::new();
+    for i in 0..30 {
+        let (status, body) = post_order_with(
+            &http,
+            &api,
+            &format!("premium-{i}"),
+            1,
+            &[("baggage", &format!("{CUSTOMER_TIER}=premium"))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 202, "{body}");
+        premium.insert(body["order_id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let until = unix_ms();
+    // The Collector decides each trace `decisionWaitSeconds` after its first span.
+    tokio::time::sleep(wait).await;
+    let spans = settled_spans(&lab, from, until).await;
+    let orders = stored_orders(&lab, from, until).await;
+    let seconds = (until - from) as f64 / 1000.0;
+
+    let kept_orders: BTreeSet<&str> = spans
+        .iter()
+        .filter_map(|s| str_attr(s, "order.id"))
+        .collect();
+    let premium_kept = premium
+        .iter()
+        .filter(|id| kept_orders.contains(id.as_str()))
+        .count();
+    // The traces the budget kept: neither premium nor failed, begun in the window.
+    let traces = by_trace(&spans);
+    let budgeted: Vec<&Vec<ReceivedSpan>> = traces
+        .values()
+        .filter(|t| {
+            let begun = t.iter().map(|s| s.start_unix_nanos / 1_000_000).min();
+            begun.is_some_and(|b| (from..until).contains(&b))
+                && !t.iter().any(|s| s.is_error())
+                && !t
+                    .iter()
+                    .any(|s| str_attr(s, CUSTOMER_TIER) == Some("premium"))
+        })
+        .collect();
+    let budget_spans: usize = budgeted.iter().map(|t| t.len()).sum();
+    let longest = budgeted.iter().map(|t| t.len()).max().unwrap_or(0) as f64;
+    let offered = orders.iter().filter(|o| !premium.contains(&o.id)).count();
+    let rate = budget_spans as f64 / seconds;
+    eprintln!(
+        "{seconds:.0} s: premium {premium_kept}/{} kept; of {offered} other orders {} traces \
+         kept by the budget, {budget_spans} spans = {rate:.1} spans/s ({budget} configured)",
+        premium.len(),
+        budgeted.len()
+    );
+    assert_eq!(premium_kept, premium.len(), "every premium trace is kept");
+    let bucket = budget * contract::SPAN_EXPORT_INTERVAL.as_secs_f64();
+    let most = budget * seconds + bucket + longest;
+    assert!(
+        (budget_spans as f64) <= most,
+        "{budget_spans} spans kept by the budget, at most {most:.0}"
+    );
+    assert!(
+        rate >= budget / 2.0,
+        "the budget kept {rate:.1} spans/s of {budget}"
+    );
+    assert!(
+        (budgeted.len() as f64) < 0.6 * offered as f64,
+        "{} of {offered} orders kept: the budget did not bind",
+        budgeted.len()
     );
 }
 

@@ -218,7 +218,6 @@ mod tests {
         Span {
             trace_id: trace.into(),
             span_id: format!("{trace}-{}", role.name()),
-            parent_span_id: None,
             service: role.name().into(),
             name: role.order_span().into(),
             error: false,

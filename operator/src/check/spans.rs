@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 pub struct Span {
     pub trace_id: String,
     pub span_id: String,
-    pub parent_span_id: Option<String>,
     /// `service.name` of the resource that recorded it.
     pub service: String,
     pub name: String,
@@ -65,12 +64,10 @@ fn one(span: &Value, service: &str) -> anyhow::Result<Span> {
     };
     let id = text("traceId");
     anyhow::ensure!(!id.is_empty(), "no traceId");
-    let parent = text("parentSpanId");
     let code = &span["status"]["code"];
     Ok(Span {
         trace_id: id,
         span_id: text("spanId"),
-        parent_span_id: (!parent.is_empty()).then_some(parent),
         service: service.to_owned(),
         name: text("name"),
         error: code.as_i64() == Some(2) || code.as_str() == Some("STATUS_CODE_ERROR"),
@@ -132,7 +129,6 @@ mod tests {
         assert_eq!(spans.len(), 1);
         let span = &spans[0];
         assert_eq!(span.service, "notification");
-        assert_eq!(span.parent_span_id, None);
         assert!(span.error);
         assert_eq!(span.attr("order.id"), Some("o-1"));
         assert_eq!(span.attributes["messaging.queue_wait_ms"], json!(12));

@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use tracing_lab_config::contract;
 
 pub const IMAGE: &str = "otel/opentelemetry-collector-contrib:0.161.0";
 pub const COLLECTOR: Component = Component {
@@ -29,7 +30,9 @@ const USER: RunAs = RunAs {
 const CONFIG_FILE: &str = "config.yaml";
 const CONFIG_MAP: &str = "collector-config";
 
-/// Tail sampling policies; a trace is kept when any of them keeps it.
+/// Tail sampling policies, in the order the Collector tries them: the first that keeps a trace
+/// decides (`sample_on_first_match`), so the percentage and the budget spend only on traces no
+/// earlier rule kept.
 pub fn tail_policies(tail: &TailSampling) -> Vec<Value> {
     let mut policies = Vec::new();
     if tail.keep_errors {
@@ -40,9 +43,22 @@ pub fn tail_policies(tail: &TailSampling) -> Vec<Value> {
         policies.push(json!({"name": "keep-slow", "type": "latency",
             "latency": {"threshold_ms": tail.latency_threshold_ms}}));
     }
+    for rule in &tail.keep_attributes {
+        policies.push(
+            json!({"name": format!("keep-{}", rule.key), "type": "string_attribute",
+            "string_attribute": {"key": rule.key, "values": rule.values}}),
+        );
+    }
     if tail.percentage > 0.0 {
         policies.push(json!({"name": "keep-percentage", "type": "probabilistic",
             "probabilistic": {"sampling_percentage": tail.percentage}}));
+    }
+    if tail.spans_per_second > 0 {
+        // The services' spans arrive in bursts, one export interval apart: a bucket of one
+        // interval's budget lets each burst spend what the seconds before it earned.
+        let burst = tail.spans_per_second * contract::SPAN_EXPORT_INTERVAL.as_secs() as i64;
+        policies.push(json!({"name": "keep-budget", "type": "rate_limiting",
+            "rate_limiting": {"spans_per_second": tail.spans_per_second, "burst_capacity": burst}}));
     }
     policies
 }
@@ -56,6 +72,7 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
     if tail.enabled {
         processors["tail_sampling"] = json!({
             "decision_wait": format!("{}s", tail.decision_wait_seconds),
+            "sample_on_first_match": true,
             "policies": tail_policies(tail),
         });
         pipeline.push("tail_sampling");

@@ -254,6 +254,7 @@ mod tests {
         assert_eq!(env(p, "OTEL_EXPORTER_OTLP_PROTOCOL"), Some("grpc"));
         assert_eq!(env(p, "OTEL_TRACES_SAMPLER"), Some("parentbased_always_on"));
         assert_eq!(env(p, "OTEL_TRACES_SAMPLER_ARG"), Some("1"));
+        assert_eq!(env(p, "OTEL_BSP_SCHEDULE_DELAY"), Some("5000"));
         assert_eq!(env(p, "KAFKA_BOOTSTRAP_SERVERS"), Some("demo-kafka:9092"));
         assert_eq!(env(p, "KAFKA_TOPIC_PARTITIONS"), Some("6"));
         assert_eq!(env(p, "REDIS_URL"), Some("redis://demo-redis:6379"));
@@ -562,16 +563,31 @@ mod tests {
         let tail = crate::crd::TailSampling {
             enabled: true,
             latency_threshold_ms: 250,
+            keep_attributes: vec![crate::crd::AttributeMatch {
+                key: "customer.tier".into(),
+                values: vec!["premium".into()],
+            }],
             percentage: 5.0,
+            spans_per_second: 40,
             ..Default::default()
         };
         let on: serde_json::Value = serde_saphyr::from_str(&collector::config(&r, &tail)).unwrap();
-        let policies = on["processors"]["tail_sampling"]["policies"]
-            .as_array()
-            .unwrap();
+        let sampling = &on["processors"]["tail_sampling"];
+        // The first rule that keeps a trace decides, so the order below is the fields' order.
+        assert_eq!(sampling["sample_on_first_match"], true);
+        let policies = sampling["policies"].as_array().unwrap();
+        assert_eq!(policies.len(), 5);
         assert_eq!(policies[0]["status_code"]["status_codes"][0], "ERROR");
         assert_eq!(policies[1]["latency"]["threshold_ms"], 250);
-        assert_eq!(policies[2]["probabilistic"]["sampling_percentage"], 5.0);
+        assert_eq!(
+            policies[2]["string_attribute"],
+            serde_json::json!({"key": "customer.tier", "values": ["premium"]})
+        );
+        assert_eq!(policies[3]["probabilistic"]["sampling_percentage"], 5.0);
+        assert_eq!(
+            policies[4]["rate_limiting"],
+            serde_json::json!({"spans_per_second": 40, "burst_capacity": 200})
+        );
         assert_eq!(
             on["service"]["pipelines"]["traces"]["processors"][1],
             "tail_sampling"

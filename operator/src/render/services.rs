@@ -150,6 +150,10 @@ fn contract_env(
         env(var::OTEL_TRACES_SAMPLER, sampling.sampler.as_str()),
         env(var::OTEL_TRACES_SAMPLER_ARG, sampling.ratio.to_string()),
         env(
+            var::OTEL_BSP_SCHEDULE_DELAY,
+            contract::SPAN_EXPORT_INTERVAL.as_millis().to_string(),
+        ),
+        env(
             var::OTEL_RESOURCE_ATTRIBUTES,
             format!(
                 "k8s.namespace.name=$({}),k8s.pod.name=$({}),service.namespace={}",
