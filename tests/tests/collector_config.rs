@@ -24,8 +24,8 @@ fn tail(
     }
 }
 
-/// Every trace of the premium tier, and of a second attribute's two values.
-fn premium() -> Vec<AttributeMatch> {
+/// Two attribute rules: the premium tier, and one attribute with two values.
+fn attribute_rules() -> Vec<AttributeMatch> {
     vec![
         AttributeMatch {
             key: "customer.tier".into(),
@@ -69,7 +69,7 @@ fn the_collector_accepts_every_config_the_operator_renders() {
         (
             "every tail policy",
             TailSampling {
-                keep_attributes: premium(),
+                keep_attributes: attribute_rules(),
                 spans_per_second: 100,
                 ..tail(true, true, 1000, 10.0)
             },
@@ -79,7 +79,7 @@ fn the_collector_accepts_every_config_the_operator_renders() {
         (
             "attributes only",
             TailSampling {
-                keep_attributes: premium(),
+                keep_attributes: attribute_rules(),
                 ..tail(true, false, 0, 0.0)
             },
         ),
