@@ -22,6 +22,8 @@ pub mod env {
     pub const LAB_CONFIG: &str = "LAB_CONFIG";
     /// The api's URL, for the load generator.
     pub const LOADGEN_TARGET_URL: &str = "LOADGEN_TARGET_URL";
+    /// The quote server's URL, for the quote client (see [`crate::quote`]).
+    pub const QUOTE_URL: &str = "QUOTE_URL";
     /// How long work in flight may finish after SIGTERM, in milliseconds.
     pub const SHUTDOWN_DRAIN_MS: &str = "SHUTDOWN_DRAIN_MS";
     /// The pod's name and namespace (downward API), for the resource attributes.

@@ -1,15 +1,18 @@
-//! The lab configuration document: workload mix, faults and consumer concurrency of each service;
-//! and the [`contract`]: every other name and number the operator renders and the services read.
+//! The lab configuration document: workload mix, faults and consumer concurrency of each service,
+//! and the [`quote`] hop between two of them; and the [`contract`]: every other name and number
+//! the operator renders and the services read.
 //!
 //! The operator resolves a `TracingLab` spec into a [`LabConfig`] and mounts it into every service
 //! (path in `LAB_CONFIG`); the services read it back with [`LabConfig::from_path`]. The CRD embeds
-//! [`WorkloadMix`], [`Faults`] and [`RoleOverrides`], so the schema a user meets in `kubectl apply`
-//! and the document a service parses come from the same types.
+//! [`WorkloadMix`], [`Faults`], [`RoleOverrides`] and [`QuoteSettings`], so the schema a user
+//! meets in `kubectl apply` and the document a service parses come from the same types.
 
 pub mod contract;
+pub mod quote;
 mod role;
 mod workload;
 
+pub use quote::QuoteSettings;
 pub use role::{Role, RoleOverrides, RoleSettings};
 pub use workload::{
     Faults, Intensity, TARGET_SPREAD, Target, WorkloadKind, WorkloadMix, targets_markdown,
@@ -39,6 +42,8 @@ pub struct LabConfig {
     pub resource_sampling: ResourceSampling,
     #[serde(default)]
     pub loadgen: LoadgenSettings,
+    #[serde(default)]
+    pub quote: QuoteSettings,
 }
 
 impl Default for LabConfig {
@@ -50,6 +55,7 @@ impl Default for LabConfig {
             analytics: Role::Analytics.defaults(),
             resource_sampling: ResourceSampling::default(),
             loadgen: LoadgenSettings::default(),
+            quote: QuoteSettings::default(),
         }
     }
 }
@@ -104,6 +110,7 @@ impl LabConfig {
             .collect();
         problems.extend(self.resource_sampling.problems());
         problems.extend(self.loadgen.problems());
+        problems.extend(self.quote.problems());
         problems
     }
 

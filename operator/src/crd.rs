@@ -12,7 +12,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 pub use tracing_lab_config::contract::Sampler;
-use tracing_lab_config::{LabConfig, ResourceSampling, Role, RoleOverrides, contract};
+use tracing_lab_config::{
+    LabConfig, QuoteSettings, ResourceSampling, Role, RoleOverrides, contract,
+};
 
 /// An image reference has no whitespace: refused at apply time, where the kubelet would only
 /// report `InvalidImageName` once the pod is scheduled.
@@ -112,6 +114,10 @@ pub struct TracingLabSpec {
     /// Defaults to every 100 ms, CPU-bound above 80 %, memory threshold 200 MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_sampling: Option<ResourceSampling>,
+    /// A synchronous hop: the api asks analytics over HTTP for a quote (price, stock, shipping)
+    /// before it takes each order. Off by default.
+    #[serde(default)]
+    pub quote: QuoteSettings,
     /// How students reach the lab from outside the cluster.
     #[serde(default)]
     pub access: AccessSpec,
@@ -126,6 +132,7 @@ impl TracingLabSpec {
         }
         config.resource_sampling = self.resource_sampling.clone().unwrap_or_default();
         config.loadgen.orders_per_second = self.load_generator.orders_per_second;
+        config.quote = self.quote.clone();
         config
     }
 }

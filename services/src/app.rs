@@ -4,6 +4,7 @@
 use crate::http::{self, Readiness};
 use crate::kafka::{self, Consumer, Producer};
 use crate::metrics::Metrics;
+use crate::quote::QuoteClient;
 use crate::resources::ResourceMonitor;
 use crate::roles::{self, Service, until_connected};
 use crate::settings::Settings;
@@ -15,7 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing_lab_config::Role;
+use tracing_lab_config::{Role, quote};
 
 /// Runs `role` until `stop` is cancelled.
 pub async fn run_role(
@@ -31,6 +32,17 @@ pub async fn run_role(
         None => None,
     };
     let role_settings = settings.role(role).clone();
+    let quote = &settings.lab().quote;
+    let quote_client = (role == quote::CLIENT && quote.enabled)
+        .then(|| QuoteClient::new(&settings.quote_url, quote))
+        .transpose()
+        .with_context(|| {
+            format!(
+                "{}={}",
+                tracing_lab_config::contract::env::QUOTE_URL,
+                settings.quote_url
+            )
+        })?;
     let service = Arc::new(Service {
         role,
         faults: role_settings.faults.clone(),
@@ -44,6 +56,7 @@ pub async fn run_role(
         metrics: metrics.clone(),
         store: Store::new(&client, redis.clone()),
         producer: producer.clone(),
+        quote: quote_client,
         tracer: crate::spans::tracer(),
         permanent_errors: Default::default(),
     });
@@ -92,9 +105,14 @@ pub async fn run_role(
                     probe.check().await
                 }
             });
+            let routes = if role == quote::SERVER {
+                crate::quote::server::routes(service.clone(), quote)
+            } else {
+                Router::new()
+            };
             let server = tokio::spawn(http::serve(
                 settings.listen_addr,
-                Router::new(),
+                routes,
                 ready,
                 metrics,
                 stop.clone(),

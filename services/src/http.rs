@@ -1,5 +1,6 @@
 //! The HTTP server every role runs: `GET /health` (the process is alive), `GET /ready` (Kafka and
-//! Redis answer), `GET /metrics` (Prometheus), plus the role's own routes.
+//! Redis answer), `GET /metrics` (Prometheus), plus the role's own routes; and how its HTTP
+//! clients report a failed request.
 
 use crate::metrics::Metrics;
 use axum::Router;
@@ -83,4 +84,16 @@ async fn render_metrics(State(probes): State<Probes>) -> Response {
         probes.metrics.render(),
     )
         .into_response()
+}
+
+/// The error and its sources: reqwest's own message hides the cause (refused, reset, timed out).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

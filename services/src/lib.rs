@@ -6,6 +6,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod propagation;
+pub mod quote;
 pub mod resources;
 pub mod roles;
 pub mod settings;

@@ -44,6 +44,10 @@ pub struct Settings {
     #[arg(long = "loadgen-target-url", env = env::LOADGEN_TARGET_URL, value_name = env::LOADGEN_TARGET_URL,
           default_value = "http://localhost:8080", value_parser = http_url)]
     pub loadgen_target: String,
+    /// The quote server's URL, for the role that asks for quotes (`quote.enabled`).
+    #[arg(long = "quote-url", env = env::QUOTE_URL, value_name = env::QUOTE_URL,
+          default_value = "http://localhost:8080", value_parser = http_url)]
+    pub quote_url: String,
     /// Milliseconds that work in flight may take to finish after SIGTERM; at most the default, so
     /// that the final commit and the last spans get out before the pod's grace period ends.
     #[arg(long = "shutdown-drain-ms", env = env::SHUTDOWN_DRAIN_MS, value_name = env::SHUTDOWN_DRAIN_MS,
@@ -139,6 +143,7 @@ mod tests {
                 env::LAB_CONFIG,
                 env::LISTEN_ADDR,
                 env::LOADGEN_TARGET_URL,
+                env::QUOTE_URL,
                 env::REDIS_URL,
                 env::SHUTDOWN_DRAIN_MS,
                 env::TMPDIR,
@@ -188,6 +193,7 @@ mod tests {
             ("listen-addr", env::LISTEN_ADDR, "8080"),
             ("tmpdir", env::TMPDIR, "relative/dir"),
             ("loadgen-target-url", env::LOADGEN_TARGET_URL, "ftp://api"),
+            ("quote-url", env::QUOTE_URL, "analytics:8080"),
             ("shutdown-drain-ms", env::SHUTDOWN_DRAIN_MS, "60000"),
             ("lab-config", env::LAB_CONFIG, "/no/such/lab-config.json"),
         ] {

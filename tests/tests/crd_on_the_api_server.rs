@@ -319,6 +319,10 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
             "{jaeger: {maxTraces: 50000, resources: {limits: {memory: 512Mi}}}}",
             "spec.jaeger.maxTraces: Invalid value",
         ),
+        (
+            "{quote: {enabled: true, timeoutMs: 20000}}",
+            "spec.quote.timeoutMs: Invalid value: 20000",
+        ),
         // A malformed quantity is named once, by its pattern, not again by a rule.
         (
             "{collector: {resources: {requests: {memory: lots}, limits: {memory: 1Gi}}}}",
@@ -369,6 +373,10 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         (
             "tail-attribute",
             "{sampling: {tail: {enabled: true, keepErrors: false, latencyThresholdMs: 0, percentage: 0, keepAttributes: [{key: customer.tier, values: [premium]}]}}}",
+        ),
+        (
+            "quote",
+            "{quote: {enabled: true, calls: Parallel, timeoutMs: 10000, lookupMs: 60000, errorRate: 1}}",
         ),
         (
             "tail-budget",

@@ -29,7 +29,7 @@ fn root() -> PathBuf {
 }
 
 /// The workshop's order: the baseline first, then the exercises.
-const EXAMPLES: [&str; 11] = [
+const EXAMPLES: [&str; 12] = [
     "baseline",
     "head-of-line-blocking",
     "scaled-consumers",
@@ -40,6 +40,7 @@ const EXAMPLES: [&str; 11] = [
     "head-sampling",
     "fault-injection",
     "broken-propagation",
+    "synchronous-hop",
     "tracing-cost",
 ];
 
@@ -236,6 +237,7 @@ fn every_example_sets_what_its_exercise_depends_on() {
     let baseline = typed("baseline").spec;
     assert!(!baseline.load_generator.enabled);
     assert_eq!(baseline.sampling, Default::default());
+    assert_eq!(baseline.quote, Default::default());
     for role in Role::ALL {
         let service = baseline.services.get(role);
         assert_eq!(service.replicas, Some(1), "baseline: {role}");

@@ -724,6 +724,280 @@ async fn workshop_a_hop_that_drops_the_context_splits_each_order_into_two_traces
     assert!(!done && said.contains("not yet"), "{said}");
 }
 
+/// One order's quote as Jaeger shows it: the api's `get_quote` span, and under it each lookup's
+/// client span (api) with the server span that answered it (analytics).
+struct Quote<'a> {
+    span: &'a ReceivedSpan,
+    lookups: Vec<(&'a ReceivedSpan, &'a ReceivedSpan)>,
+}
+
+impl Quote<'_> {
+    fn ms(span: &ReceivedSpan) -> f64 {
+        span.duration().as_secs_f64() * 1000.0
+    }
+
+    /// What Jaeger's critical path needs to follow the hop (see `docs/workshop.md`): get_quote
+    /// lies within the api's `create_order`, each lookup within get_quote, each answer within its
+    /// lookup.
+    fn assert_nested(&self, spans: &[ReceivedSpan]) {
+        let within = |inner: &ReceivedSpan, outer: &ReceivedSpan| {
+            assert!(
+                inner.start_unix_nanos >= outer.start_unix_nanos
+                    && inner.end_unix_nanos <= outer.end_unix_nanos,
+                "{} does not lie within {}: {inner:?} {outer:?}",
+                inner.name,
+                outer.name
+            );
+        };
+        let parent = spans
+            .iter()
+            .find(|s| Some(&s.span_id) == self.span.parent_span_id.as_ref())
+            .expect("get_quote's parent");
+        assert_eq!(
+            (parent.service_name.as_str(), parent.name.as_str()),
+            ("api", "create_order")
+        );
+        within(self.span, parent);
+        for (client, server) in &self.lookups {
+            within(client, self.span);
+            within(server, client);
+        }
+    }
+
+    /// The sum and the maximum of the lookups' client spans, in ms.
+    fn sum_and_max(&self) -> (f64, f64) {
+        let ms: Vec<f64> = self.lookups.iter().map(|(c, _)| Self::ms(c)).collect();
+        (ms.iter().sum(), ms.iter().copied().fold(0.0, f64::max))
+    }
+}
+
+/// The quotes in `spans` made with `quote.calls` = `calls`, each with all its lookups answered
+/// (a client span holding a server span of the same trace).
+fn quotes<'a>(spans: &'a [ReceivedSpan], calls: &str) -> Vec<Quote<'a>> {
+    let children = |parent: &ReceivedSpan| -> Vec<&'a ReceivedSpan> {
+        spans
+            .iter()
+            .filter(|s| {
+                s.trace_id == parent.trace_id
+                    && s.parent_span_id.as_deref() == Some(parent.span_id.as_str())
+            })
+            .collect()
+    };
+    spans
+        .iter()
+        .filter(|s| s.name == "get_quote" && str_attr(s, "quote.calls") == Some(calls))
+        .filter_map(|span| {
+            let lookups: Vec<_> = children(span)
+                .into_iter()
+                .filter_map(|client| {
+                    let server = children(client).into_iter().next()?;
+                    Some((client, server))
+                })
+                .collect();
+            (lookups.len() == 3).then_some(Quote { span, lookups })
+        })
+        .collect()
+}
+
+/// The parallel quotes that failed their order because a lookup timed out, with the order's
+/// `create_order` span, once its parent (the load generator's POST) has arrived too. (While
+/// analytics restarts with a new setting, a quote fails for want of it instead; each lookup's
+/// `error.type` says which.)
+fn failed_by_quote(spans: &[ReceivedSpan]) -> Vec<(&ReceivedSpan, Quote<'_>)> {
+    let created: BTreeMap<&str, &ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.name == "create_order")
+        .map(|s| (s.span_id.as_str(), s))
+        .collect();
+    quotes(spans, "parallel")
+        .into_iter()
+        .filter_map(|quote| {
+            let order = *created.get(quote.span.parent_span_id.as_deref()?)?;
+            let post = order.parent_span_id.as_deref()?;
+            spans.iter().find(|s| s.span_id == post)?;
+            let timed_out = quote
+                .lookups
+                .iter()
+                .any(|(client, _)| str_attr(client, "error.type") == Some("timeout"));
+            timed_out.then_some((order, quote))
+        })
+        .collect()
+}
+
+/// Extra: a synchronous hop. The api asks analytics for three lookups before it takes each order:
+/// each a client span in the api holding analytics' server span. One after another the quote
+/// takes their sum; switched to `Parallel` with `kubectl apply`, their maximum; with a lookup
+/// slower than the timeout, every order fails at the api and the error runs up the trace to the
+/// load generator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_a_synchronous_hop_takes_the_sum_or_the_maximum_of_its_calls_and_a_timeout_fails_the_order()
+ {
+    const QUOTES: usize = 8;
+    let lab = ready_lab("sync", "synchronous-hop").await;
+    let mut manifest = written("synchronous-hop");
+    let lookup = manifest["spec"]["quote"]["lookupMs"].as_f64().unwrap();
+    let timeout = manifest["spec"]["quote"]["timeoutMs"].as_f64().unwrap();
+    let wait = |calls: &'static str, count: usize| {
+        let lab = &lab;
+        async move {
+            lab.traces
+                .query()
+                .wait_for(
+                    |spans| quotes(spans, calls).len() >= count,
+                    Duration::from_secs(180),
+                )
+                .await
+                .unwrap()
+        }
+    };
+
+    // One after another: the three client spans do not overlap, each holds analytics' answer,
+    // and get_quote lasts their sum.
+    let spans = wait("sequential", QUOTES).await;
+    let sequential = quotes(&spans, "sequential");
+    for quote in &sequential {
+        let mut lookups = quote.lookups.clone();
+        lookups.sort_by_key(|(c, _)| c.start_unix_nanos);
+        for (client, server) in &lookups {
+            assert_eq!(client.service_name, "api");
+            assert_eq!(server.service_name, "analytics");
+            assert_eq!(client.kind, tracing_lab_tests::otlp::SpanKind::Client);
+            assert_eq!(server.kind, tracing_lab_tests::otlp::SpanKind::Server);
+            assert_eq!(client.name, "GET /quote/{part}");
+            assert_eq!(str_attr(server, "http.route"), Some("/quote/{part}"));
+            assert_eq!(
+                str_attr(client, "quote.part"),
+                str_attr(server, "quote.part")
+            );
+            assert_eq!(num_attr(client, "http.response.status_code"), Some(200.0));
+            assert!(Quote::ms(server) >= lookup, "{server:?}");
+        }
+        quote.assert_nested(&spans);
+        for pair in lookups.windows(2) {
+            assert!(pair[1].0.start_unix_nanos >= pair[0].0.end_unix_nanos);
+        }
+        let (sum, _) = quote.sum_and_max();
+        let took = Quote::ms(quote.span);
+        assert!(
+            took >= sum && took < sum + 50.0 && sum >= 3.0 * lookup,
+            "sequential: get_quote {took:.0} ms, lookups {sum:.0} ms in all"
+        );
+    }
+    let median_of =
+        |quotes: &[Quote], f: &dyn Fn(&Quote) -> f64| median(quotes.iter().map(f).collect());
+    eprintln!(
+        "sequential, {} quotes: get_quote median {:.0} ms, sum of its lookups {:.0} ms, longest {:.0} ms",
+        sequential.len(),
+        median_of(&sequential, &|q| Quote::ms(q.span)),
+        median_of(&sequential, &|q| q.sum_and_max().0),
+        median_of(&sequential, &|q| q.sum_and_max().1),
+    );
+
+    // All at once: the client spans overlap and get_quote lasts about the longest of them.
+    manifest["spec"]["quote"]["calls"] = json!("Parallel");
+    lab.apply(&manifest).unwrap();
+    let spans = wait("parallel", QUOTES).await;
+    let parallel = quotes(&spans, "parallel");
+    for quote in &parallel {
+        let (sum, max) = quote.sum_and_max();
+        let took = Quote::ms(quote.span);
+        let last_start = quote.lookups.iter().map(|(c, _)| c.start_unix_nanos).max();
+        let first_end = quote.lookups.iter().map(|(c, _)| c.end_unix_nanos).min();
+        assert!(last_start < first_end, "the lookups overlap");
+        quote.assert_nested(&spans);
+        assert!(
+            took >= max && took < max + 50.0 && took < sum / 2.0,
+            "parallel: get_quote {took:.0} ms, lookups {sum:.0} ms in all, longest {max:.0} ms"
+        );
+    }
+    eprintln!(
+        "parallel, {} quotes: get_quote median {:.0} ms, sum of its lookups {:.0} ms, longest {:.0} ms",
+        parallel.len(),
+        median_of(&parallel, &|q| Quote::ms(q.span)),
+        median_of(&parallel, &|q| q.sum_and_max().0),
+        median_of(&parallel, &|q| q.sum_and_max().1),
+    );
+
+    // Slower than the timeout: every lookup times out in the api, get_quote and create_order fail
+    // with it, the load generator's POST gets a 504, and the order goes no further.
+    let slow = timeout + 300.0;
+    manifest["spec"]["quote"]["lookupMs"] = json!(slow);
+    lab.apply(&manifest).unwrap();
+    let spans = lab
+        .traces
+        .query()
+        .wait_for(
+            |spans| failed_by_quote(spans).len() >= 5,
+            Duration::from_secs(180),
+        )
+        .await
+        .unwrap();
+    let failed_quotes = failed_by_quote(&spans);
+    let processed = by_order(&spans, "process_order");
+    let by_id: BTreeMap<&str, &ReceivedSpan> =
+        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let redis = redis::Client::open(lab.redis.url()).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    for (order_span, quote) in &failed_quotes {
+        assert!(quote.span.is_error() && order_span.is_error());
+        for (client, server) in &quote.lookups {
+            assert!(client.is_error(), "{client:?}");
+            assert_eq!(str_attr(client, "error.type"), Some("timeout"));
+            let took = Quote::ms(client);
+            assert!(
+                took >= timeout && took < timeout + 200.0,
+                "a lookup gave up after {took:.0} ms, timeout {timeout} ms"
+            );
+            assert_eq!(server.service_name, "analytics");
+        }
+        let exception = order_span.events.iter().find(|e| e.name == "exception");
+        assert_eq!(
+            exception
+                .and_then(|e| e.attributes.get("exception.type"))
+                .and_then(|v| v.as_str()),
+            Some("QuoteFailed")
+        );
+        assert_eq!(
+            num_attr(order_span, "http.response.status_code"),
+            Some(504.0)
+        );
+        let post = order_span
+            .parent_span_id
+            .as_deref()
+            .and_then(|id| by_id.get(id))
+            .expect("create_order's parent: the load generator's POST");
+        assert_eq!(post.service_name, "loadgen");
+        assert!(post.is_error() && num_attr(post, "http.response.status_code") == Some(504.0));
+        let order = str_attr(order_span, "order.id").unwrap();
+        assert!(!processed.contains_key(order), "order {order} went on");
+        let stored: bool = redis::cmd("EXISTS")
+            .arg(format!("order:{order}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(!stored, "order {order} was stored");
+    }
+    let example = &failed_quotes[0].1;
+    eprintln!(
+        "lookups of {slow} ms, timeout {timeout} ms: {} orders failed at the api; one: get_quote \
+         {:.0} ms, its lookups gave up after {:?} ms (error.type timeout), analytics' spans lasted \
+         {:?} ms; create_order failed with QuoteFailed and 504, so did the load generator's POST, \
+         and the order was not taken",
+        failed_quotes.len(),
+        Quote::ms(example.span),
+        example
+            .lookups
+            .iter()
+            .map(|(c, _)| Quote::ms(c).round())
+            .collect::<Vec<_>>(),
+        example
+            .lookups
+            .iter()
+            .map(|(_, s)| Quote::ms(s).round())
+            .collect::<Vec<_>>(),
+    );
+}
+
 /// The cost of tracing: processing's figures per message, read with the workshop's
 /// `scripts/cpu-per-message.sh` over 30 s, with every order traced, one in ten and none. The spans
 /// it records per message fall with the share of orders traced, to none; its CPU per message is

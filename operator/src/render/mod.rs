@@ -146,6 +146,9 @@ pub fn render(lab: &LabRef, valid: &ValidatedLab) -> Children {
     svcs.extend(jaeger::services(lab, node_ports.map(|p| p.jaeger_ui)));
     svcs.push(collector::service_(lab));
     svcs.push(services::api_service(lab, node_ports.map(|p| p.api)));
+    if config.quote.enabled {
+        svcs.push(services::quote_service(lab));
+    }
     Children {
         config_maps: vec![
             services::config_map(lab, &config),
@@ -414,6 +417,53 @@ mod tests {
             r#"{"loadGenerator": {"enabled": true}, "sampling": {"tail": {"enabled": true}}}"#,
         );
         assert_ne!(hash(&base, "demo-collector"), hash(&tail, "demo-collector"));
+        // The quote hop restarts its two ends only.
+        let parallel = render_spec(
+            r#"{"loadGenerator": {"enabled": true}, "quote": {"enabled": true, "calls": "Parallel"}}"#,
+        );
+        for (name, restarts) in [
+            ("demo-api", true),
+            ("demo-analytics", true),
+            ("demo-processing", false),
+            ("demo-notification", false),
+        ] {
+            assert_eq!(
+                hash(&base, name) != hash(&parallel, name),
+                restarts,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_quote_hop_gives_the_api_the_url_of_an_analytics_service() {
+        let off = render_spec("{}");
+        assert!(!names(&off.services).contains(&"demo-analytics".to_string()));
+        let api = main_container(deployment(&off, "demo-api"));
+        assert_eq!(env(api, "QUOTE_URL"), None);
+
+        let on = render_spec(r#"{"quote": {"enabled": true, "timeoutMs": 300}}"#);
+        let api = main_container(deployment(&on, "demo-api"));
+        assert_eq!(env(api, "QUOTE_URL"), Some("http://demo-analytics:8080"));
+        let p = main_container(deployment(&on, "demo-processing"));
+        assert_eq!(env(p, "QUOTE_URL"), None);
+        let analytics = on
+            .services
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some("demo-analytics"))
+            .unwrap()
+            .spec
+            .clone()
+            .unwrap();
+        assert_eq!(
+            analytics.selector.unwrap()["app.kubernetes.io/component"],
+            "analytics"
+        );
+        assert_eq!(analytics.ports.unwrap()[0].port, 8080);
+        let doc = on.config_maps[0].data.as_ref().unwrap()["lab-config.json"].clone();
+        let quote = tracing_lab_config::LabConfig::parse(&doc).unwrap().quote;
+        assert!(quote.enabled);
+        assert_eq!(quote.timeout_ms, 300);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use std::collections::BTreeMap;
 use tracing_lab_config::contract::{self, HEALTH_PATH, LOADGEN, READY_PATH, env as var};
-use tracing_lab_config::{FILE_NAME, LabConfig, Role};
+use tracing_lab_config::{FILE_NAME, LabConfig, Role, quote};
 
 pub const PORT: i32 = contract::PORT as i32;
 const CONFIG_DIR: &str = "/etc/tracing-lab";
@@ -59,6 +59,12 @@ pub fn api_service(lab: &LabRef, node_port: Option<i32>) -> Service {
     )
 }
 
+/// Service `<lab>-analytics:8080`, where the api asks for quotes (only while `spec.quote` is on).
+pub fn quote_service(lab: &LabRef) -> Service {
+    let name = quote::SERVER.name();
+    service(lab, name, component(name), vec![port("http", PORT)])
+}
+
 /// The Deployment of one of the four services.
 pub fn deployment_(
     lab: &LabRef,
@@ -67,14 +73,25 @@ pub fn deployment_(
     role: Role,
 ) -> Deployment {
     let service = spec.services.get(role);
-    let consumed = serde_json::to_string(&(config.role(role), &config.resource_sampling))
+    // Both ends of the quote hop restart when it changes; the other roles do not read it.
+    let quote = [quote::CLIENT, quote::SERVER]
+        .contains(&role)
+        .then_some(&config.quote);
+    let consumed = serde_json::to_string(&(config.role(role), &config.resource_sampling, quote))
         .expect("settings always serialise");
+    let mut extra_env = Vec::new();
+    if role == quote::CLIENT && config.quote.enabled {
+        extra_env.push(env(
+            var::QUOTE_URL,
+            format!("http://{}:{PORT}", lab.child(quote::SERVER.name())),
+        ));
+    }
     let pod = pod(
         lab,
         spec,
         role.name(),
         spec.sampling.for_role(role),
-        Vec::new(),
+        extra_env,
         resources(service.resources.as_ref(), ("100m", "32Mi"), ("2", "512Mi")),
         READY_PATH,
     );

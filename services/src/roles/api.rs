@@ -1,7 +1,9 @@
-//! The api role: `POST /order` validates, stores the order in Redis and publishes it to `orders`,
-//! answering 202 with the order id once Kafka acknowledged it, 503 when the record surely did not
-//! reach Kafka (the order is removed), and 504 with the order id when Kafka may have it but did
-//! not confirm in time (the order is kept: the stages will process it if it was written).
+//! The api role: `POST /order` validates, asks analytics for a quote when `spec.quote` is on,
+//! stores the order in Redis and publishes it to `orders`, answering 202 with the order id once
+//! Kafka acknowledged it, 503 when the record surely did not reach Kafka (the order is removed),
+//! and 504 with the order id when Kafka may have it but did not confirm in time (the order is
+//! kept: the stages will process it if it was written). Without a quote the order is not taken:
+//! 504, 502 or 503 without an order id, as a gateway whose upstream timed out, failed or was away.
 
 use super::{OrderMessage, Service, now_ms, order_key};
 use crate::kafka::{NotAcknowledged, Written};
@@ -204,6 +206,14 @@ async fn handle(service: &Service, headers: &HeaderMap, body: Body) -> Response 
 
     if let Err(err) = service.step("audit_logging").await {
         return dependency_failed(&err);
+    }
+    if let Some(quote) = &service.quote
+        && let Err(err) = quote.quote(&service.tracer).await
+    {
+        record_exception(&span, "QuoteFailed", &err.to_string());
+        tracing::warn!(order_id = %order.order_id, error = %err, "no quote: the order is not taken");
+        return Rejection::new(err.status(), format!("{err}; the order was not taken"))
+            .into_response();
     }
     service.injected_latency().await;
     if let Some(fault) = service.injected_error() {

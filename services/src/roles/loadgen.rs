@@ -6,6 +6,7 @@
 //! later"), the generator pauses instead of piling up requests, and resumes when an order goes
 //! through.
 
+use crate::http::error_chain;
 use crate::metrics::{Metrics, StatusLabel};
 use crate::propagation::inject_http;
 use crate::spans::{self, ActiveSpan, record_exception};
@@ -29,9 +30,9 @@ const MAX_IN_FLIGHT: usize = 256;
 /// An api that does not accept the connection within this is treated as unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an order may take: the api may legitimately wait `faults.extraLatencyMs` (up to 60 s),
-/// 5 s for Redis and 5 s for Kafka's acknowledgement, plus its simulated work. Giving up earlier
-/// reports as failed an order the api goes on to accept.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(75);
+/// a quote's three lookups (up to 3 × 10 s), 5 s for Redis and 5 s for Kafka's acknowledgement,
+/// plus its simulated work. Giving up earlier reports as failed an order the api goes on to accept.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(110);
 /// How long requests still in flight at shutdown may finish before they are abandoned.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
@@ -180,18 +181,6 @@ fn asks_to_retry_later(status: StatusCode) -> bool {
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT
     )
-}
-
-/// The error and its sources: reqwest's own message hides the cause (refused, reset, timed out).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Pauses after the api failed to take an order, doubling the pause (up to [`MAX_PAUSE`]) while

@@ -8,6 +8,7 @@ pub mod stage;
 use crate::kafka::{self, Delivered, NotAcknowledged, Producer};
 use crate::metrics::{Metrics, WorkloadLabels};
 use crate::propagation::kafka_headers;
+use crate::quote::QuoteClient;
 use crate::resources::ResourceMonitor;
 use crate::spans::{ActiveSpan, record_exception};
 use crate::store::Store;
@@ -54,6 +55,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub producer: Option<Producer>,
+    /// The quote client, in the api when the lab turns the hop on.
+    pub quote: Option<QuoteClient>,
     pub tracer: BoxedTracer,
     pub permanent_errors: Arc<PermanentErrors>,
 }

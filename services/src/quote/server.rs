@@ -1,0 +1,95 @@
+//! Analytics' side: `GET /quote/{part}` answers after `quote.lookupMs`, failing `quote.errorRate`
+//! of the lookups with HTTP 500, each in a server span under the caller's client span.
+
+use crate::metrics::StatusLabel;
+use crate::propagation::extract_http;
+use crate::roles::Service;
+use crate::spans::{ActiveSpan, record_exception};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_semantic_conventions::attribute as semconv;
+use rand::Rng as _;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_lab_config::quote::{PARTS, ROUTE};
+use tracing_lab_config::{QuoteSettings, contract};
+
+#[derive(Clone)]
+struct Quotes {
+    service: Arc<Service>,
+    lookup: Duration,
+    error_rate: f64,
+}
+
+pub fn routes(service: Arc<Service>, settings: &QuoteSettings) -> Router {
+    Router::new().route(ROUTE, get(answer)).with_state(Quotes {
+        service,
+        lookup: Duration::from_millis(settings.lookup_ms),
+        error_rate: settings.error_rate,
+    })
+}
+
+async fn answer(
+    State(quotes): State<Quotes>,
+    Path(part): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let service = &quotes.service;
+    let span = ActiveSpan::start(
+        &service.tracer,
+        format!("GET {ROUTE}"),
+        SpanKind::Server,
+        &service.incoming_context(|| extract_http(&headers)),
+        vec![
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
+            KeyValue::new(semconv::HTTP_ROUTE, ROUTE),
+            KeyValue::new(semconv::URL_PATH, format!("/quote/{part}")),
+            KeyValue::new(semconv::URL_SCHEME, "http"),
+        ],
+    );
+    let status = match PARTS.into_iter().find(|p| *p == part) {
+        None => StatusCode::NOT_FOUND,
+        Some(part) => {
+            span.span().set_attribute(KeyValue::new("quote.part", part));
+            span.within(tokio::time::sleep(quotes.lookup)).await;
+            let error_rate = quotes.error_rate;
+            if error_rate > 0.0 && rand::rng().random::<f64>() < error_rate {
+                let message = format!("injected failure in the {part} lookup (quote.errorRate)");
+                record_exception(&span.span(), contract::INJECTED_FAULT, &message);
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            }
+        }
+    };
+    span.span().set_attribute(KeyValue::new(
+        semconv::HTTP_RESPONSE_STATUS_CODE,
+        i64::from(status.as_u16()),
+    ));
+    if status.is_server_error() {
+        span.span().set_attribute(KeyValue::new(
+            semconv::ERROR_TYPE,
+            status.as_u16().to_string(),
+        ));
+        span.span().set_status(Status::error(status.to_string()));
+    }
+    service
+        .metrics
+        .http_responses
+        .get_or_create(&StatusLabel {
+            status: status.as_u16(),
+        })
+        .inc();
+    let body = match status {
+        StatusCode::OK => json!({ "part": part }),
+        StatusCode::NOT_FOUND => json!({ "error": format!("parts are {}", PARTS.join(", ")) }),
+        _ => json!({ "error": "lookup failed" }),
+    };
+    (status, axum::Json(body)).into_response()
+}
