@@ -419,6 +419,52 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         },
     )
     .await;
+
+    // The synchronous hop ("Extra: a synchronous hop"): once the api and analytics have rolled
+    // out with it, an order is taken only after the api had its quote from analytics, reached by
+    // the Service the operator renders for it, through the cluster's DNS.
+    let mut hop = written("baseline");
+    hop["spec"]["quote"] = json!({"enabled": true});
+    let started = Instant::now();
+    lab.apply(&hop).await.unwrap();
+    for deployment in ["deploy/lab-analytics", "deploy/lab-api"] {
+        lab.kubectl(&["rollout", "status", deployment, "--timeout=120s"])
+            .unwrap();
+    }
+    // The node port follows the new api pod once kube-proxy has its endpoint.
+    let order = eventually(
+        "an order taken by the new api pod",
+        Duration::from_secs(30),
+        || async {
+            lab.post_order("quoted", 1)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        },
+    )
+    .await;
+    let trace = order_trace(&jaeger, &order, 17 + 7, Duration::from_secs(30)).await;
+    let lookups: Vec<&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client && s.name == "GET /quote/{part}")
+        .collect();
+    assert_eq!(lookups.len(), 3, "{trace:#?}");
+    for lookup in lookups {
+        assert_eq!(str_attr(lookup, "server.address"), Some("lab-analytics"));
+        let answers: Vec<&ReceivedSpan> = trace
+            .iter()
+            .filter(|s| s.parent_span_id.as_deref() == Some(lookup.span_id.as_str()))
+            .collect();
+        assert!(
+            answers.len() == 1
+                && answers[0].service_name == "analytics"
+                && answers[0].kind == SpanKind::Server,
+            "{answers:#?}"
+        );
+    }
+    eprintln!(
+        "the quote hop: rolled out and order {order} quoted by analytics in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// One line of `tracing-lab-operator logs`: `<kubelet time> <pod>/<container> <the service's JSON>`.
