@@ -136,8 +136,8 @@ trace-logs: docker ## every log line of the lab in LAB_NAMESPACE that carries TR
 
 # The operator image's `check` subcommand, run the same way: Jaeger through the API server's proxy.
 EXERCISE ?=
-check: docker ## whether EXERCISE's outcome (basic-tracing, severe-oom, fault-injection, broken-propagation) shows in the lab in LAB_NAMESPACE
-	@[ -n "$(EXERCISE)" ] || { echo "EXERCISE=<name> is required: basic-tracing, severe-oom, fault-injection or broken-propagation" >&2; exit 1; }
+check: docker ## whether EXERCISE's outcome (basic-tracing, severe-oom, fault-injection, broken-propagation, synchronous-hop) shows in the lab in LAB_NAMESPACE
+	@[ -n "$(EXERCISE)" ] || { echo "EXERCISE=<name> is required: basic-tracing, severe-oom, fault-injection, broken-propagation or synchronous-hop" >&2; exit 1; }
 	kubeconfig=$$(mktemp) && trap 'rm -f "$$kubeconfig"' EXIT && \
 	kind get kubeconfig --internal --name $(CLUSTER) > "$$kubeconfig" && \
 	docker run --rm --network kind --user "$$(id -u):$$(id -g)" -v "$$kubeconfig:/kubeconfig:ro" -e KUBECONFIG=/kubeconfig \

@@ -13,6 +13,10 @@ pub const CLIENT: Role = Role::Api;
 pub const SERVER: Role = Role::Analytics;
 /// The route the server answers on, as it appears in `http.route` and the spans' names.
 pub const ROUTE: &str = "/quote/{part}";
+/// The span holding one order's lookups, in the client.
+pub const QUOTE_SPAN: &str = "get_quote";
+/// The name of a lookup's spans, client and server alike (`{method} {route}`).
+pub const LOOKUP_SPAN: &str = "GET /quote/{part}";
 /// The lookups of one quote, each one HTTP call.
 pub const PARTS: [&str; 3] = ["price", "stock", "shipping"];
 /// The longest `timeoutMs`: a quote of sequential lookups then takes at most 30 s, which the load
@@ -113,6 +117,11 @@ impl QuoteSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lookup_span_is_named_by_its_method_and_route() {
+        assert_eq!(LOOKUP_SPAN, format!("GET {ROUTE}"));
+    }
 
     #[test]
     fn out_of_range_settings_are_named() {

@@ -996,6 +996,16 @@ async fn workshop_a_synchronous_hop_takes_the_sum_or_the_maximum_of_its_calls_an
             .map(|(_, s)| Quote::ms(s).round())
             .collect::<Vec<_>>(),
     );
+
+    // The student asks the lab the same (`make check EXERCISE=synchronous-hop`).
+    let (done, said) = lab.check("synchronous-hop").unwrap();
+    eprintln!("check: {said}");
+    assert!(
+        done && said.contains("parallel: ")
+            && said.contains("sequential: ")
+            && said.contains("with error.type timeout"),
+        "{said}"
+    );
 }
 
 /// The cost of tracing: processing's figures per message, read with the workshop's

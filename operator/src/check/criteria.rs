@@ -4,7 +4,7 @@
 use super::spans::Span;
 use crate::crd::ComponentStatus;
 use std::collections::{BTreeMap, BTreeSet};
-use tracing_lab_config::{Role, contract};
+use tracing_lab_config::{Role, contract, quote};
 
 /// The exercises whose outcome a lab can be asked about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +17,8 @@ pub enum Exercise {
     FaultInjection,
     /// Extra: a hop that drops the trace context splits each order into two traces there.
     BrokenPropagation,
+    /// Extra: the quote's lookups take their sum or their maximum; a timeout fails the quote.
+    SynchronousHop,
 }
 
 /// Whether the outcome happened, and what shows it (or what to do next).
@@ -177,6 +179,79 @@ pub fn fault_injection(spans: &[Span]) -> Outcome {
     ))
 }
 
+/// Extra, a synchronous hop: each order's quote (its trace's `get_quote` span and the client
+/// spans of its lookups), by how the lookups were made, and the lookups that failed.
+pub fn synchronous_hop(spans: &[Span]) -> Outcome {
+    // `quote.calls` → (get_quote, the lookups' sum, the longest lookup), in ms.
+    let mut made: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    // `error.type` → failed lookups.
+    let mut failed: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failed_quotes = 0;
+    for trace in traces(spans).values() {
+        let Some(quote) = trace.iter().find(|s| s.name == quote::QUOTE_SPAN) else {
+            continue;
+        };
+        let lookups = trace
+            .iter()
+            .filter(|s| s.name == quote::LOOKUP_SPAN && s.service == quote::CLIENT.name());
+        if quote.error {
+            failed_quotes += 1;
+            for lookup in lookups.filter(|l| l.error) {
+                *failed
+                    .entry(lookup.attr("error.type").unwrap_or("unknown"))
+                    .or_default() += 1;
+            }
+            continue;
+        }
+        let ms: Vec<f64> = lookups.map(|l| l.duration_ms()).collect();
+        let calls = quote.attr("quote.calls").unwrap_or("unknown");
+        made.entry(calls).or_default().push((
+            quote.duration_ms(),
+            ms.iter().sum(),
+            ms.iter().copied().fold(0.0, f64::max),
+        ));
+    }
+    if made.is_empty() && failed_quotes == 0 {
+        return Outcome::not_yet(
+            "no get_quote span: apply examples/synchronous-hop.yaml and let its load generator \
+             send orders",
+        );
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let mut says: Vec<String> = made
+        .into_iter()
+        .map(|(calls, quotes)| {
+            let of = |f: fn(&(f64, f64, f64)) -> f64| median(quotes.iter().map(f).collect());
+            format!(
+                "{calls}: {} quotes, get_quote median {:.0} ms for lookups of {:.0} ms in all \
+                 (the longest {:.0} ms)",
+                quotes.len(),
+                of(|q| q.0),
+                of(|q| q.1),
+                of(|q| q.2),
+            )
+        })
+        .collect();
+    if failed_quotes > 0 {
+        let why: Vec<String> = failed
+            .iter()
+            .map(|(kind, n)| format!("{n} with error.type {kind}"))
+            .collect();
+        says.push(format!(
+            "{failed_quotes} quotes failed, their lookups: {}",
+            if why.is_empty() {
+                "none failed".to_owned()
+            } else {
+                why.join(", ")
+            }
+        ));
+    }
+    Outcome::done(says.join("; "))
+}
+
 /// Exercise 5: a component the kernel killed at its memory limit, as the lab's status names it
 /// now, or as its pods' last terminations say (`OOMKilled`).
 pub fn severe_oom(
@@ -289,6 +364,72 @@ mod tests {
         // An error that was not injected is not the exercise's.
         failed.events.clear();
         assert!(!fault_injection(&[failed]).done);
+    }
+
+    #[test]
+    fn quotes_are_told_apart_by_how_their_lookups_were_made() {
+        let quote = |trace: &str, calls: &str, ms: u64, lookups: &[(u64, Option<&str>)]| {
+            let mut spans = vec![Span {
+                trace_id: trace.into(),
+                span_id: format!("{trace}-quote"),
+                service: "api".into(),
+                name: quote::QUOTE_SPAN.into(),
+                error: lookups.iter().any(|(_, e)| e.is_some()),
+                start_unix_nanos: 0,
+                end_unix_nanos: ms * 1_000_000,
+                attributes: [("quote.calls".to_owned(), json!(calls))].into(),
+                events: vec![],
+            }];
+            for (i, (ms, error)) in lookups.iter().enumerate() {
+                let mut attributes = BTreeMap::new();
+                if let Some(kind) = error {
+                    attributes.insert("error.type".to_owned(), json!(kind));
+                }
+                let lookup = Span {
+                    span_id: format!("{trace}-{i}"),
+                    name: quote::LOOKUP_SPAN.into(),
+                    error: error.is_some(),
+                    end_unix_nanos: ms * 1_000_000,
+                    attributes,
+                    ..spans[0].clone()
+                };
+                // Analytics' answer has the same name: it is not the api's lookup.
+                let answer = Span {
+                    service: "analytics".into(),
+                    end_unix_nanos: 1,
+                    ..lookup.clone()
+                };
+                spans.extend([lookup, answer]);
+            }
+            spans
+        };
+        assert!(!synchronous_hop(&order(["t1"; 4], "o-1")).done);
+        let mut spans = quote(
+            "t1",
+            "sequential",
+            310,
+            &[(100, None), (100, None), (105, None)],
+        );
+        spans.extend(quote(
+            "t2",
+            "parallel",
+            106,
+            &[(100, None), (100, None), (105, None)],
+        ));
+        spans.extend(quote(
+            "t3",
+            "parallel",
+            501,
+            &[(501, Some("timeout")), (501, Some("timeout"))],
+        ));
+        let outcome = synchronous_hop(&spans);
+        assert!(outcome.done, "{outcome:?}");
+        assert_eq!(
+            outcome.says,
+            "parallel: 1 quotes, get_quote median 106 ms for lookups of 305 ms in all (the longest \
+             105 ms); sequential: 1 quotes, get_quote median 310 ms for lookups of 305 ms in all \
+             (the longest 105 ms); 1 quotes failed, their lookups: 2 with error.type timeout"
+        );
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub async fn check(
         Exercise::BasicTracing => criteria::basic_tracing(&traced().await?),
         Exercise::BrokenPropagation => criteria::broken_propagation(&traced().await?),
         Exercise::FaultInjection => criteria::fault_injection(&traced().await?),
+        Exercise::SynchronousHop => criteria::synchronous_hop(&traced().await?),
         Exercise::SevereOom => {
             let stored = Api::<TracingLab>::namespaced(client.clone(), namespace)
                 .get(&lab)

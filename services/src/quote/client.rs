@@ -11,10 +11,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use std::time::Duration;
 use tracing_lab_config::QuoteSettings;
-use tracing_lab_config::quote::{Calls, PARTS, ROUTE};
+use tracing_lab_config::quote::{Calls, LOOKUP_SPAN, PARTS, QUOTE_SPAN, ROUTE};
 
-/// The span holding one order's lookups: it lasts their sum or their maximum.
-pub const QUOTE_SPAN: &str = "get_quote";
 /// A quote server that does not accept the connection within this is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -110,7 +108,7 @@ impl QuoteClient {
         let url = format!("{}/quote/{part}", self.base);
         let span = ActiveSpan::start(
             tracer,
-            format!("GET {ROUTE}"),
+            LOOKUP_SPAN,
             SpanKind::Client,
             &Context::current(),
             vec![

@@ -17,7 +17,7 @@ use rand::Rng as _;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing_lab_config::quote::{PARTS, ROUTE};
+use tracing_lab_config::quote::{LOOKUP_SPAN, PARTS, ROUTE};
 use tracing_lab_config::{QuoteSettings, contract};
 
 #[derive(Clone)]
@@ -43,7 +43,7 @@ async fn answer(
     let service = &quotes.service;
     let span = ActiveSpan::start(
         &service.tracer,
-        format!("GET {ROUTE}"),
+        LOOKUP_SPAN,
         SpanKind::Server,
         &service.incoming_context(|| extract_http(&headers)),
         vec![

@@ -12,14 +12,17 @@ use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::message::{Message, OwnedMessage};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tracing_lab_config::{Role, contract};
 
 /// Records a stage's progress on the order's hash; with ARGV[4] = 1 also counts the order as
 /// analysed, the first time only (HSETNX), so redelivered messages are not counted twice.
 /// Only the api creates the hash: when it is gone (expired, Redis lost its data) the script
-/// writes nothing and returns 0.
-const RECORD_PROGRESS: &str = r"
+/// writes nothing and returns 0. Each script is hashed once (`EVALSHA` sends its SHA-1), not once
+/// a message.
+static RECORD_PROGRESS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
@@ -28,11 +31,16 @@ if ARGV[4] == '1' and redis.call('HSETNX', KEYS[1], 'analyzed', 1) == 1 then
   redis.call('INCR', KEYS[2])
 end
 return 1
-";
+",
+    )
+});
 
 /// Marks the order failed on the api's hash, if it still exists (a missing one stays missing).
-const MARK_FAILED: &str =
-    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]) end";
+static MARK_FAILED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]) end",
+    )
+});
 
 /// The span name and steps of a role, as in the original lab.
 pub fn steps(role: Role) -> (&'static str, &'static [&'static str]) {
@@ -201,12 +209,11 @@ async fn process(
     if let Some(fault) = service.injected_error() {
         record_exception(&span, contract::INJECTED_FAULT, &fault.to_string());
         tracing::warn!(order_id = %order.order_id, "injected failure: the order stops here");
-        let mark_failed = redis::Script::new(MARK_FAILED);
         let _: () = service
             .store
             .traced(
                 Call::MARK_FAILED,
-                mark_failed
+                MARK_FAILED
                     .key(&key)
                     .arg(format!("failed_in_{role}"))
                     .invoke_async(&mut redis),
@@ -218,12 +225,11 @@ async fn process(
 
     // One script, so progress and the once-per-order analysed count change together.
     let count_once = i32::from(service.role == Role::Analytics);
-    let record_progress = redis::Script::new(RECORD_PROGRESS);
     let recorded: i32 = service
         .store
         .traced(
             Call::RECORD_PROGRESS,
-            record_progress
+            RECORD_PROGRESS
                 .key(&key)
                 .key(ANALYZED_COUNTER)
                 .arg(format!("{role}_at_ms"))
