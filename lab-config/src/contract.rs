@@ -36,7 +36,8 @@ pub mod env {
     pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
     /// A [`Sampler`](super::Sampler) name.
     pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
-    /// The ratio of the ratio samplers, 0.0 to 1.0.
+    /// The ratio of the ratio samplers, 0.0 to 1.0; for the Jaeger remote samplers,
+    /// `endpoint=URL,pollingIntervalMs=N,initialSamplingRate=R` (see [`super::JaegerRemoteArg`]).
     pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
     /// Milliseconds between two exports of the batch span processor.
     pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
@@ -58,6 +59,12 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// The load generator's name: its subcommand, its `service.name` and its Deployment's suffix.
 pub const LOADGEN: &str = "loadgen";
+
+/// The api's answer to `GET /order/{id}`: an order looked up, a second kind of request that
+/// starts its own traces (sampled per operation by the Jaeger remote sampler).
+pub const ORDER_LOOKUP_SPAN: &str = "get_order";
+/// Its route, as `http.route` names it.
+pub const ORDER_LOOKUP_ROUTE: &str = "/order/{id}";
 
 /// The span `faults.extraLatencyMs` adds to each order, so that the delay shows as such.
 pub const INJECTED_LATENCY_SPAN: &str = "injected_latency";
@@ -94,16 +101,24 @@ pub enum Sampler {
     ParentBasedAlwaysOff,
     #[serde(rename = "parentbased_traceidratio")]
     ParentBasedTraceIdRatio,
+    /// The strategy Jaeger serves for the service (per service, per operation), asked for again
+    /// at an interval, so that it changes without a restart.
+    #[serde(rename = "jaeger_remote")]
+    JaegerRemote,
+    #[serde(rename = "parentbased_jaeger_remote")]
+    ParentBasedJaegerRemote,
 }
 
 impl Sampler {
-    pub const ALL: [Sampler; 6] = [
+    pub const ALL: [Sampler; 8] = [
         Self::AlwaysOn,
         Self::AlwaysOff,
         Self::TraceIdRatio,
         Self::ParentBasedAlwaysOn,
         Self::ParentBasedAlwaysOff,
         Self::ParentBasedTraceIdRatio,
+        Self::JaegerRemote,
+        Self::ParentBasedJaegerRemote,
     ];
 
     /// The `OTEL_TRACES_SAMPLER` value.
@@ -115,12 +130,94 @@ impl Sampler {
             Self::ParentBasedAlwaysOn => "parentbased_always_on",
             Self::ParentBasedAlwaysOff => "parentbased_always_off",
             Self::ParentBasedTraceIdRatio => "parentbased_traceidratio",
+            Self::JaegerRemote => "jaeger_remote",
+            Self::ParentBasedJaegerRemote => "parentbased_jaeger_remote",
         }
+    }
+
+    /// Whether the sampler asks Jaeger for its strategy.
+    pub fn is_remote(self) -> bool {
+        matches!(self, Self::JaegerRemote | Self::ParentBasedJaegerRemote)
     }
 
     /// The sampler named `name` (an `OTEL_TRACES_SAMPLER` value).
     pub fn named(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// The argument of the Jaeger remote samplers, in the specification's form:
+/// `endpoint=URL,pollingIntervalMs=N,initialSamplingRate=R`. The operator renders it, the
+/// services parse it; the specification's gRPC default endpoint is not spoken here, so the
+/// endpoint (Jaeger's HTTP `/sampling`) must be given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JaegerRemoteArg {
+    pub endpoint: String,
+    /// How often the service asks for its strategy again.
+    pub polling_interval: Duration,
+    /// The ratio used until the first answer arrives (and while none can be had).
+    pub initial_sampling_rate: f64,
+}
+
+impl JaegerRemoteArg {
+    /// The specification's defaults for the optional keys.
+    pub const DEFAULT_POLLING_INTERVAL: Duration = Duration::from_secs(60);
+    pub const DEFAULT_INITIAL_SAMPLING_RATE: f64 = 0.001;
+
+    /// Parses the argument; the error says what is wrong, for a message naming the variable.
+    pub fn parse(arg: &str) -> Result<Self, String> {
+        let (mut endpoint, mut polling_interval, mut initial_sampling_rate) = (None, None, None);
+        for pair in arg.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(format!("{pair:?} is not of the form key=value"));
+            };
+            let value = value.trim();
+            match key.trim() {
+                "endpoint" if value.starts_with("http://") || value.starts_with("https://") => {
+                    endpoint = Some(value.to_owned());
+                }
+                "endpoint" => return Err(format!("endpoint {value:?} is not an http(s) URL")),
+                "pollingIntervalMs" => match value.parse::<u64>() {
+                    Ok(ms) if ms > 0 => polling_interval = Some(Duration::from_millis(ms)),
+                    _ => {
+                        return Err(format!(
+                            "pollingIntervalMs {value:?} is not a positive integer"
+                        ));
+                    }
+                },
+                "initialSamplingRate" => match value.parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => initial_sampling_rate = Some(r),
+                    _ => {
+                        return Err(format!(
+                            "initialSamplingRate {value:?} is not between 0.0 and 1.0"
+                        ));
+                    }
+                },
+                other => {
+                    return Err(format!(
+                        "unknown key {other:?}; the keys are endpoint, pollingIntervalMs and initialSamplingRate"
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            endpoint: endpoint.ok_or("endpoint=URL of Jaeger's /sampling is required")?,
+            polling_interval: polling_interval.unwrap_or(Self::DEFAULT_POLLING_INTERVAL),
+            initial_sampling_rate: initial_sampling_rate
+                .unwrap_or(Self::DEFAULT_INITIAL_SAMPLING_RATE),
+        })
+    }
+}
+
+impl std::fmt::Display for JaegerRemoteArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "endpoint={},pollingIntervalMs={},initialSamplingRate={}",
+            self.endpoint,
+            self.polling_interval.as_millis(),
+            self.initial_sampling_rate
+        )
     }
 }
 
@@ -139,5 +236,45 @@ mod tests {
             assert_eq!(Sampler::named(sampler.as_str()), Some(sampler));
         }
         assert_eq!(Sampler::named("sometimes"), None);
+        assert!(Sampler::ParentBasedJaegerRemote.is_remote());
+        assert!(!Sampler::ParentBasedTraceIdRatio.is_remote());
+    }
+
+    #[test]
+    fn the_jaeger_remote_argument_reads_what_it_writes_and_names_what_is_wrong() {
+        let arg = JaegerRemoteArg {
+            endpoint: "http://lab-jaeger-sampling:5778/sampling".into(),
+            polling_interval: Duration::from_secs(10),
+            initial_sampling_rate: 0.5,
+        };
+        assert_eq!(
+            arg.to_string(),
+            "endpoint=http://lab-jaeger-sampling:5778/sampling,pollingIntervalMs=10000,initialSamplingRate=0.5"
+        );
+        assert_eq!(JaegerRemoteArg::parse(&arg.to_string()), Ok(arg));
+        let defaults = JaegerRemoteArg::parse(" endpoint = http://j:5778/sampling ").unwrap();
+        assert_eq!(
+            defaults.polling_interval,
+            JaegerRemoteArg::DEFAULT_POLLING_INTERVAL
+        );
+        assert_eq!(defaults.initial_sampling_rate, 0.001);
+        for (bad, says) in [
+            ("", "endpoint=URL"),
+            ("pollingIntervalMs=5000", "endpoint=URL"),
+            ("endpoint=j:5778", "not an http(s) URL"),
+            ("endpoint=http://j,pollingIntervalMs=0", "pollingIntervalMs"),
+            (
+                "endpoint=http://j,initialSamplingRate=2",
+                "initialSamplingRate",
+            ),
+            ("endpoint=http://j,rate", "key=value"),
+            (
+                "endpoint=http://j,poolingIntervalMs=5",
+                "unknown key \"poolingIntervalMs\"",
+            ),
+        ] {
+            let err = JaegerRemoteArg::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 }

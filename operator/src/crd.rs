@@ -348,6 +348,7 @@ impl Default for JaegerSpec {
 /// collector once a trace is complete).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = remote_needs_a_remote_sampler)]
 pub struct SamplingSpec {
     /// Sampler of every service (`OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`).
     #[serde(default)]
@@ -355,6 +356,10 @@ pub struct SamplingSpec {
     /// Per-service changes to `head`.
     #[serde(default)]
     pub per_service: PerServiceSampling,
+    /// The strategies Jaeger serves to the services that sample with `jaeger_remote` or
+    /// `parentbased_jaeger_remote`. Unset, those services are served `defaultRatio` (1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSampling>,
     /// Tail sampling in the collector.
     #[serde(default)]
     pub tail: TailSampling,
@@ -367,7 +372,8 @@ pub struct HeadSampling {
     /// Sampler name, as in `OTEL_TRACES_SAMPLER`.
     #[serde(default)]
     pub sampler: Sampler,
-    /// Fraction of traces kept by the ratio samplers (0..1); ignored by the others.
+    /// Fraction of traces kept by the ratio samplers (0..1); for the Jaeger remote samplers, the
+    /// fraction until Jaeger's first answer; ignored by the others.
     #[serde(default = "default_ratio")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub ratio: f64,
@@ -416,6 +422,11 @@ pub struct PerServiceSampling {
 }
 
 impl SamplingSpec {
+    /// The strategies Jaeger serves: the lab's, or the defaults.
+    pub fn remote_strategies(&self) -> RemoteSampling {
+        self.remote.clone().unwrap_or_default()
+    }
+
     /// The sampler one role runs with: the lab-wide one changed by the role's override.
     pub fn for_role(&self, role: Role) -> HeadSampling {
         let o = match role {
@@ -430,6 +441,83 @@ impl SamplingSpec {
             ratio: o.ratio.unwrap_or(self.head.ratio),
         }
     }
+}
+
+/// Jaeger's sampling strategies (its remote sampling, from a file the operator renders): each
+/// service asks for its own every `pollIntervalSeconds`, so a change applies without a restart,
+/// once the kubelet has updated Jaeger's copy (up to about a minute).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteSampling {
+    /// Fraction of the traces kept (0..1) for services and operations no rule below names.
+    #[serde(default = "default_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub default_ratio: f64,
+    /// Strategies per service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["service"]))]
+    pub services: Vec<ServiceStrategy>,
+    /// Seconds between two requests of a service for its strategy.
+    #[serde(default = "default_poll_interval_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub poll_interval_seconds: i64,
+}
+
+fn default_poll_interval_seconds() -> i64 {
+    10
+}
+
+impl Default for RemoteSampling {
+    fn default() -> Self {
+        Self {
+            default_ratio: default_ratio(),
+            services: Vec::new(),
+            poll_interval_seconds: default_poll_interval_seconds(),
+        }
+    }
+}
+
+/// One service's strategy: a ratio, with ratios per operation, or a number of traces per second.
+/// It decides where a trace starts in that service; a span with a parent follows its parent
+/// under `parentbased_jaeger_remote`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.tracesPerSecond) || (!has(self.ratio) && !has(self.operations))",
+    "message": "tracesPerSecond limits the whole service: give it without ratio and operations (Jaeger's strategies per operation are ratios)"
+}]))]
+pub struct ServiceStrategy {
+    /// The service (`service.name`).
+    #[schemars(transform = traced_service_name)]
+    pub service: String,
+    /// Fraction of its traces kept (0..1), for operations not named below; `defaultRatio` when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub ratio: Option<f64>,
+    /// At most this many of its traces a second, in each of its pods (Jaeger's rate limiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub traces_per_second: Option<i64>,
+    /// Fractions per operation: the name of the span a trace starts with in this service, such
+    /// as the api's `create_order` (POST /order) and `get_order` (GET /order/{id}), or the load
+    /// generator's `POST`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["operation"]))]
+    pub operations: Vec<OperationStrategy>,
+}
+
+/// The fraction of one operation's traces kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct OperationStrategy {
+    /// The span name.
+    #[schemars(length(min = 1, max = 128))]
+    pub operation: String,
+    /// Fraction of its traces kept (0..1).
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub ratio: f64,
 }
 
 /// Tail sampling: a trace is kept by the first rule that keeps it, tried in the order of the
@@ -603,6 +691,42 @@ const MAX_RESOURCE_NAMES: u32 = 16;
 /// evaluates the rules even when a pattern already failed (and then says so once, by the pattern).
 fn exceeds(a: &str, b: &str) -> String {
     format!("isQuantity({a}) && isQuantity({b}) && quantity({a}).isGreaterThan(quantity({b}))")
+}
+
+/// A name of a service the lab runs: the four roles and the load generator.
+fn traced_service_name(schema: &mut schemars::Schema) {
+    let names: Vec<&str> = Role::ALL
+        .iter()
+        .map(|role| role.name())
+        .chain([contract::LOADGEN])
+        .collect();
+    schema.insert("enum".into(), serde_json::json!(names));
+}
+
+/// Strategies no service asks for would be a setting that silently does nothing.
+fn remote_needs_a_remote_sampler(schema: &mut schemars::Schema) {
+    let remote = |sampler: &str| format!("{sampler}.endsWith('jaeger_remote')");
+    let per_service: Vec<String> = Role::ALL
+        .iter()
+        .map(|role| {
+            let o = format!("self.perService.{}", role.name());
+            format!(
+                "(has({o}) && has({o}.sampler) && {})",
+                remote(&format!("{o}.sampler"))
+            )
+        })
+        .collect();
+    validation(
+        schema,
+        serde_json::json!({
+            "rule": format!(
+                "!has(self.remote) || {} || (has(self.perService) && ({}))",
+                remote("self.head.sampler"),
+                per_service.join(" || ")
+            ),
+            "message": "remote strategies are served only to services whose sampler is jaeger_remote or parentbased_jaeger_remote; set head.sampler or a perService sampler to one of them",
+        }),
+    );
 }
 
 /// Adds a CEL rule the API server checks as the lab is applied.

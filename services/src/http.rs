@@ -1,14 +1,20 @@
 //! The HTTP server every role runs: `GET /health` (the process is alive), `GET /ready` (Kafka and
-//! Redis answer), `GET /metrics` (Prometheus), plus the role's own routes; and how its HTTP
-//! clients report a failed request.
+//! Redis answer), `GET /metrics` (Prometheus), plus the role's own routes; the server span of each
+//! of those requests; and how its HTTP clients report a failed request.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StatusLabel};
+use crate::propagation::extract_http;
+use crate::roles::Service;
+use crate::spans::ActiveSpan;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::future::BoxFuture;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, SpanRef, Status};
+use opentelemetry_semantic_conventions::attribute as semconv;
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +90,55 @@ async fn render_metrics(State(probes): State<Probes>) -> Response {
         probes.metrics.render(),
     )
         .into_response()
+}
+
+/// The server span of one request to a role's route, under the caller's context from `headers`
+/// (unless `faults.dropTraceContext` ignores it), with the HTTP conventions' request attributes.
+pub fn server_span(
+    service: &Service,
+    headers: &HeaderMap,
+    name: &'static str,
+    method: &'static str,
+    route: &'static str,
+    path: String,
+) -> ActiveSpan {
+    ActiveSpan::start(
+        &service.tracer,
+        name,
+        SpanKind::Server,
+        &service.incoming_context(|| extract_http(headers)),
+        vec![
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
+            KeyValue::new(semconv::HTTP_ROUTE, route),
+            KeyValue::new(semconv::URL_PATH, path),
+            KeyValue::new(semconv::URL_SCHEME, "http"),
+        ],
+    )
+}
+
+/// Puts a request's answer on its server span and counts it: the status code; `error.type` for
+/// every 4xx and 5xx, so that Jaeger finds refused requests too; the span failed only on a 5xx,
+/// as the HTTP conventions say (a client's mistake is not the server's error).
+pub fn record_response(span: &SpanRef<'_>, metrics: &Metrics, status: StatusCode) {
+    span.set_attribute(KeyValue::new(
+        semconv::HTTP_RESPONSE_STATUS_CODE,
+        i64::from(status.as_u16()),
+    ));
+    if status.is_client_error() || status.is_server_error() {
+        span.set_attribute(KeyValue::new(
+            semconv::ERROR_TYPE,
+            status.as_u16().to_string(),
+        ));
+    }
+    if status.is_server_error() {
+        span.set_status(Status::error(status.to_string()));
+    }
+    metrics
+        .http_responses
+        .get_or_create(&StatusLabel {
+            status: status.as_u16(),
+        })
+        .inc();
 }
 
 /// The error and its sources: reqwest's own message hides the cause (refused, reset, timed out).

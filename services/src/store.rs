@@ -52,6 +52,8 @@ impl Call {
         script: None,
         batch: Some(2),
     };
+    /// The api reads an order for `GET /order/{id}`.
+    pub const READ_ORDER: Self = Self::command("HGETALL");
     /// The api removes an order Kafka never received.
     pub const REMOVE_ORDER: Self = Self::command("DEL");
     /// A stage records its progress on the order (and analytics counts it once).

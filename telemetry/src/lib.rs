@@ -7,7 +7,8 @@
 //! - a tracer provider built from `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
 //!   `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_ENDPOINT` (unset: no exporter, spans still get
 //!   ids for the logs), `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` | `http/protobuf`),
-//!   `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, exporting through a batch span processor
+//!   `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (the Jaeger remote samplers too, over
+//!   HTTP), exporting through a batch span processor
 //!   (tuned by the standard `OTEL_BSP_*` variables). Invalid values are errors naming the variable;
 //! - the W3C TraceContext + Baggage propagator as the global propagator, and the [`baggage`]
 //!   entries the lab allows set on every span started in their context.
@@ -27,9 +28,10 @@
 pub mod baggage;
 mod logs;
 mod processor;
+mod remote_sampling;
 mod settings;
 
-pub use settings::{Protocol, SettingError, TelemetrySettings};
+pub use settings::{Protocol, SamplerSetting, SettingError, TelemetrySettings};
 
 use anyhow::Context as _;
 use opentelemetry::global;
@@ -39,10 +41,11 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Level;
+use tracing_lab_config::contract::JaegerRemoteArg;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -53,6 +56,8 @@ pub const INSTRUMENTATION_SCOPE: &str = "tracing-lab";
 
 /// How long shutdown waits for the last spans to be exported.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the remote sampler waits for Jaeger's answer before it tries again at its interval.
+const STRATEGY_TIMEOUT: Duration = Duration::from_secs(5);
 
 static SPANS_DROPPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SPANS_RECORDED: AtomicU64 = AtomicU64::new(0);
@@ -192,11 +197,51 @@ fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProv
         }
         None => None,
     };
+    let resource = resource.build();
+    let sampler = match &settings.sampler {
+        SamplerSetting::Local(sampler) => sampler.clone(),
+        SamplerSetting::JaegerRemote { parent_based, arg } => {
+            let remote = jaeger_remote_sampler(&resource, arg)?;
+            if *parent_based {
+                Sampler::ParentBased(Box::new(remote))
+            } else {
+                remote
+            }
+        }
+    };
     Ok(SdkTracerProvider::builder()
-        .with_resource(resource.build())
-        .with_sampler(settings.sampler.clone())
+        .with_resource(resource)
+        .with_sampler(sampler)
         .with_span_processor(processor::LabSpans { export })
         .build())
+}
+
+/// Jaeger's remote sampler for this service: the initial rate decides until Jaeger has answered,
+/// and whenever it cannot be reached.
+fn jaeger_remote_sampler(resource: &Resource, arg: &JaegerRemoteArg) -> anyhow::Result<Sampler> {
+    tokio::runtime::Handle::try_current().map_err(|_| {
+        anyhow::anyhow!("the Jaeger remote sampler needs telemetry to start inside a Tokio runtime")
+    })?;
+    let service = resource
+        .get(&opentelemetry::Key::new(
+            opentelemetry_semantic_conventions::resource::SERVICE_NAME,
+        ))
+        .map(|name| name.to_string())
+        .context("the Jaeger remote sampler needs the service's name")?;
+    let client = reqwest::Client::builder()
+        .timeout(STRATEGY_TIMEOUT)
+        .build()
+        .context("building the remote sampler's HTTP client")?;
+    Sampler::jaeger_remote(
+        opentelemetry_sdk::runtime::Tokio,
+        remote_sampling::JaegerStrategies::new(client),
+        Sampler::TraceIdRatioBased(arg.initial_sampling_rate),
+        service,
+    )
+    .with_endpoint(arg.endpoint.clone())
+    .with_update_interval(arg.polling_interval)
+    .build()
+    .with_context(|| format!("building the Jaeger remote sampler for {}", arg.endpoint))
 }
 
 /// The exporter reads `OTEL_EXPORTER_OTLP_ENDPOINT` itself (appending `/v1/traces` for HTTP).

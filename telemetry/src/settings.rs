@@ -2,7 +2,7 @@
 //! default is an error naming the variable instead.
 
 use opentelemetry_sdk::trace::Sampler;
-use tracing_lab_config::contract::{Sampler as SamplerName, env};
+use tracing_lab_config::contract::{JaegerRemoteArg, Sampler as SamplerName, env};
 
 /// Transport of the OTLP span exporter (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +22,21 @@ pub struct TelemetrySettings {
     /// `Some` when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific variable) is set;
     /// the exporter reads the endpoint itself.
     pub exporter: Option<Protocol>,
-    pub sampler: Sampler,
+    pub sampler: SamplerSetting,
+}
+
+/// The sampler `init` installs.
+#[derive(Clone, Debug)]
+pub enum SamplerSetting {
+    /// One of the SDK's samplers that decide alone.
+    Local(Sampler),
+    /// Jaeger's remote sampler: asks Jaeger for the service's strategy, at once and then at the
+    /// interval; it needs the service's name and a runtime, so `init` builds it.
+    JaegerRemote {
+        /// Whether a span with a parent follows the parent's decision (`parentbased_…`).
+        parent_based: bool,
+        arg: JaegerRemoteArg,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -127,7 +141,7 @@ fn check_resource_attributes(value: &str) -> Result<bool, SettingError> {
     Ok(names_service)
 }
 
-fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, SettingError> {
+fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<SamplerSetting, SettingError> {
     let ratio = || -> Result<f64, SettingError> {
         // A missing argument means 1.0 (specification); a wrong one is an error.
         let Some(arg) = arg else { return Ok(1.0) };
@@ -152,15 +166,23 @@ fn parse_sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, Setti
             )
         })?,
     };
+    let remote = |parent_based: bool| -> Result<SamplerSetting, SettingError> {
+        let arg = arg.unwrap_or_default();
+        let arg = JaegerRemoteArg::parse(arg)
+            .map_err(|reason| invalid(env::OTEL_TRACES_SAMPLER_ARG, arg, reason))?;
+        Ok(SamplerSetting::JaegerRemote { parent_based, arg })
+    };
     let parent_based = |root: Sampler| Sampler::ParentBased(Box::new(root));
-    Ok(match named {
+    Ok(SamplerSetting::Local(match named {
         SamplerName::AlwaysOn => Sampler::AlwaysOn,
         SamplerName::AlwaysOff => Sampler::AlwaysOff,
         SamplerName::TraceIdRatio => Sampler::TraceIdRatioBased(ratio()?),
         SamplerName::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
         SamplerName::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
         SamplerName::ParentBasedTraceIdRatio => parent_based(Sampler::TraceIdRatioBased(ratio()?)),
-    })
+        SamplerName::JaegerRemote => return remote(false),
+        SamplerName::ParentBasedJaegerRemote => return remote(true),
+    }))
 }
 
 #[cfg(test)]
@@ -210,7 +232,17 @@ mod tests {
             ),
             (
                 vec![("OTEL_TRACES_SAMPLER", "jaeger_remote")],
-                "OTEL_TRACES_SAMPLER",
+                "OTEL_TRACES_SAMPLER_ARG",
+            ),
+            (
+                vec![
+                    ("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote"),
+                    (
+                        "OTEL_TRACES_SAMPLER_ARG",
+                        "endpoint=http://j:5778/sampling,rate=1",
+                    ),
+                ],
+                "OTEL_TRACES_SAMPLER_ARG",
             ),
             (
                 vec![
@@ -249,7 +281,25 @@ mod tests {
         let s = settings(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")]).unwrap();
         assert!(format!("{:?}", s.sampler).contains("ParentBased(TraceIdRatioBased(1.0))"));
         let s = settings(&[("OTEL_TRACES_SAMPLER", "always_off")]).unwrap();
-        assert!(matches!(s.sampler, Sampler::AlwaysOff));
+        assert!(matches!(
+            s.sampler,
+            SamplerSetting::Local(Sampler::AlwaysOff)
+        ));
+        let s = settings(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote"),
+            (
+                "OTEL_TRACES_SAMPLER_ARG",
+                "endpoint=http://j:5778/sampling,pollingIntervalMs=2000,initialSamplingRate=0.5",
+            ),
+        ])
+        .unwrap();
+        let SamplerSetting::JaegerRemote { parent_based, arg } = s.sampler else {
+            panic!("{:?}", s.sampler)
+        };
+        assert!(parent_based);
+        assert_eq!(arg.endpoint, "http://j:5778/sampling");
+        assert_eq!(arg.polling_interval, std::time::Duration::from_secs(2));
+        assert_eq!(arg.initial_sampling_rate, 0.5);
     }
 
     #[test]

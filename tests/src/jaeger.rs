@@ -25,7 +25,7 @@ pub struct TraceBackend {
     jaeger: ChildProcess,
     query: JaegerQuery,
     otlp: String,
-    _root: TempDir,
+    root: TempDir,
 }
 
 impl TraceBackend {
@@ -53,11 +53,16 @@ impl TraceBackend {
                 "http://{}",
                 loopback.address(collector::COLLECTOR.suffix, collector::OTLP_GRPC_PORT)?
             ),
-            _root: root,
+            root,
         })
     }
 
     /// The Collector's OTLP/gRPC endpoint, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// Where `component` (Jaeger or the Collector) keeps its volumes, as [`kubelet::run`] made them.
+    pub fn folder(&self, component: &str) -> std::path::PathBuf {
+        self.root.path().join(component)
+    }
+
     pub fn otlp_endpoint(&self) -> &str {
         &self.otlp
     }

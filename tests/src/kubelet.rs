@@ -100,7 +100,7 @@ impl Prepared {
     }
 
     /// Container `container` of pod number `replica` of `component`, named `<workload>-<replica>`.
-    /// ConfigMap volumes get their files, with addresses rewritten; emptyDirs and a StatefulSet's
+    /// ConfigMap volumes get their files (see [`config_map_files`]); emptyDirs and a StatefulSet's
     /// claims are folders owned the way the kubelet makes them (group `fsGroup`, setgid, writable
     /// by all). A folder already there keeps what it holds.
     pub fn of_replica(
@@ -145,17 +145,8 @@ impl Prepared {
                 volumes.push((mount.mount_path.clone(), local));
                 continue;
             };
-            if let Some(source) = &volume.config_map {
-                let map = children
-                    .config_maps
-                    .iter()
-                    .find(|m| m.metadata.name.as_deref() == Some(source.name.as_str()))
-                    .with_context(|| {
-                        format!("{component}: ConfigMap {} not rendered", source.name)
-                    })?;
-                for (file, text) in map.data.iter().flatten() {
-                    std::fs::write(local.join(file), loopback.rewrite(component, text))?;
-                }
+            if volume.config_map.is_some() {
+                // Written once every volume is known: a file may name a path in another volume.
             } else if volume.empty_dir.is_some() {
                 kubelet_owned(&local, &security)?;
             } else {
@@ -182,6 +173,9 @@ impl Prepared {
                 .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
             volumes,
         };
+        for (path, text) in config_map_files(children, loopback, component, spec, found, root)? {
+            std::fs::write(path, text)?;
+        }
         prepared.env = container_env(found, &prepared.pod)?
             .into_iter()
             .map(|(k, v)| (k, prepared.map_paths(&loopback.rewrite(component, &v))))
@@ -204,36 +198,9 @@ impl Prepared {
             .map(|(_, local)| local.as_path())
     }
 
-    /// `text` with each volume's mount path (as a whole path, at the start of a word or a value)
-    /// replaced by its folder, in one pass so that a replacement is never mapped again.
+    /// `text` with the container's mount paths replaced by their folders (see [`map_paths`]).
     pub fn map_paths(&self, text: &str) -> String {
-        let mut mounts: Vec<(&str, String)> = self
-            .volumes
-            .iter()
-            .map(|(m, local)| (m.as_str(), local.display().to_string()))
-            .collect();
-        mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
-        let mut out = String::new();
-        let mut rest = text;
-        let mut at_boundary = true;
-        while let Some(c) = rest.chars().next() {
-            let found = mounts.iter().find(|(m, _)| {
-                at_boundary
-                    && rest.strip_prefix(m).is_some_and(|after| {
-                        after.is_empty() || after.starts_with(['/', ',', ' ', ':'])
-                    })
-            });
-            if let Some((mount, local)) = found {
-                out.push_str(local);
-                rest = &rest[mount.len()..];
-                at_boundary = false;
-                continue;
-            }
-            out.push(c);
-            at_boundary = matches!(c, '=' | ' ' | ',' | ':');
-            rest = &rest[c.len_utf8()..];
-        }
-        out
+        map_paths(&self.volumes, text)
     }
 
     /// `program` with `leading` arguments, then the container's; a clean environment holding only
@@ -364,6 +331,106 @@ impl Readiness {
             Self::Exec(command) => bail!("exec probes are not run here: {command:?}"),
         }
     }
+}
+
+/// `text` with each volume's mount path (as a whole path, at the start of a word or a value)
+/// replaced by its folder, in one pass so that a replacement is never mapped again.
+fn map_paths(volumes: &[(String, PathBuf)], text: &str) -> String {
+    let mut mounts: Vec<(&str, String)> = volumes
+        .iter()
+        .map(|(m, local)| (m.as_str(), local.display().to_string()))
+        .collect();
+    mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+    let mut out = String::new();
+    let mut rest = text;
+    let mut at_boundary = true;
+    while let Some(c) = rest.chars().next() {
+        let found = mounts.iter().find(|(m, _)| {
+            at_boundary
+                && rest.strip_prefix(m).is_some_and(|after| {
+                    after.is_empty() || after.starts_with(['/', ',', ' ', ':'])
+                })
+        });
+        if let Some((mount, local)) = found {
+            out.push_str(local);
+            rest = &rest[mount.len()..];
+            at_boundary = false;
+            continue;
+        }
+        out.push(c);
+        at_boundary = matches!(c, '=' | ' ' | ',' | ':');
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The files of `container`'s ConfigMap volumes in `root` (each volume a folder named after it),
+/// as the program there reads them: addresses rewritten to this lab's local ports, and the mount
+/// paths of its volumes to their folders.
+fn config_map_files(
+    children: &Children,
+    loopback: &Loopback,
+    component: &str,
+    spec: &PodSpec,
+    container: &Container,
+    root: &Path,
+) -> Result<Vec<(PathBuf, String)>> {
+    let mounts = container.volume_mounts.iter().flatten();
+    let volumes: Vec<(String, PathBuf)> = mounts
+        .clone()
+        .map(|m| (m.mount_path.clone(), root.join(&m.name)))
+        .collect();
+    let mut files = Vec::new();
+    for mount in mounts {
+        let source = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .and_then(|v| v.config_map.as_ref());
+        let Some(source) = source else { continue };
+        let map = children
+            .config_maps
+            .iter()
+            .find(|m| m.metadata.name.as_deref() == Some(source.name.as_str()))
+            .with_context(|| format!("{component}: ConfigMap {} not rendered", source.name))?;
+        for (file, text) in map.data.iter().flatten() {
+            let text = map_paths(&volumes, &loopback.rewrite(component, text));
+            files.push((root.join(&mount.name).join(file), text));
+        }
+    }
+    Ok(files)
+}
+
+/// What the kubelet does when a mounted ConfigMap (not a subPath) changes: the files of
+/// `component`'s container in `root` (prepared by [`Prepared::of`]) that differ from the
+/// ConfigMaps in `children` are replaced, each whole, so that a program reading it never sees
+/// half a file. The files replaced.
+pub fn update_config_maps(
+    children: &Children,
+    loopback: &Loopback,
+    component: &str,
+    container: &str,
+    root: &Path,
+) -> Result<Vec<PathBuf>> {
+    let (_, _, template) = workload(children, component)?;
+    let spec = template.spec.as_ref().context("a template without a pod")?;
+    let found = spec
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .with_context(|| format!("{component} has no container {container}"))?;
+    let mut replaced = Vec::new();
+    for (path, text) in config_map_files(children, loopback, component, spec, found, root)? {
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        let next = path.with_extension("next");
+        std::fs::write(&next, text)?;
+        std::fs::rename(&next, &path)?;
+        replaced.push(path);
+    }
+    Ok(replaced)
 }
 
 /// The name, namespace and pod template of `component`'s workload.

@@ -7,7 +7,8 @@
 //! was applied. It follows each service Deployment: `kubectl scale` starts and stops pods (SIGTERM,
 //! within the pod's grace period), a changed pod template replaces them, and readiness, as the
 //! probes define it, goes back into the Deployment's status, where the operator reads it. Kafka,
-//! Redis, Jaeger and the Collector run once, as the lab first rendered them.
+//! Redis, Jaeger and the Collector run once, as the lab first rendered them; a change to a
+//! ConfigMap Jaeger or the Collector mounts reaches their files, as the kubelet's update does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,9 @@ use tokio::task::JoinHandle;
 use tracing_lab_config::Role;
 use tracing_lab_operator::TracingLab;
 use tracing_lab_operator::render::common::INSTANCE;
-use tracing_lab_operator::render::{Children, kafka, services};
+use tracing_lab_operator::render::{Children, collector, jaeger, kafka, services};
 
-use crate::kubelet::{Loopback, Prepared, Readiness};
+use crate::kubelet::{self, Loopback, Prepared, Readiness};
 use crate::process::{ChildProcess, project_binary};
 use crate::{KafkaBroker, RedisServer, TestCluster, TraceBackend, assets, poll, ports};
 
@@ -107,6 +108,10 @@ impl AppliedLab {
             loopback: loopback.clone(),
             binary: project_binary("tracing-lab-service")?,
             pods: BTreeMap::new(),
+            config_folders: [jaeger::JAEGER.suffix, collector::COLLECTOR.suffix]
+                .into_iter()
+                .map(|c| (c.to_owned(), traces.folder(c)))
+                .collect(),
         };
         Ok(LabRunner {
             kubelet: tokio::spawn(kubelet.run()),
@@ -194,11 +199,16 @@ impl LabRunner {
         self.service_url(Role::Api)
     }
 
+    /// `127.0.0.1:PORT` where `component`'s container port `port` listens here.
+    pub fn address(&self, component: &str, port: i32) -> Result<String> {
+        self.loopback.address(component, port)
+    }
+
     /// The address of the first pod of `role` (`/metrics`, `/ready`; the api's `POST /order`).
     pub fn service_url(&self, role: Role) -> Result<String> {
         Ok(format!(
             "http://{}",
-            self.loopback.address(role.name(), services::PORT)?
+            self.address(role.name(), services::PORT)?
         ))
     }
 
@@ -364,6 +374,9 @@ struct Kubelet {
     binary: PathBuf,
     /// Deployment name → its pods by index.
     pods: BTreeMap<String, BTreeMap<usize, Pod>>,
+    /// Component → the folder of the infrastructure pod started before, whose mounted ConfigMaps
+    /// follow their changes as the kubelet's do.
+    config_folders: BTreeMap<String, PathBuf>,
 }
 
 impl Kubelet {
@@ -399,6 +412,18 @@ impl Kubelet {
                 continue;
             };
             if is_infrastructure(&component) {
+                if let Some(folder) = self.config_folders.get(&component) {
+                    let replaced = kubelet::update_config_maps(
+                        &children,
+                        &self.loopback,
+                        &component,
+                        &component,
+                        folder,
+                    )?;
+                    for file in replaced {
+                        eprintln!("kubelet stand-in: {component}: {} updated", file.display());
+                    }
+                }
                 self.report_infrastructure(deployment).await?;
                 continue;
             }

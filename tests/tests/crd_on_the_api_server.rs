@@ -323,6 +323,14 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
             "{quote: {enabled: true, timeoutMs: 20000}}",
             "spec.quote.timeoutMs: Invalid value: 20000",
         ),
+        (
+            "{sampling: {remote: {services: [{service: api, ratio: 0.5}]}}}",
+            "spec.sampling: Invalid value: remote strategies are served only to services whose sampler is jaeger_remote or parentbased_jaeger_remote",
+        ),
+        (
+            "{sampling: {head: {sampler: parentbased_jaeger_remote}, remote: {services: [{service: loadgen, tracesPerSecond: 5, operations: [{operation: POST, ratio: 1}]}]}}}",
+            "spec.sampling.remote.services[0]: Invalid value: tracesPerSecond limits the whole service",
+        ),
         // A malformed quantity is named once, by its pattern, not again by a rule.
         (
             "{collector: {resources: {requests: {memory: lots}, limits: {memory: 1Gi}}}}",
@@ -344,6 +352,13 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         refused.contains(
             r#".spec.sampling.tail.keepAttributes: duplicate entries for key [key="customer.tier"]"#
         ),
+        "{refused}"
+    );
+    // A strategy for a service the lab does not run would never be asked for.
+    let spec = "{sampling: {head: {sampler: parentbased_jaeger_remote}, remote: {services: [{service: billing, ratio: 0.5}]}}}";
+    let refused = apply(&cluster, "refused", spec).expect_err(spec);
+    assert!(
+        refused.contains(r#"spec.sampling.remote.services[0].service: Unsupported value: "billing": supported values: "api", "processing", "notification", "analytics", "loadgen""#),
         "{refused}"
     );
     // At the bounds, in units that differ but agree, or with nothing to compare, it runs.
@@ -377,6 +392,14 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         (
             "quote",
             "{quote: {enabled: true, calls: Parallel, timeoutMs: 10000, lookupMs: 60000, errorRate: 1}}",
+        ),
+        (
+            "remote-per-operation",
+            "{sampling: {head: {sampler: parentbased_jaeger_remote}, remote: {defaultRatio: 0, pollIntervalSeconds: 3600, services: [{service: api, operations: [{operation: get_order, ratio: 0.1}, {operation: create_order, ratio: 1}]}, {service: loadgen, tracesPerSecond: 10000}]}}}",
+        ),
+        (
+            "remote-one-service",
+            "{sampling: {perService: {analytics: {sampler: jaeger_remote}}, remote: {}}}",
         ),
         (
             "tail-budget",

@@ -29,7 +29,7 @@ fn root() -> PathBuf {
 }
 
 /// The workshop's order: the baseline first, then the exercises.
-const EXAMPLES: [&str; 12] = [
+const EXAMPLES: [&str; 13] = [
     "baseline",
     "head-of-line-blocking",
     "scaled-consumers",
@@ -38,6 +38,7 @@ const EXAMPLES: [&str; 12] = [
     "tail-sampling",
     "tail-sampling-budget",
     "head-sampling",
+    "remote-sampling",
     "fault-injection",
     "broken-propagation",
     "synchronous-hop",
@@ -74,11 +75,20 @@ fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(v, |v, k| v.get(k))
 }
 
-/// Numbers compare by value: `2` written in YAML may come back as `2.0` from a float field.
+/// Numbers compare by value, in lists and their maps too: `2` written in YAML may come back as
+/// `2.0` from a float field.
 fn same(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
+    match (a, b) {
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, x)| b.get(k).is_some_and(|y| same(x, y)))
+        }
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
     }
 }
 
@@ -486,25 +496,32 @@ fn utilisation_follows_rate_cost_errors_and_consumers() {
 
 #[test]
 fn lost_fields_are_detected() {
-    let written = serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}, "e": 2});
+    let written = serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}, "e": 2, "f": [{"r": 1}]});
     assert!(
         lost(
             &written,
-            &serde_json::json!({"a": {"b": 1.0, "c": [1, 2], "d": {}}, "e": 2})
+            &serde_json::json!({"a": {"b": 1.0, "c": [1, 2.0], "d": {}}, "e": 2, "f": [{"r": 1.0}]})
         )
         .is_empty()
     );
     assert_eq!(
         lost(
             &written,
-            &serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}})
+            &serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}, "e": 2, "f": [{"r": 1, "s": 2}]})
+        ),
+        vec![r#".f = [{"r":1}]"#]
+    );
+    assert_eq!(
+        lost(
+            &written,
+            &serde_json::json!({"a": {"b": 1, "c": [1, 2], "d": {}}, "f": [{"r": 1}]})
         ),
         vec![".e = 2"]
     );
     assert_eq!(
         lost(
             &written,
-            &serde_json::json!({"a": {"c": [1], "d": {}}, "e": 2})
+            &serde_json::json!({"a": {"c": [1], "d": {}}, "e": 2, "f": [{"r": 1}]})
         )
         .len(),
         2

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tracing_lab_config::contract;
+use tracing_lab_config::{Role, contract};
 use tracing_lab_telemetry::baggage::CUSTOMER_TIER;
 use tracing_lab_tests::otlp::{ReceivedSpan, by_trace};
 use tracing_lab_tests::poll::{eventually, settled};
@@ -613,6 +613,224 @@ async fn workshop_head_sampling_keeps_whole_traces_at_the_ratio_and_plain_ratio_
     assert!(
         within(whole as f64 / orders as f64, ratio, orders),
         "whole traces {whole} of {orders}"
+    );
+}
+
+/// Exercise 7, remote and per-operation sampling: each service asks Jaeger for its strategy, and
+/// each rule keeps its share of the traces that start under it: every order sent by hand
+/// (`create_order`), one lookup in ten (`get_order`), a fifth of the load generator's orders; and
+/// the services after them follow, so the load generator's kept orders are whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serves() {
+    let lab = ready_lab("remote", "remote-sampling").await;
+    let remote = written("remote-sampling")["spec"]["sampling"]["remote"].clone();
+    let ratio_of = |service: &str, operation: Option<&str>| {
+        let rule = remote["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == service)
+            .unwrap();
+        let ratio = match operation {
+            Some(op) => rule["operations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["operation"] == op)
+                .unwrap()["ratio"]
+                .clone(),
+            None => rule["ratio"].clone(),
+        };
+        ratio.as_f64().unwrap()
+    };
+    let (order_ratio, lookup_ratio, loadgen_ratio) = (
+        ratio_of("api", Some(Role::Api.order_span())),
+        ratio_of("api", Some(contract::ORDER_LOOKUP_SPAN)),
+        ratio_of(contract::LOADGEN, None),
+    );
+    // Jaeger serves what the spec says, to whoever asks (as the services do).
+    let sampling = format!(
+        "http://{}/sampling?service=api",
+        lab.address(
+            "jaeger",
+            tracing_lab_operator::render::jaeger::SAMPLING_PORT
+        )
+        .unwrap()
+    );
+    let served: Value = reqwest::get(&sampling).await.unwrap().json().await.unwrap();
+    eprintln!("Jaeger serves the api: {served}");
+    let per_operation = &served["operationSampling"]["perOperationStrategies"];
+    assert!(
+        per_operation.as_array().unwrap().iter().any(|o| {
+            o["operation"] == contract::ORDER_LOOKUP_SPAN
+                && o["probabilisticSampling"]["samplingRate"] == lookup_ratio
+        }),
+        "{served}"
+    );
+    // Each service asked once as it started, perhaps before Jaeger answered: one interval more and
+    // every one holds its strategy.
+    let poll = Duration::from_secs(remote["pollIntervalSeconds"].as_u64().unwrap());
+    tokio::time::sleep(poll + Duration::from_secs(2)).await;
+
+    let http = reqwest::Client::new();
+    let api = lab.api_url().unwrap();
+    let from = unix_ms();
+    let (mut by_hand, mut lookups) = (BTreeSet::new(), 0);
+    for i in 0..20 {
+        let (status, body) = post_order_with(&http, &api, &format!("by-hand-{i}"), 1, &[])
+            .await
+            .unwrap();
+        assert_eq!(status, 202, "{body}");
+        let id = body["order_id"].as_str().unwrap().to_owned();
+        for _ in 0..10 {
+            let found = http.get(format!("{api}/order/{id}")).send().await.unwrap();
+            assert_eq!(found.status(), 200);
+            let order: Value = found.json().await.unwrap();
+            assert_eq!(order["order_id"], id.as_str());
+            assert_eq!(order["item"], format!("by-hand-{i}"));
+            lookups += 1;
+        }
+        by_hand.insert(id);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let until = unix_ms();
+    let spans = settled_spans(&lab, from, until).await;
+    let orders = stored_orders(&lab, from, until).await;
+    let roots = |name: &str| -> Vec<&ReceivedSpan> {
+        spans
+            .iter()
+            .filter(|s| s.name == name && s.parent_span_id.is_none())
+            .filter(|s| (from..until).contains(&(s.start_unix_nanos / 1_000_000)))
+            .collect()
+    };
+    let hand_kept = roots(Role::Api.order_span())
+        .iter()
+        .filter(|s| str_attr(s, "order.id").is_some_and(|id| by_hand.contains(id)))
+        .count();
+    let lookups_kept = roots(contract::ORDER_LOOKUP_SPAN).len();
+    let loadgen_sent = orders.iter().filter(|o| !by_hand.contains(&o.id)).count();
+    let traces = by_trace(&spans);
+    let loadgen_kept: Vec<&Vec<ReceivedSpan>> = roots("POST")
+        .iter()
+        .filter(|s| s.service_name == contract::LOADGEN)
+        .map(|s| &traces[&s.trace_id])
+        .collect();
+    let whole = loadgen_kept
+        .iter()
+        .filter(|t| {
+            Role::ALL
+                .iter()
+                .all(|r| t.iter().any(|s| s.name == r.order_span()))
+        })
+        .count();
+    eprintln!(
+        "{:.0} s: orders by hand {hand_kept}/{} kept ({order_ratio}), lookups {lookups_kept}/{lookups} \
+         ({lookup_ratio}), the load generator's orders {}/{loadgen_sent} ({loadgen_ratio}), {whole} \
+         of them whole",
+        (until - from) as f64 / 1000.0,
+        by_hand.len(),
+        loadgen_kept.len()
+    );
+    // A share of n draws at ratio p lies within 4 standard deviations of p.
+    let within = |kept: usize, n: usize, p: f64| {
+        let share = kept as f64 / n as f64;
+        (share - p).abs() <= 4.0 * (p * (1.0 - p) / n as f64).sqrt() + 0.01
+    };
+    assert_eq!(hand_kept, by_hand.len(), "create_order at {order_ratio}");
+    assert!(
+        within(lookups_kept, lookups, lookup_ratio),
+        "{lookups_kept} of {lookups} lookups kept, ratio {lookup_ratio}"
+    );
+    assert!(
+        loadgen_sent >= 40,
+        "{loadgen_sent} orders from the load generator"
+    );
+    assert!(
+        within(loadgen_kept.len(), loadgen_sent, loadgen_ratio),
+        "{} of {loadgen_sent} load generator orders kept, ratio {loadgen_ratio}",
+        loadgen_kept.len()
+    );
+    assert_eq!(
+        whole,
+        loadgen_kept.len(),
+        "every kept order's trace is whole"
+    );
+    // No order of the load generator's that it dropped was recorded further on.
+    let api_orders = roots(Role::Api.order_span()).len() + loadgen_kept.len();
+    let recorded = spans
+        .iter()
+        .filter(|s| s.name == Role::Api.order_span())
+        .filter(|s| (from..until).contains(&(s.start_unix_nanos / 1_000_000)))
+        .count();
+    assert!(
+        recorded <= api_orders,
+        "{recorded} create_order spans, {api_orders} kept orders"
+    );
+
+    // The exercise's last step: every lookup kept, applied while everything runs.
+    let answered = || lab.metric(Role::Api, "http_responses_total", r#"status="200""#);
+    let before = answered().await.unwrap();
+    let mut manifest = written("remote-sampling");
+    for rule in manifest["spec"]["sampling"]["remote"]["services"]
+        .as_array_mut()
+        .unwrap()
+    {
+        for op in rule["operations"].as_array_mut().into_iter().flatten() {
+            if op["operation"] == contract::ORDER_LOOKUP_SPAN {
+                op["ratio"] = json!(1.0);
+            }
+        }
+    }
+    lab.apply(&manifest).unwrap();
+    let changed = std::time::Instant::now();
+    eventually(
+        "Jaeger serving get_order at 1",
+        Duration::from_secs(60),
+        || async {
+            let served: Value = reqwest::get(&sampling)
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let rate = served["operationSampling"]["perOperationStrategies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["operation"] == contract::ORDER_LOOKUP_SPAN)
+                .map(|o| o["probabilisticSampling"]["samplingRate"].clone());
+            (rate == Some(json!(1.0)))
+                .then_some(())
+                .ok_or(format!("{rate:?}"))
+        },
+    )
+    .await;
+    let served_after = changed.elapsed();
+    tokio::time::sleep(poll + Duration::from_secs(2)).await;
+    let id = by_hand.first().unwrap();
+    let from = unix_ms();
+    for _ in 0..20 {
+        let found = http.get(format!("{api}/order/{id}")).send().await.unwrap();
+        assert_eq!(found.status(), 200);
+    }
+    let until = unix_ms();
+    let spans = settled_spans(&lab, from, until).await;
+    let kept = spans
+        .iter()
+        .filter(|s| s.name == contract::ORDER_LOOKUP_SPAN && s.parent_span_id.is_none())
+        .filter(|s| (from..until).contains(&(s.start_unix_nanos / 1_000_000)))
+        .count();
+    let after = answered().await.unwrap();
+    eprintln!(
+        "changed to 1: Jaeger served it {:.1} s after the apply; then 20 lookups, {kept} kept; \
+         the api answered {before} lookups and orders before, {after} after (no restart)",
+        served_after.as_secs_f64()
+    );
+    assert_eq!(kept, 20, "every lookup kept after the change");
+    assert_eq!(
+        after,
+        before + 20.0,
+        "the api kept running: its counters went on"
     );
 }
 

@@ -130,7 +130,7 @@ pub fn service_(lab: &LabRef) -> Service {
 
 pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> Deployment {
     let config = config(lab, tail);
-    let (config_v, config_m) = config_volume(lab.child(CONFIG_MAP), "/etc/otelcol");
+    let (config_v, config_m) = config_volume("config", lab.child(CONFIG_MAP), "/etc/otelcol");
     let (tmp_v, tmp_m) = tmp();
     let mut c = container(
         "collector",

@@ -203,11 +203,11 @@ pub fn tmp() -> (Volume, VolumeMount) {
     scratch("tmp", "/tmp")
 }
 
-/// A ConfigMap as the read-only volume `config`: the volume and its mount.
-pub fn config_volume(config_map: String, path: &str) -> (Volume, VolumeMount) {
+/// A ConfigMap as a read-only volume: the volume and its mount.
+pub fn config_volume(volume: &str, config_map: String, path: &str) -> (Volume, VolumeMount) {
     (
         Volume {
-            name: "config".to_string(),
+            name: volume.to_string(),
             config_map: Some(ConfigMapVolumeSource {
                 name: config_map,
                 ..Default::default()
@@ -215,7 +215,7 @@ pub fn config_volume(config_map: String, path: &str) -> (Volume, VolumeMount) {
             ..Default::default()
         },
         VolumeMount {
-            name: "config".to_string(),
+            name: volume.to_string(),
             mount_path: path.to_string(),
             read_only: Some(true),
             ..Default::default()

@@ -153,6 +153,7 @@ pub fn render(lab: &LabRef, valid: &ValidatedLab) -> Children {
         config_maps: vec![
             services::config_map(lab, &config),
             jaeger::config_map(lab, &spec.jaeger),
+            jaeger::strategies_config_map(lab, &spec.sampling.remote_strategies()),
             collector::config_map(lab, &spec.sampling.tail),
         ],
         services: svcs,
@@ -210,7 +211,12 @@ mod tests {
         let c = render_spec("{}");
         assert_eq!(
             names(&c.config_maps),
-            ["demo-config", "demo-jaeger-config", "demo-collector-config"]
+            [
+                "demo-config",
+                "demo-jaeger-config",
+                "demo-jaeger-sampling",
+                "demo-collector-config"
+            ]
         );
         assert_eq!(
             names(&c.services),
@@ -220,6 +226,7 @@ mod tests {
                 "demo-redis",
                 "demo-jaeger",
                 "demo-jaeger-otlp",
+                "demo-jaeger-sampling",
                 "demo-collector",
                 "demo-api"
             ]
@@ -654,6 +661,77 @@ mod tests {
         assert_eq!(
             doc["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"],
             1234
+        );
+    }
+
+    #[test]
+    fn remote_sampling_serves_the_spec_strategies_and_points_the_services_at_them() {
+        let spec = r#"{"sampling": {
+            "head": {"sampler": "parentbased_jaeger_remote", "ratio": 0.5},
+            "perService": {"processing": {"sampler": "parentbased_always_on"}},
+            "remote": {"defaultRatio": 0.2, "pollIntervalSeconds": 7, "services": [
+                {"service": "api", "operations": [{"operation": "get_order", "ratio": 0.1}]},
+                {"service": "loadgen", "tracesPerSecond": 3}]}}}"#;
+        let c = render_spec(spec);
+        let api = main_container(deployment(&c, "demo-api"));
+        assert_eq!(
+            env(api, "OTEL_TRACES_SAMPLER"),
+            Some("parentbased_jaeger_remote")
+        );
+        assert_eq!(
+            env(api, "OTEL_TRACES_SAMPLER_ARG"),
+            Some(
+                "endpoint=http://demo-jaeger-sampling:5778/sampling,pollingIntervalMs=7000,initialSamplingRate=0.5"
+            )
+        );
+        let processing = main_container(deployment(&c, "demo-processing"));
+        assert_eq!(env(processing, "OTEL_TRACES_SAMPLER_ARG"), Some("0.5"));
+
+        let strategies = c
+            .config_maps
+            .iter()
+            .find(|m| m.metadata.name.as_deref() == Some("demo-jaeger-sampling"))
+            .unwrap()
+            .data
+            .as_ref()
+            .unwrap()["strategies.json"]
+            .clone();
+        let doc: serde_json::Value = serde_json::from_str(&strategies).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "default_strategy": {"type": "probabilistic", "param": 0.2},
+                "service_strategies": [
+                    {"service": "api", "type": "probabilistic", "param": 0.2,
+                     "operation_strategies": [
+                        {"operation": "get_order", "type": "probabilistic", "param": 0.1}]},
+                    {"service": "loadgen", "type": "ratelimiting", "param": 3}]
+            })
+        );
+        // The strategies change without restarting Jaeger: its pod hashes only its config.
+        let jaeger_hash = |c: &Children| {
+            template(deployment(c, "demo-jaeger"))
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .clone()
+        };
+        assert_eq!(jaeger_hash(&c), jaeger_hash(&render_spec("{}")));
+        let jaeger = main_container(deployment(&c, "demo-jaeger"));
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(&jaeger::config(&Default::default())).unwrap();
+        assert_eq!(
+            doc["extensions"]["remote_sampling"]["file"]["path"],
+            "/etc/jaeger-sampling/strategies.json"
+        );
+        assert!(
+            jaeger
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == "/etc/jaeger-sampling" && m.sub_path.is_none())
         );
     }
 

@@ -6,6 +6,7 @@ use super::common::{
     LabRef, RunAs, config_volume, container, container_port, env, hash, http_probe, pod_spec,
     resources, tmp,
 };
+use super::jaeger::{SAMPLING_PORT, SAMPLING_SUFFIX};
 use super::kafka::{CLIENT_PORT as KAFKA_PORT, KAFKA};
 use super::redis::{PORT as REDIS_PORT, REDIS};
 use super::workload::{Component, deployment, port, service};
@@ -15,7 +16,10 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements, Service,
 };
 use std::collections::BTreeMap;
-use tracing_lab_config::contract::{self, HEALTH_PATH, LOADGEN, READY_PATH, env as var};
+use std::time::Duration;
+use tracing_lab_config::contract::{
+    self, HEALTH_PATH, JaegerRemoteArg, LOADGEN, READY_PATH, env as var,
+};
 use tracing_lab_config::{FILE_NAME, LabConfig, Role, quote};
 
 pub const PORT: i32 = contract::PORT as i32;
@@ -165,7 +169,10 @@ fn contract_env(
         ),
         env(var::OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
         env(var::OTEL_TRACES_SAMPLER, sampling.sampler.as_str()),
-        env(var::OTEL_TRACES_SAMPLER_ARG, sampling.ratio.to_string()),
+        env(
+            var::OTEL_TRACES_SAMPLER_ARG,
+            sampler_arg(lab, spec, sampling),
+        ),
         env(
             var::OTEL_BSP_SCHEDULE_DELAY,
             contract::SPAN_EXPORT_INTERVAL.as_millis().to_string(),
@@ -197,6 +204,24 @@ fn contract_env(
     ]
 }
 
+/// The ratio; for the Jaeger remote samplers, where Jaeger serves the strategies, how often to
+/// ask, and the ratio until the first answer.
+fn sampler_arg(lab: &LabRef, spec: &TracingLabSpec, sampling: &HeadSampling) -> String {
+    if !sampling.sampler.is_remote() {
+        return sampling.ratio.to_string();
+    }
+    let poll = spec.sampling.remote_strategies().poll_interval_seconds;
+    JaegerRemoteArg {
+        endpoint: format!(
+            "http://{}:{SAMPLING_PORT}/sampling",
+            lab.child(SAMPLING_SUFFIX)
+        ),
+        polling_interval: Duration::from_secs(poll.max(1) as u64),
+        initial_sampling_rate: sampling.ratio,
+    }
+    .to_string()
+}
+
 fn pod(
     lab: &LabRef,
     spec: &TracingLabSpec,
@@ -206,7 +231,7 @@ fn pod(
     resources: ResourceRequirements,
     readiness_path: &str,
 ) -> PodSpec {
-    let (config_v, config_m) = config_volume(lab.child(CONFIG_MAP), CONFIG_DIR);
+    let (config_v, config_m) = config_volume("config", lab.child(CONFIG_MAP), CONFIG_DIR);
     let (tmp_v, tmp_m) = tmp();
     let image = spec.image.clone().unwrap_or_else(default_image);
     let mut c = container(role, &image, spec.image_pull_policy.as_str());

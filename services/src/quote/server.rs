@@ -1,18 +1,15 @@
 //! Analytics' side: `GET /quote/{part}` answers after `quote.lookupMs`, failing `quote.errorRate`
 //! of the lookups with HTTP 500, each in a server span under the caller's client span.
 
-use crate::metrics::StatusLabel;
-use crate::propagation::extract_http;
+use crate::http::{record_response, server_span};
 use crate::roles::Service;
-use crate::spans::{ActiveSpan, record_exception};
+use crate::spans::record_exception;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry_semantic_conventions::attribute as semconv;
 use rand::Rng as _;
 use serde_json::json;
 use std::sync::Arc;
@@ -41,17 +38,13 @@ async fn answer(
     headers: HeaderMap,
 ) -> Response {
     let service = &quotes.service;
-    let span = ActiveSpan::start(
-        &service.tracer,
+    let span = server_span(
+        service,
+        &headers,
         LOOKUP_SPAN,
-        SpanKind::Server,
-        &service.incoming_context(|| extract_http(&headers)),
-        vec![
-            KeyValue::new(semconv::HTTP_REQUEST_METHOD, "GET"),
-            KeyValue::new(semconv::HTTP_ROUTE, ROUTE),
-            KeyValue::new(semconv::URL_PATH, format!("/quote/{part}")),
-            KeyValue::new(semconv::URL_SCHEME, "http"),
-        ],
+        "GET",
+        ROUTE,
+        format!("/quote/{part}"),
     );
     let status = match PARTS.into_iter().find(|p| *p == part) {
         None => StatusCode::NOT_FOUND,
@@ -68,24 +61,7 @@ async fn answer(
             }
         }
     };
-    span.span().set_attribute(KeyValue::new(
-        semconv::HTTP_RESPONSE_STATUS_CODE,
-        i64::from(status.as_u16()),
-    ));
-    if status.is_server_error() {
-        span.span().set_attribute(KeyValue::new(
-            semconv::ERROR_TYPE,
-            status.as_u16().to_string(),
-        ));
-        span.span().set_status(Status::error(status.to_string()));
-    }
-    service
-        .metrics
-        .http_responses
-        .get_or_create(&StatusLabel {
-            status: status.as_u16(),
-        })
-        .inc();
+    record_response(&span.span(), &service.metrics, status);
     let body = match status {
         StatusCode::OK => json!({ "part": part }),
         StatusCode::NOT_FOUND => json!({ "error": format!("parts are {}", PARTS.join(", ")) }),

@@ -4,24 +4,25 @@
 //! and 504 with the order id when Kafka may have it but did not confirm in time (the order is
 //! kept: the stages will process it if it was written). Without a quote the order is not taken:
 //! 504, 502 or 503 without an order id, as a gateway whose upstream timed out, failed or was away.
+//! `GET /order/{id}` answers what Redis holds of an order, in a trace of its own.
 
 use super::{OrderMessage, Service, now_ms, order_key};
+use crate::http::{record_response, server_span};
 use crate::kafka::{NotAcknowledged, Written};
-use crate::metrics::StatusLabel;
-use crate::propagation::extract_http;
 use crate::spans::{ActiveSpan, record_exception};
 use crate::store::Call;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
+use axum::routing::{get, post};
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_semantic_conventions::attribute as semconv;
+use redis::AsyncCommands as _;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing_lab_config::{Role, contract};
 
@@ -114,7 +115,72 @@ pub fn validate(content_type: Option<&str>, body: &[u8]) -> Result<NewOrder, Rej
 pub fn routes(service: Arc<Service>) -> Router {
     Router::new()
         .route("/order", post(create_order))
+        .route(contract::ORDER_LOOKUP_ROUTE, get(get_order))
         .with_state(service)
+}
+
+/// `GET /order/{id}`: the order as Redis holds it (its fields and how far it got), from one read.
+async fn get_order(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    // Only a well-formed id reaches the span: the path is the client's input.
+    let id = uuid::Uuid::parse_str(&id).ok();
+    let path = id.map_or_else(
+        || contract::ORDER_LOOKUP_ROUTE.to_owned(),
+        |id| format!("/order/{id}"),
+    );
+    let span = server_span(
+        &service,
+        &headers,
+        contract::ORDER_LOOKUP_SPAN,
+        "GET",
+        contract::ORDER_LOOKUP_ROUTE,
+        path,
+    );
+    let response = span.within(look_up(&service, id)).await;
+    record_response(&span.span(), &service.metrics, response.status());
+    response
+}
+
+async fn look_up(service: &Service, id: Option<uuid::Uuid>) -> Response {
+    let Some(id) = id else {
+        return Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "an order id is the UUID that POST /order answered",
+        )
+        .into_response();
+    };
+    let order_id = id.to_string();
+    Context::current()
+        .span()
+        .set_attribute(KeyValue::new("order.id", order_id.clone()));
+    let mut redis = service.store.connection();
+    let read: redis::RedisResult<BTreeMap<String, String>> = service
+        .store
+        .traced(Call::READ_ORDER, redis.hgetall(order_key(&order_id)))
+        .await;
+    match read {
+        Err(err) => {
+            record_exception(&Context::current().span(), "RedisError", &err.to_string());
+            tracing::error!(error = %err, "reading the order failed");
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "order store unavailable; retry later",
+            )
+            .into_response()
+        }
+        Ok(fields) if fields.is_empty() => Rejection::new(
+            StatusCode::NOT_FOUND,
+            format!("no order {order_id}: never taken, or older than a day"),
+        )
+        .into_response(),
+        Ok(mut fields) => {
+            fields.insert("order_id".to_owned(), order_id);
+            (StatusCode::OK, axum::Json(fields)).into_response()
+        }
+    }
 }
 
 async fn create_order(
@@ -122,41 +188,16 @@ async fn create_order(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let span = ActiveSpan::start(
-        &service.tracer,
+    let span = server_span(
+        &service,
+        &headers,
         Role::Api.order_span(),
-        SpanKind::Server,
-        &service.incoming_context(|| extract_http(&headers)),
-        vec![
-            KeyValue::new(semconv::HTTP_REQUEST_METHOD, "POST"),
-            KeyValue::new(semconv::HTTP_ROUTE, "/order"),
-            KeyValue::new(semconv::URL_PATH, "/order"),
-            KeyValue::new(semconv::URL_SCHEME, "http"),
-        ],
+        "POST",
+        "/order",
+        "/order".to_owned(),
     );
     let response = span.within(handle(&service, &headers, body)).await;
-    let status = response.status();
-    span.span().set_attribute(KeyValue::new(
-        semconv::HTTP_RESPONSE_STATUS_CODE,
-        i64::from(status.as_u16()),
-    ));
-    if status.is_client_error() || status.is_server_error() {
-        span.span().set_attribute(KeyValue::new(
-            semconv::ERROR_TYPE,
-            status.as_u16().to_string(),
-        ));
-    }
-    if status.is_server_error() {
-        // Server errors mark the span failed (HTTP conventions); client errors do not.
-        span.span().set_status(Status::error(status.to_string()));
-    }
-    service
-        .metrics
-        .http_responses
-        .get_or_create(&StatusLabel {
-            status: status.as_u16(),
-        })
-        .inc();
+    record_response(&span.span(), &service.metrics, response.status());
     response
 }
 
