@@ -201,24 +201,46 @@ fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProv
     let sampler = match &settings.sampler {
         SamplerSetting::Local(sampler) => sampler.clone(),
         SamplerSetting::JaegerRemote { parent_based, arg } => {
-            let remote = jaeger_remote_sampler(&resource, arg)?;
-            if *parent_based {
+            let served = remote_sampling::Served::default();
+            let remote = jaeger_remote_sampler(&resource, arg, served.clone())?;
+            let sampler = if *parent_based {
                 Sampler::ParentBased(Box::new(remote))
             } else {
                 remote
-            }
+            };
+            return Ok(provider(
+                resource,
+                remote_sampling::Reporting {
+                    sampler,
+                    served,
+                    initial: arg.initial_sampling_rate,
+                },
+                export,
+            ));
         }
     };
-    Ok(SdkTracerProvider::builder()
+    Ok(provider(resource, sampler, export))
+}
+
+fn provider(
+    resource: Resource,
+    sampler: impl opentelemetry_sdk::trace::ShouldSample + 'static,
+    export: Option<BatchSpanProcessor>,
+) -> SdkTracerProvider {
+    SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(sampler)
         .with_span_processor(processor::LabSpans { export })
-        .build())
+        .build()
 }
 
 /// Jaeger's remote sampler for this service: the initial rate decides until Jaeger has answered,
 /// and whenever it cannot be reached.
-fn jaeger_remote_sampler(resource: &Resource, arg: &JaegerRemoteArg) -> anyhow::Result<Sampler> {
+fn jaeger_remote_sampler(
+    resource: &Resource,
+    arg: &JaegerRemoteArg,
+    served: remote_sampling::Served,
+) -> anyhow::Result<Sampler> {
     tokio::runtime::Handle::try_current().map_err(|_| {
         anyhow::anyhow!("the Jaeger remote sampler needs telemetry to start inside a Tokio runtime")
     })?;
@@ -234,7 +256,7 @@ fn jaeger_remote_sampler(resource: &Resource, arg: &JaegerRemoteArg) -> anyhow::
         .context("building the remote sampler's HTTP client")?;
     Sampler::jaeger_remote(
         opentelemetry_sdk::runtime::Tokio,
-        remote_sampling::JaegerStrategies::new(client),
+        remote_sampling::JaegerStrategies::new(client, served),
         Sampler::TraceIdRatioBased(arg.initial_sampling_rate),
         service,
     )

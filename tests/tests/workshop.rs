@@ -755,6 +755,20 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
         loadgen_kept.len(),
         "every kept order's trace is whole"
     );
+    // Each kept root span names the rule that kept it, as Jaeger's own clients do.
+    let named = |spans: &[&ReceivedSpan], ratio: f64| {
+        spans.iter().all(|s| {
+            str_attr(s, "sampler.type") == Some("probabilistic")
+                && num_attr(s, "sampler.param") == Some(ratio)
+        })
+    };
+    assert!(named(&roots(contract::ORDER_LOOKUP_SPAN), lookup_ratio));
+    assert!(named(&roots(Role::Api.order_span()), order_ratio));
+    let loadgen_roots: Vec<&ReceivedSpan> = roots("POST")
+        .into_iter()
+        .filter(|s| s.service_name == contract::LOADGEN)
+        .collect();
+    assert!(named(&loadgen_roots, loadgen_ratio));
     // No order of the load generator's that it dropped was recorded further on.
     let api_orders = roots(Role::Api.order_span()).len() + loadgen_kept.len();
     let recorded = spans
@@ -805,7 +819,8 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
     )
     .await;
     let served_after = changed.elapsed();
-    tokio::time::sleep(poll + Duration::from_secs(2)).await;
+    // Jaeger serves it now; each service has asked again within one interval (two for margin).
+    tokio::time::sleep(2 * poll).await;
     let id = by_hand.first().unwrap();
     let from = unix_ms();
     for _ in 0..20 {
@@ -825,7 +840,26 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
          the api had answered {before} lookups before, {after} after (no restart)",
         served_after.as_secs_f64()
     );
-    assert_eq!(kept, 20, "every lookup kept after the change");
+    let kept_at: Vec<u64> = spans
+        .iter()
+        .filter(|s| s.name == contract::ORDER_LOOKUP_SPAN && s.parent_span_id.is_none())
+        .map(|s| (s.start_unix_nanos / 1_000_000).saturating_sub(from))
+        .filter(|ms| *ms < until - from)
+        .collect();
+    assert_eq!(
+        kept,
+        20,
+        "every lookup kept after the change; kept at {kept_at:?} ms of {} ms",
+        until - from
+    );
+    assert!(
+        spans
+            .iter()
+            .filter(|s| s.name == contract::ORDER_LOOKUP_SPAN && s.parent_span_id.is_none())
+            .filter(|s| (from..until).contains(&(s.start_unix_nanos / 1_000_000)))
+            .all(|s| num_attr(s, "sampler.param") == Some(1.0)),
+        "the lookups name the new ratio"
+    );
     assert_eq!(
         after,
         before + 20.0,
