@@ -234,8 +234,8 @@ fn provider(
         .build()
 }
 
-/// Jaeger's remote sampler for this service: the initial rate decides until Jaeger has answered,
-/// and whenever it cannot be reached.
+/// Jaeger's remote sampler for this service: the initial rate decides until Jaeger has first
+/// answered, its last answer after that.
 fn jaeger_remote_sampler(
     resource: &Resource,
     arg: &JaegerRemoteArg,
