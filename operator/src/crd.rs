@@ -478,15 +478,12 @@ impl Default for RemoteSampling {
     }
 }
 
-/// One service's strategy: a ratio, with ratios per operation, or a number of traces per second.
-/// It decides where a trace starts in that service; a span with a parent follows its parent
-/// under `parentbased_jaeger_remote`.
+/// One service's strategy: a ratio, with ratios per operation. It decides where a trace starts in
+/// that service; a span with a parent follows its parent under `parentbased_jaeger_remote`.
+/// (Jaeger's rate limiting strategy is not offered: the services' SDK refills its bucket only
+/// after a whole second without a trace, so above one trace a second it keeps none.)
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!has(self.tracesPerSecond) || (!has(self.ratio) && !has(self.operations))",
-    "message": "tracesPerSecond limits the whole service: give it without ratio and operations (Jaeger's strategies per operation are ratios)"
-}]))]
 pub struct ServiceStrategy {
     /// The service (`service.name`).
     #[schemars(transform = traced_service_name)]
@@ -496,10 +493,6 @@ pub struct ServiceStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub ratio: Option<f64>,
-    /// At most this many of its traces a second, in each of its pods (Jaeger's rate limiting).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub traces_per_second: Option<i64>,
     /// Fractions per operation: the name of the span a trace starts with in this service, such
     /// as the api's `create_order` (POST /order) and `get_order` (GET /order/{id}), or the load
     /// generator's `POST`.

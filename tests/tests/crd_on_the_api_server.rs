@@ -327,10 +327,6 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
             "{sampling: {remote: {services: [{service: api, ratio: 0.5}]}}}",
             "spec.sampling: Invalid value: remote strategies are served only to services whose sampler is jaeger_remote or parentbased_jaeger_remote",
         ),
-        (
-            "{sampling: {head: {sampler: parentbased_jaeger_remote}, remote: {services: [{service: loadgen, tracesPerSecond: 5, operations: [{operation: POST, ratio: 1}]}]}}}",
-            "spec.sampling.remote.services[0]: Invalid value: tracesPerSecond limits the whole service",
-        ),
         // A malformed quantity is named once, by its pattern, not again by a rule.
         (
             "{collector: {resources: {requests: {memory: lots}, limits: {memory: 1Gi}}}}",
@@ -395,7 +391,7 @@ async fn what_could_never_run_is_refused_at_apply_naming_the_field() {
         ),
         (
             "remote-per-operation",
-            "{sampling: {head: {sampler: parentbased_jaeger_remote}, remote: {defaultRatio: 0, pollIntervalSeconds: 3600, services: [{service: api, operations: [{operation: get_order, ratio: 0.1}, {operation: create_order, ratio: 1}]}, {service: loadgen, tracesPerSecond: 10000}]}}}",
+            "{sampling: {head: {sampler: parentbased_jaeger_remote}, remote: {defaultRatio: 0, pollIntervalSeconds: 3600, services: [{service: api, operations: [{operation: get_order, ratio: 0.1}, {operation: create_order, ratio: 1}]}, {service: loadgen, ratio: 0}]}}}",
         ),
         (
             "remote-one-service",

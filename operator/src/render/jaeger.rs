@@ -91,17 +91,14 @@ pub fn config_map(lab: &LabRef, spec: &JaegerSpec) -> ConfigMap {
 }
 
 /// Jaeger's strategies file (the format of its `file` strategy provider): a default, and per
-/// service a ratio with ratios per operation, or a rate of traces.
+/// service a ratio with ratios per operation.
 pub fn strategies(remote: &RemoteSampling) -> String {
     let probabilistic = |ratio: f64| json!({"type": "probabilistic", "param": ratio});
     let services: Vec<_> = remote
         .services
         .iter()
         .map(|s| {
-            let mut strategy = match s.traces_per_second {
-                Some(rate) => json!({"type": "ratelimiting", "param": rate}),
-                None => probabilistic(s.ratio.unwrap_or(remote.default_ratio)),
-            };
+            let mut strategy = probabilistic(s.ratio.unwrap_or(remote.default_ratio));
             strategy["service"] = json!(s.service);
             if !s.operations.is_empty() {
                 strategy["operation_strategies"] = s

@@ -671,7 +671,7 @@ mod tests {
             "perService": {"processing": {"sampler": "parentbased_always_on"}},
             "remote": {"defaultRatio": 0.2, "pollIntervalSeconds": 7, "services": [
                 {"service": "api", "operations": [{"operation": "get_order", "ratio": 0.1}]},
-                {"service": "loadgen", "tracesPerSecond": 3}]}}}"#;
+                {"service": "loadgen", "ratio": 0.3}]}}}"#;
         let c = render_spec(spec);
         let api = main_container(deployment(&c, "demo-api"));
         assert_eq!(
@@ -705,7 +705,7 @@ mod tests {
                     {"service": "api", "type": "probabilistic", "param": 0.2,
                      "operation_strategies": [
                         {"operation": "get_order", "type": "probabilistic", "param": 0.1}]},
-                    {"service": "loadgen", "type": "ratelimiting", "param": 3}]
+                    {"service": "loadgen", "type": "probabilistic", "param": 0.3}]
             })
         );
         // The strategies change without restarting Jaeger: its pod hashes only its config.
