@@ -480,8 +480,9 @@ impl Default for RemoteSampling {
 
 /// One service's strategy: a ratio, with ratios per operation. It decides where a trace starts in
 /// that service; a span with a parent follows its parent under `parentbased_jaeger_remote`.
-/// (Jaeger's rate limiting strategy is not offered: the services' SDK refills its bucket only
-/// after a whole second without a trace, so above one trace a second it keeps none.)
+/// (Jaeger's rate limiting strategy is not offered: the services' SDK adds to its bucket only
+/// when a whole second has passed since its last decision, so once its first 100 traces are
+/// spent, above one new trace a second it keeps none.)
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStrategy {
