@@ -691,9 +691,10 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
             lookups += 1;
         }
         by_hand.insert(id);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
-    let until = unix_ms();
+    // The last request's span may start in the millisecond the window ends.
+    let until = unix_ms() + 1;
     let spans = settled_spans(&lab, from, until).await;
     let orders = stored_orders(&lab, from, until).await;
     let roots = |name: &str| -> Vec<&ReceivedSpan> {
@@ -742,7 +743,7 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
         "{lookups_kept} of {lookups} lookups kept, ratio {lookup_ratio}"
     );
     assert!(
-        loadgen_sent >= 40,
+        loadgen_sent >= 30,
         "{loadgen_sent} orders from the load generator"
     );
     assert!(
@@ -827,7 +828,8 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
         let found = http.get(format!("{api}/order/{id}")).send().await.unwrap();
         assert_eq!(found.status(), 200);
     }
-    let until = unix_ms();
+    // The last request's span may start in the millisecond the window ends.
+    let until = unix_ms() + 1;
     let spans = settled_spans(&lab, from, until).await;
     let kept = spans
         .iter()
@@ -840,18 +842,7 @@ async fn workshop_remote_sampling_keeps_each_operation_at_the_ratio_jaeger_serve
          the api had answered {before} lookups before, {after} after (no restart)",
         served_after.as_secs_f64()
     );
-    let kept_at: Vec<u64> = spans
-        .iter()
-        .filter(|s| s.name == contract::ORDER_LOOKUP_SPAN && s.parent_span_id.is_none())
-        .map(|s| (s.start_unix_nanos / 1_000_000).saturating_sub(from))
-        .filter(|ms| *ms < until - from)
-        .collect();
-    assert_eq!(
-        kept,
-        20,
-        "every lookup kept after the change; kept at {kept_at:?} ms of {} ms",
-        until - from
-    );
+    assert_eq!(kept, 20, "every lookup kept after the change");
     assert!(
         spans
             .iter()
