@@ -108,6 +108,7 @@ impl AppliedLab {
             loopback: loopback.clone(),
             binary: project_binary("tracing-lab-service")?,
             pods: BTreeMap::new(),
+            stopping: BTreeMap::new(),
             config_folders: [jaeger::JAEGER.suffix, collector::COLLECTOR.suffix]
                 .into_iter()
                 .map(|c| (c.to_owned(), traces.folder(c)))
@@ -374,6 +375,8 @@ struct Kubelet {
     binary: PathBuf,
     /// Deployment name → its pods by index.
     pods: BTreeMap<String, BTreeMap<usize, Pod>>,
+    /// (Deployment name, pod index) → the pod of an old template or beyond the replicas, stopping.
+    stopping: BTreeMap<(String, usize), JoinHandle<()>>,
     /// Component → the folder of the infrastructure pod started before, whose mounted ConfigMaps
     /// follow their changes as the kubelet's do.
     config_folders: BTreeMap<String, PathBuf>,
@@ -443,10 +446,22 @@ impl Kubelet {
                 .collect();
             for index in leaving {
                 if let Some(pod) = running.remove(&index) {
-                    tokio::spawn(pod.stop());
+                    self.stopping
+                        .insert((name.clone(), index), tokio::spawn(pod.stop()));
                 }
             }
             for index in 0..wanted {
+                // Its successor starts once the pod it replaces has stopped: pod 0 listens on the
+                // same local port (on a node each pod has its own address).
+                let key = (name.clone(), index);
+                if self
+                    .stopping
+                    .get(&key)
+                    .is_some_and(|stop| !stop.is_finished())
+                {
+                    continue;
+                }
+                self.stopping.remove(&key);
                 if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(index) {
                     slot.insert(self.start_pod(&children, &component, index, &template)?);
                 }
