@@ -76,8 +76,10 @@ images: docker ## build the operator and service images (one Dockerfile, one sha
 	docker build $$attest $(DOCKER_BUILD_FLAGS) --target operator -t $(OPERATOR_IMAGE) . && \
 	docker build $$attest $(DOCKER_BUILD_FLAGS) --target service -t $(SERVICE_IMAGE) .
 
-# The images a lab of $(LAB) runs: ours, and the upstream ones the operator names.
-LAB_IMAGES = upstream=$$(docker run --rm -i $(OPERATOR_IMAGE) images -f - < $(LAB) | grep -v '^tracing-lab-service:') && \
+# The images a lab of $(LAB) or of any example runs, so that every exercise's lab starts after one
+# `make lab`: ours, and the upstream ones the operator names.
+LAB_IMAGES = upstream=$$(for lab in $(LAB) examples/*.yaml; do echo ---; cat "$$lab"; done | \
+	  docker run --rm -i $(OPERATOR_IMAGE) images -f - | grep -v '^tracing-lab-service:') && \
 	images="$(OPERATOR_IMAGE) $(SERVICE_IMAGE) $$upstream"
 
 bundle: images ## one archive of every image a lab needs (BUNDLE=file), for `make lab BUNDLE=file` where the network is poor

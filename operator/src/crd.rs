@@ -104,6 +104,11 @@ pub struct TracingLabSpec {
     /// sampling runs here.
     #[serde(default)]
     pub collector: ComponentSpec,
+    /// Request rate, errors and duration percentiles per service and operation (RED metrics),
+    /// derived from the spans by the collector and kept in a Prometheus the lab runs: Jaeger's
+    /// Monitor tab. Off by default.
+    #[serde(default)]
+    pub span_metrics: SpanMetricsSpec,
     /// Head sampling in the services and tail sampling in the collector.
     #[serde(default)]
     pub sampling: SamplingSpec,
@@ -339,6 +344,46 @@ impl Default for JaegerSpec {
         Self {
             image: None,
             max_traces: default_max_traces(),
+            resources: None,
+        }
+    }
+}
+
+/// RED metrics from spans: the collector's `spanmetrics` connector counts every span the services
+/// export (before tail sampling) into a Prometheus server, which Jaeger's Monitor tab queries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanMetricsSpec {
+    /// Run Prometheus and derive the metrics. Off by default: it adds a pod (requests 50m CPU /
+    /// 128Mi) to every lab, and the Monitor tab is one exercise's tool.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Container image of Prometheus; defaults to a pinned `prom/prometheus` image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), extend("pattern" = IMAGE_REFERENCE))]
+    pub image: Option<String>,
+    /// How long Prometheus keeps the metrics, in hours.
+    #[serde(default = "default_retention_hours")]
+    #[schemars(range(min = 1, max = 168))]
+    pub retention_hours: i64,
+    /// Prometheus's container resources; defaults to requests 50m CPU / 128Mi, limits 1 CPU /
+    /// 512Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = resource_requirements)]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A workshop day.
+fn default_retention_hours() -> i64 {
+    12
+}
+
+impl Default for SpanMetricsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            image: None,
+            retention_hours: default_retention_hours(),
             resources: None,
         }
     }

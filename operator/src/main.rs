@@ -30,6 +30,7 @@ enum Command {
     /// Print every container image a lab runs, one per line (to pull them once for a class).
     Images {
         /// The lab's manifest (`-` reads standard input); without it, a lab with the default spec.
+        /// Several labs, as YAML documents separated by `---`, print the images of all of them.
         #[arg(short = 'f', long = "filename", value_name = "LAB.yaml")]
         file: Option<std::path::PathBuf>,
     },
@@ -214,10 +215,11 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
     Ok(outcome.done)
 }
 
-/// The images of the lab in `file` (or of a default lab), as the operator would render it.
+/// The images of the labs in `file` (or of a default lab), as the operator would render them,
+/// sorted, each once.
 fn lab_images(file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
-    let spec: tracing_lab_operator::TracingLabSpec = match file {
-        None => Default::default(),
+    let specs: Vec<tracing_lab_operator::TracingLabSpec> = match file {
+        None => vec![Default::default()],
         Some(path) => {
             let text = if path == std::path::Path::new("-") {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -225,20 +227,26 @@ fn lab_images(file: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
                 std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?
             };
-            let lab: TracingLab = serde_saphyr::from_str(&text)
+            let labs: Vec<TracingLab> = serde_saphyr::from_str_multiple(&text)
                 .with_context(|| format!("{} is not a TracingLab", path.display()))?;
-            lab.spec
+            anyhow::ensure!(!labs.is_empty(), "{} holds no TracingLab", path.display());
+            labs.into_iter().map(|lab| lab.spec).collect()
         }
     };
-    // Names do not change images: render under placeholders, with the uid owner references need.
-    let mut lab = TracingLab::new("lab", spec);
-    lab.metadata.namespace = Some("default".into());
-    lab.metadata.uid = Some("images".into());
-    let lab_ref = tracing_lab_operator::render::LabRef::new(&lab).context("a lab reference")?;
-    let valid = tracing_lab_operator::validate::validated(&lab.spec)
-        .map_err(|problems| anyhow::anyhow!("the lab is invalid: {}", problems.join("; ")))?;
-    let children = tracing_lab_operator::render::render(&lab_ref, &valid);
-    Ok(tracing_lab_operator::render::images(&children))
+    let mut images = std::collections::BTreeSet::new();
+    for spec in specs {
+        // Names do not change images: render under placeholders, with the uid owner references
+        // need.
+        let mut lab = TracingLab::new("lab", spec);
+        lab.metadata.namespace = Some("default".into());
+        lab.metadata.uid = Some("images".into());
+        let lab_ref = tracing_lab_operator::render::LabRef::new(&lab).context("a lab reference")?;
+        let valid = tracing_lab_operator::validate::validated(&lab.spec)
+            .map_err(|problems| anyhow::anyhow!("the lab is invalid: {}", problems.join("; ")))?;
+        let children = tracing_lab_operator::render::render(&lab_ref, &valid);
+        images.extend(tracing_lab_operator::render::images(&children));
+    }
+    Ok(images.into_iter().collect())
 }
 
 async fn serve(args: RunArgs) -> anyhow::Result<()> {

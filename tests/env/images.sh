@@ -28,12 +28,13 @@ rm -f "$out"
 log "make images: $((SECONDS - start)) s"
 bash "$here/images/upstream.sh"
 
-# What a lab runs: the operator names its upstream images; the two project images beside them.
+# What the examples run: the operator names their upstream images; the two project images beside
+# them. `make bundle` saves the same list.
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
 images=("tracing-lab-operator:$version" "tracing-lab-service:$version")
 while read -r image; do images+=("$image"); done < <(
-  docker run --rm -i "tracing-lab-operator:$version" images -f - <"$root/examples/baseline.yaml" |
-    grep -v '^tracing-lab-service:')
+  for lab in "$root"/examples/*.yaml; do echo ---; cat "$lab"; done |
+    docker run --rm -i "tracing-lab-operator:$version" images -f - | grep -v '^tracing-lab-service:')
 ids=$(for image in "${images[@]}"; do echo "$image $(docker image inspect -f '{{.Id}}' "$image")"; done)
 bundle="$cache/images/lab.tar"
 if [ ! -f "$bundle" ] || [ "$(cat "$bundle.ids" 2>/dev/null)" != "$ids" ]; then

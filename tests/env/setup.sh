@@ -2,7 +2,8 @@
 # Installs the real components the tests run against and prints `export` lines for them:
 # kube-apiserver + etcd and the node binaries (built from the Go module proxy), the real node's CNI
 # plugins, CoreDNS and pause images (tests/env/node), kubectl and helm, Apache Kafka (from Maven
-# Central), the OpenTelemetry Collector and Jaeger v2 (built from the Go module proxy), redis-server.
+# Central), the OpenTelemetry Collector, Jaeger v2 and Prometheus (built from the Go module proxy),
+# redis-server.
 # Heavy artefacts are cached outside the clone, so a second run takes seconds.
 # Usage: eval "$(bash tests/env/setup.sh)"
 set -euo pipefail
@@ -15,7 +16,7 @@ log() { echo "setup: $*" >&2; }
 
 bash "$here/packages.sh"
 
-for component in kube node otelcol jaeger kafka; do
+for component in kube node otelcol jaeger prometheus kafka; do
   bash "$here/$component/build.sh"
 done
 ln -sfn "$(command -v redis-server)" "$assets/redis-server"
@@ -51,7 +52,7 @@ if [ ! -x "$assets/helm3" ]; then
   rm -rf "$tmp"
 fi
 
-for b in kube-apiserver etcd kubectl helm helm3 otelcol jaeger redis-server; do
+for b in kube-apiserver etcd kubectl helm helm3 otelcol jaeger prometheus redis-server; do
   [ -x "$assets/$b" ] || { log "missing $assets/$b"; exit 1; }
 done
 [ -d "$assets/kafka/libs" ] || { log "missing $assets/kafka/libs"; exit 1; }

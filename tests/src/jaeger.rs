@@ -1,6 +1,7 @@
-//! The lab's trace backend as the operator renders it: Jaeger v2 (in-memory storage) and the
-//! OpenTelemetry Collector in front of it, both real programs started from their rendered
-//! Deployments and ConfigMaps, and Jaeger's query API read the way a student's tools read it.
+//! The lab's trace backend as the operator renders it: Jaeger v2 (in-memory storage), the
+//! OpenTelemetry Collector in front of it and, with span metrics on, Prometheus behind both, all
+//! real programs started from their rendered Deployments and ConfigMaps, and Jaeger's query API
+//! read the way a student's tools read it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -8,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tempfile::TempDir;
-use tracing_lab_operator::render::{Children, collector, jaeger};
+use tracing_lab_operator::render::{Children, collector, jaeger, prometheus};
 
 use crate::kubelet::{self, Loopback};
 use crate::otlp::{ReceivedSpan, spans_of, summary};
@@ -18,19 +19,20 @@ const POLL: Duration = Duration::from_millis(500);
 /// How many traces one search returns at most.
 const SEARCH_LIMIT: usize = 1000;
 
-/// Jaeger and the Collector of one rendered lab, killed on drop.
+/// Jaeger and the Collector (and Prometheus) of one rendered lab, killed on drop.
 pub struct TraceBackend {
     // Processes before folders: fields drop in order.
     collector: ChildProcess,
     jaeger: ChildProcess,
+    _prometheus: Option<ChildProcess>,
     query: JaegerQuery,
     otlp: String,
     root: TempDir,
 }
 
 impl TraceBackend {
-    /// Jaeger first, then the Collector that exports to it (a collector that starts first backs
-    /// off its connection for minutes).
+    /// Prometheus when rendered, Jaeger, then the Collector that exports to them (a collector
+    /// that starts first backs off its connection for minutes).
     pub async fn start_rendered(children: &Children, loopback: &Loopback) -> Result<Self> {
         let root = tempfile::Builder::new().prefix("traces-").tempdir()?;
         let start = |component: &'static str, program: &'static str| {
@@ -40,11 +42,21 @@ impl TraceBackend {
                 kubelet::run(children, loopback, component, component, &program, &folder).await
             }
         };
+        let rendered = |component: &str| {
+            children
+                .workloads()
+                .any(|(_, t)| kubelet::component(t) == Some(component))
+        };
+        let prometheus = match rendered(prometheus::PROMETHEUS.suffix) {
+            true => Some(start(prometheus::PROMETHEUS.suffix, "prometheus").await?),
+            false => None,
+        };
         let jaeger = start(jaeger::JAEGER.suffix, "jaeger").await?;
         let collector = start(collector::COLLECTOR.suffix, "otelcol").await?;
         Ok(Self {
             collector,
             jaeger,
+            _prometheus: prometheus,
             query: JaegerQuery::new(&format!(
                 "http://{}",
                 loopback.address(jaeger::JAEGER.suffix, jaeger::UI_PORT)?
@@ -79,6 +91,17 @@ impl TraceBackend {
     pub fn collector_process(&mut self) -> &mut ChildProcess {
         &mut self.collector
     }
+}
+
+/// A metric of Jaeger's Monitor tab.
+#[derive(Debug, Clone, Copy)]
+pub enum Red {
+    /// The duration below which `quantile` (0.95 for p95) of the spans end.
+    Latency { quantile: f64 },
+    /// Spans per second.
+    Calls,
+    /// The share of spans with an error status.
+    Errors,
 }
 
 /// Jaeger's query API at one address (`/api/v3`, what the UI reads), wherever Jaeger runs.
@@ -175,6 +198,64 @@ impl JaegerQuery {
                 Ok(((field("parent")?, field("child")?), calls))
             })
             .collect()
+    }
+
+    /// One of Jaeger's RED metrics of `service`'s spans of `span_kind` (`server`, `consumer`, …),
+    /// per operation, as the Monitor tab reads them (`GET /api/metrics/{latencies,calls,errors}`):
+    /// each operation's value at the last step of the last `lookback` that has one, computed
+    /// over a `window` (`ratePer`). Latencies are in milliseconds, calls per second, errors a
+    /// share of the calls.
+    pub async fn operation_metrics(
+        &self,
+        metric: Red,
+        service: &str,
+        span_kind: &str,
+        lookback: Duration,
+        window: Duration,
+    ) -> Result<BTreeMap<String, f64>> {
+        let end = SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let mut query = vec![
+            ("service", service.to_owned()),
+            ("spanKind", span_kind.to_owned()),
+            ("groupByOperation", "true".to_owned()),
+            ("endTs", end.as_millis().to_string()),
+            ("lookback", lookback.as_millis().to_string()),
+            ("step", "5000".to_owned()),
+            ("ratePer", window.as_millis().to_string()),
+        ];
+        let path = match metric {
+            Red::Latency { quantile } => {
+                query.push(("quantile", quantile.to_string()));
+                "/api/metrics/latencies"
+            }
+            Red::Calls => "/api/metrics/calls",
+            Red::Errors => "/api/metrics/errors",
+        };
+        let body = self
+            .get(path, &query)
+            .await?
+            .with_context(|| format!("no {path}"))?;
+        let mut values = BTreeMap::new();
+        for series in body["metrics"].as_array().into_iter().flatten() {
+            let operation = series["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["name"] == "operation")
+                .and_then(|l| l["value"].as_str())
+                .with_context(|| format!("a series without an operation: {series}"))?;
+            // Protobuf's JSON writes NaN (no data in a step) as a string.
+            let last = series["metricPoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["gaugeValue"]["doubleValue"].as_f64())
+                .next_back();
+            if let Some(value) = last {
+                values.insert(operation.to_owned(), value);
+            }
+        }
+        Ok(values)
     }
 
     /// Every span Jaeger holds from the last `lookback`: the traces of each of its services.

@@ -1,10 +1,11 @@
 //! Every collector configuration the operator can render is one that the lab's collector release
-//! accepts: `otelcol validate` on the defaults, tail sampling off and on, and each policy alone.
+//! accepts: `otelcol validate` on the defaults, tail sampling off and on, and each policy alone,
+//! each with span metrics off and on.
 
 use std::process::Command;
 
 use tracing_lab_operator::TracingLab;
-use tracing_lab_operator::crd::{AttributeMatch, TailSampling};
+use tracing_lab_operator::crd::{AttributeMatch, SpanMetricsSpec, TailSampling};
 use tracing_lab_operator::render::{LabRef, collector};
 use tracing_lab_tests::assets;
 use tracing_lab_tests::lab::stored;
@@ -92,11 +93,21 @@ fn the_collector_accepts_every_config_the_operator_renders() {
             },
         ),
     ];
+    let metrics = |enabled| SpanMetricsSpec {
+        enabled,
+        ..Default::default()
+    };
     for (name, tail) in cases {
-        let config = collector::config(&lab_ref, &tail);
-        if let Err(refusal) = validate(&config) {
-            panic!("{name}: the collector refuses\n{config}\n{refusal}");
+        for span_metrics in [false, true] {
+            let config = collector::config(&lab_ref, &tail, &metrics(span_metrics));
+            if let Err(refusal) = validate(&config) {
+                panic!(
+                    "{name}, span metrics {span_metrics}: the collector refuses\n{config}\n{refusal}"
+                );
+            }
+            assert_eq!(config.contains("span_metrics"), span_metrics, "{name}");
         }
+        let config = collector::config(&lab_ref, &tail, &metrics(false));
         let policies = collector::tail_policies(&tail).len();
         assert_eq!(
             config.contains("tail_sampling"),
@@ -114,7 +125,11 @@ fn the_collector_accepts_every_config_the_operator_renders() {
 #[test]
 fn the_collector_refuses_a_policy_setting_it_does_not_know() {
     let lab = lab();
-    let config = collector::config(&LabRef::new(&lab).unwrap(), &tail(true, true, 1000, 10.0));
+    let config = collector::config(
+        &LabRef::new(&lab).unwrap(),
+        &tail(true, true, 1000, 10.0),
+        &SpanMetricsSpec::default(),
+    );
     let broken = config.replace("threshold_ms:", "threshold_msec:");
     assert_ne!(broken, config);
     let refusal = validate(&broken).expect_err("an unknown policy setting is refused");

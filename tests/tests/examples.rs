@@ -248,6 +248,7 @@ fn every_example_sets_what_its_exercise_depends_on() {
     assert!(!baseline.load_generator.enabled);
     assert_eq!(baseline.sampling, Default::default());
     assert_eq!(baseline.quote, Default::default());
+    assert_eq!(baseline.span_metrics, Default::default());
     for role in Role::ALL {
         let service = baseline.services.get(role);
         assert_eq!(service.replicas, Some(1), "baseline: {role}");
@@ -551,6 +552,9 @@ async fn check_reconciled(client: &Client, name: &str, lab: &TracingLab) {
     .collect();
     if spec.load_generator.enabled {
         want.push("lab-loadgen".into());
+    }
+    if spec.span_metrics.enabled {
+        want.push("lab-prometheus".into());
     }
     want.sort();
     eventually(

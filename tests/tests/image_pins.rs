@@ -1,10 +1,13 @@
-//! The lab's default images are the versions the tests run: the Kafka libraries, the Collector
-//! and Jaeger the harness starts report the versions that the operator's image tags name. The
-//! operator names every image a lab runs, each pinned, for pulling them once for a class.
+//! The lab's default images are the versions the tests run: the Kafka libraries, the Collector,
+//! Jaeger and Prometheus the harness starts report the versions that the operator's image tags
+//! name. The operator names every image a lab runs, each pinned, for pulling them once for a
+//! class.
 
 use std::process::Command;
 
-use tracing_lab_operator::render::{DEFAULT_IMAGES, collector, jaeger, kafka, services};
+use tracing_lab_operator::render::{
+    DEFAULT_IMAGES, collector, jaeger, kafka, prometheus, services,
+};
 use tracing_lab_tests::assets;
 use tracing_lab_tests::process::project_command;
 
@@ -48,6 +51,16 @@ fn jaeger_is_the_release_of_the_image() {
     );
 }
 
+#[test]
+fn prometheus_is_the_release_of_the_image() {
+    let version = output("prometheus", &["--version"]);
+    let release = tag(prometheus::IMAGE).trim_start_matches('v');
+    assert!(
+        version.starts_with(&format!("prometheus, version {release} ")),
+        "{version}"
+    );
+}
+
 /// `tracing-lab-operator images -f FILE` (or `-f -` with the manifest on standard input).
 fn operator_images(file: &str, stdin: Option<&str>) -> std::process::Output {
     use std::io::Write as _;
@@ -88,7 +101,14 @@ fn the_operator_names_every_image_a_lab_runs_each_pinned() {
     let from_stdin = operator_images("-", Some(&manifest));
     assert_eq!(String::from_utf8(from_stdin.stdout).unwrap(), listed);
 
+    // Several labs, as `make load` passes every example: each image once.
     let custom = manifest.replace("spec:\n", "spec:\n  redis:\n    image: redis:7.4\n");
+    let both = operator_images("-", Some(&format!("---\n{manifest}---\n{custom}")));
+    let both = String::from_utf8(both.stdout).unwrap();
+    let mut union: Vec<&str> = listed.lines().chain(["redis:7.4"]).collect();
+    union.sort();
+    assert_eq!(both.lines().collect::<Vec<_>>(), union);
+
     let custom = operator_images("-", Some(&custom));
     assert!(
         String::from_utf8(custom.stdout)

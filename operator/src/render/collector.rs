@@ -1,13 +1,15 @@
 //! The OpenTelemetry Collector between the services and Jaeger: OTLP in, tail sampling when
-//! enabled, OTLP out to the lab's Jaeger.
+//! enabled, OTLP out to the lab's Jaeger; and, when span metrics are on, RED metrics derived from
+//! every span out to the lab's Prometheus.
 
 use super::common::{
     LabRef, RunAs, config_volume, container, container_port, hash, http_probe, pod_spec, resources,
     tmp,
 };
 use super::jaeger::{OTLP_PORT as JAEGER_OTLP_PORT, OTLP_SUFFIX as JAEGER_OTLP};
+use super::prometheus::{self, PROMETHEUS};
 use super::workload::{Component, deployment, port, service};
-use crate::crd::{ComponentSpec, TailSampling};
+use crate::crd::{ComponentSpec, SpanMetricsSpec, TailSampling};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::{Value, json};
@@ -63,7 +65,18 @@ pub fn tail_policies(tail: &TailSampling) -> Vec<Value> {
     policies
 }
 
-pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
+/// Upper bounds of the duration histogram's buckets. Jaeger's percentiles interpolate inside a
+/// bucket, so they are steps of at most a quarter around the seconds the lab's stages take (one
+/// step of work, a whole order), not the connector's default that jumps from 2 s to 5 s.
+const DURATION_BUCKETS: [&str; 27] = [
+    "1ms", "2ms", "5ms", "10ms", "20ms", "50ms", "100ms", "200ms", "300ms", "500ms", "750ms", "1s",
+    "1250ms", "1500ms", "1750ms", "2s", "2250ms", "2500ms", "3s", "4s", "5s", "7500ms", "10s",
+    "15s", "20s", "30s", "60s",
+];
+/// How often the connector sends what it counted; a Monitor tab reading lags by about this much.
+const SPAN_METRICS_FLUSH: &str = "5s";
+
+pub fn config(lab: &LabRef, tail: &TailSampling, metrics: &SpanMetricsSpec) -> String {
     let mut processors = json!({
         "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
         "batch": {},
@@ -78,7 +91,7 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
         pipeline.push("tail_sampling");
     }
     pipeline.push("batch");
-    let doc = json!({
+    let mut doc = json!({
         "extensions": {"health_check": {"endpoint": format!("0.0.0.0:{HEALTH_PORT}")}},
         "receivers": {"otlp": {"protocols": {
             "grpc": {"endpoint": format!("0.0.0.0:{OTLP_GRPC_PORT}")},
@@ -102,15 +115,41 @@ pub fn config(lab: &LabRef, tail: &TailSampling) -> String {
             }},
         },
     });
+    if metrics.enabled {
+        doc["connectors"] = json!({"span_metrics": {
+            "histogram": {"explicit": {"buckets": DURATION_BUCKETS}},
+            "metrics_flush_interval": SPAN_METRICS_FLUSH,
+            // Without it a collector that restarts (a config change) starts new series.
+            "exclude_dimensions": ["collector.instance.id"],
+        }});
+        doc["exporters"]["otlp_http/prometheus"] = json!({
+            "endpoint": format!("http://{}:{}{}", lab.child(PROMETHEUS.suffix), prometheus::PORT,
+                prometheus::OTLP_PATH),
+            "retry_on_failure": {"max_interval": "5s"},
+        });
+        // Every span counts, those tail sampling drops too: a pipeline of its own, beside the
+        // sampler's.
+        let pipelines = &mut doc["service"]["pipelines"];
+        pipelines["traces/span_metrics"] = json!({
+            "receivers": ["otlp"],
+            "processors": ["memory_limiter"],
+            "exporters": ["span_metrics"],
+        });
+        pipelines["metrics/span_metrics"] = json!({
+            "receivers": ["span_metrics"],
+            "processors": ["memory_limiter", "batch"],
+            "exporters": ["otlp_http/prometheus"],
+        });
+    }
     serde_saphyr::to_string(&doc).expect("a JSON value always serialises")
 }
 
-pub fn config_map(lab: &LabRef, tail: &TailSampling) -> ConfigMap {
+pub fn config_map(lab: &LabRef, tail: &TailSampling, metrics: &SpanMetricsSpec) -> ConfigMap {
     ConfigMap {
         metadata: lab.meta(CONFIG_MAP, COLLECTOR.app, COLLECTOR.suffix),
         data: Some(BTreeMap::from([(
             CONFIG_FILE.to_string(),
-            config(lab, tail),
+            config(lab, tail, metrics),
         )])),
         ..Default::default()
     }
@@ -128,8 +167,13 @@ pub fn service_(lab: &LabRef) -> Service {
     )
 }
 
-pub fn deployment_(lab: &LabRef, spec: &ComponentSpec, tail: &TailSampling) -> Deployment {
-    let config = config(lab, tail);
+pub fn deployment_(
+    lab: &LabRef,
+    spec: &ComponentSpec,
+    tail: &TailSampling,
+    metrics: &SpanMetricsSpec,
+) -> Deployment {
+    let config = config(lab, tail, metrics);
     let (config_v, config_m) = config_volume("config", lab.child(CONFIG_MAP), "/etc/otelcol");
     let (tmp_v, tmp_m) = tmp();
     let mut c = container(

@@ -5,8 +5,9 @@ use super::common::{
     LabRef, RunAs, config_volume, container, container_port, hash, http_probe, pod_spec, resources,
     tmp,
 };
+use super::prometheus::{self, PROMETHEUS};
 use super::workload::{Component, deployment, port, service};
-use crate::crd::{JAEGER_MEMORY_LIMIT, JaegerSpec, RemoteSampling};
+use crate::crd::{JAEGER_MEMORY_LIMIT, JaegerSpec, RemoteSampling, SpanMetricsSpec};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::json;
@@ -46,8 +47,11 @@ const CONFIG_MAP: &str = "jaeger-config";
 
 /// Name suffix of the Service the collector exports to.
 pub const OTLP_SUFFIX: &str = "jaeger-otlp";
-pub fn config(spec: &JaegerSpec) -> String {
-    let doc = json!({
+/// Name of the metrics backend the Monitor tab reads, when span metrics are on.
+const METRICS_BACKEND: &str = "prometheus";
+
+pub fn config(lab: &LabRef, spec: &JaegerSpec, metrics: &SpanMetricsSpec) -> String {
+    let mut doc = json!({
         "service": {
             "extensions": ["jaeger_storage", "jaeger_query", "remote_sampling", "healthcheckv2"],
             "pipelines": {"traces": {
@@ -64,6 +68,8 @@ pub fn config(spec: &JaegerSpec) -> String {
             "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": spec.max_traces}}}},
             "jaeger_query": {
                 "storage": {"traces": "memstore"},
+                // It would trace itself to an OTLP endpoint on its own loopback, which holds none.
+                "enable_tracing": false,
                 "http": {"endpoint": format!("0.0.0.0:{UI_PORT}")},
                 "grpc": {"endpoint": format!("0.0.0.0:{QUERY_GRPC_PORT}")},
             },
@@ -79,13 +85,27 @@ pub fn config(spec: &JaegerSpec) -> String {
         "processors": {"batch": {}},
         "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
     });
+    if metrics.enabled {
+        // The collector's spanmetrics connector names the series `traces_span_metrics_calls` and
+        // `…_duration` in milliseconds; Prometheus adds the `_total` and `_milliseconds` suffixes
+        // the two switches tell Jaeger's queries to expect.
+        doc["extensions"]["jaeger_storage"]["metric_backends"] = json!({METRICS_BACKEND: {"prometheus": {
+            "endpoint": format!("http://{}:{}", lab.child(PROMETHEUS.suffix), prometheus::PORT),
+            "normalize_calls": true,
+            "normalize_duration": true,
+        }}});
+        doc["extensions"]["jaeger_query"]["storage"]["metrics"] = json!(METRICS_BACKEND);
+    }
     serde_saphyr::to_string(&doc).expect("a JSON value always serialises")
 }
 
-pub fn config_map(lab: &LabRef, spec: &JaegerSpec) -> ConfigMap {
+pub fn config_map(lab: &LabRef, spec: &JaegerSpec, metrics: &SpanMetricsSpec) -> ConfigMap {
     ConfigMap {
         metadata: lab.meta(CONFIG_MAP, JAEGER.app, JAEGER.suffix),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_string(), config(spec))])),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE.to_string(),
+            config(lab, spec, metrics),
+        )])),
         ..Default::default()
     }
 }
@@ -149,8 +169,8 @@ pub fn services(lab: &LabRef, ui_node_port: Option<i32>) -> Vec<Service> {
     ]
 }
 
-pub fn deployment_(lab: &LabRef, spec: &JaegerSpec) -> Deployment {
-    let config = config(spec);
+pub fn deployment_(lab: &LabRef, spec: &JaegerSpec, metrics: &SpanMetricsSpec) -> Deployment {
+    let config = config(lab, spec, metrics);
     let (config_v, config_m) = config_volume("config", lab.child(CONFIG_MAP), "/etc/jaeger");
     let (strategies_v, strategies_m) =
         config_volume("sampling", lab.child(STRATEGIES_CONFIG_MAP), STRATEGIES_DIR);

@@ -4,6 +4,7 @@ pub mod collector;
 pub mod common;
 pub mod jaeger;
 pub mod kafka;
+pub mod prometheus;
 pub mod redis;
 pub mod services;
 mod workload;
@@ -34,7 +35,7 @@ pub struct DefaultImage {
 }
 
 /// The upstream images of a lab (the services' image is the operator's own).
-pub const DEFAULT_IMAGES: [DefaultImage; 4] = [
+pub const DEFAULT_IMAGES: [DefaultImage; 5] = [
     DefaultImage {
         component: "kafka",
         image: kafka::IMAGE,
@@ -56,6 +57,11 @@ pub const DEFAULT_IMAGES: [DefaultImage; 4] = [
         component: "redis",
         image: redis::IMAGE,
         tested_with: "Debian 12's redis-server 7.0 (the commands the services use are the same)",
+    },
+    DefaultImage {
+        component: "prometheus",
+        image: prometheus::IMAGE,
+        tested_with: "Prometheus 3.16.0 (`cmd/prometheus` of module v0.316.0), when span metrics are on",
     },
 ];
 
@@ -132,10 +138,11 @@ pub fn render(lab: &LabRef, valid: &ValidatedLab) -> Children {
     let spec = valid.spec();
     let config = spec.lab_config();
     let node_ports = spec.access.node_ports.as_ref();
+    let metrics = &spec.span_metrics;
     let mut deployments = vec![
         redis::deployment_(lab, &spec.redis),
-        jaeger::deployment_(lab, &spec.jaeger),
-        collector::deployment_(lab, &spec.collector, &spec.sampling.tail),
+        jaeger::deployment_(lab, &spec.jaeger, metrics),
+        collector::deployment_(lab, &spec.collector, &spec.sampling.tail, metrics),
     ];
     deployments.extend(Role::ALL.map(|role| services::deployment_(lab, spec, &config, role)));
     if spec.load_generator.enabled {
@@ -149,13 +156,19 @@ pub fn render(lab: &LabRef, valid: &ValidatedLab) -> Children {
     if config.quote.enabled {
         svcs.push(services::quote_service(lab));
     }
+    let mut config_maps = vec![
+        services::config_map(lab, &config),
+        jaeger::config_map(lab, &spec.jaeger, metrics),
+        jaeger::strategies_config_map(lab, &spec.sampling.remote_strategies()),
+        collector::config_map(lab, &spec.sampling.tail, metrics),
+    ];
+    if metrics.enabled {
+        deployments.push(prometheus::deployment_(lab, metrics));
+        svcs.push(prometheus::service_(lab));
+        config_maps.push(prometheus::config_map(lab, metrics));
+    }
     Children {
-        config_maps: vec![
-            services::config_map(lab, &config),
-            jaeger::config_map(lab, &spec.jaeger),
-            jaeger::strategies_config_map(lab, &spec.sampling.remote_strategies()),
-            collector::config_map(lab, &spec.sampling.tail),
-        ],
+        config_maps,
         services: svcs,
         stateful_sets: vec![kafka::stateful_set(lab, &spec.kafka)],
         deployments,
@@ -614,7 +627,7 @@ mod tests {
     fn collector_config_follows_tail_sampling() {
         let lab = lab(TracingLabSpec::default());
         let r = LabRef::new(&lab).unwrap();
-        let off = collector::config(&r, &Default::default());
+        let off = collector::config(&r, &Default::default(), &Default::default());
         assert!(!off.contains("tail_sampling"));
         assert!(off.contains("http://demo-jaeger-otlp:4318"));
         let tail = crate::crd::TailSampling {
@@ -628,7 +641,8 @@ mod tests {
             spans_per_second: 40,
             ..Default::default()
         };
-        let on: serde_json::Value = serde_saphyr::from_str(&collector::config(&r, &tail)).unwrap();
+        let on: serde_json::Value =
+            serde_saphyr::from_str(&collector::config(&r, &tail, &Default::default())).unwrap();
         let sampling = &on["processors"]["tail_sampling"];
         // The first rule that keeps a trace decides, so the order below is the fields' order.
         assert_eq!(sampling["sample_on_first_match"], true);
@@ -657,11 +671,70 @@ mod tests {
             max_traces: 1234,
             ..Default::default()
         };
-        let doc: serde_json::Value = serde_saphyr::from_str(&jaeger::config(&spec)).unwrap();
+        let r = LabRef::new(&lab(TracingLabSpec::default())).unwrap();
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(&jaeger::config(&r, &spec, &Default::default())).unwrap();
         assert_eq!(
             doc["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"],
             1234
         );
+    }
+
+    #[test]
+    fn span_metrics_count_every_span_into_prometheus_which_jaeger_reads() {
+        let off = render_spec("{}");
+        assert!(!names(&off.deployments).contains(&"demo-prometheus".to_owned()));
+        let on = render_spec(
+            r#"{"spanMetrics": {"enabled": true, "retentionHours": 3},
+            "sampling": {"tail": {"enabled": true}}}"#,
+        );
+        assert!(names(&on.deployments).contains(&"demo-prometheus".to_owned()));
+        assert!(names(&on.services).contains(&"demo-prometheus".to_owned()));
+        let prometheus = main_container(deployment(&on, "demo-prometheus"));
+        let args = prometheus.args.as_ref().unwrap();
+        assert!(args.contains(&"--web.enable-otlp-receiver".to_owned()));
+
+        let config = |c: &Children, map: &str, file: &str| -> serde_json::Value {
+            let map = c
+                .config_maps
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(map))
+                .unwrap();
+            serde_saphyr::from_str(&map.data.as_ref().unwrap()[file]).unwrap()
+        };
+        assert_eq!(
+            config(&on, "demo-prometheus-config", "prometheus.yml")["storage"]["tsdb"]["retention"]
+                ["time"],
+            "3h"
+        );
+        let collector = config(&on, "demo-collector-config", "config.yaml");
+        let pipelines = &collector["service"]["pipelines"];
+        // Counted before tail sampling: a pipeline without the sampler.
+        assert_eq!(
+            pipelines["traces/span_metrics"]["processors"],
+            serde_json::json!(["memory_limiter"])
+        );
+        assert_eq!(pipelines["traces"]["processors"][1], "tail_sampling");
+        assert_eq!(
+            pipelines["metrics/span_metrics"]["exporters"][0],
+            "otlp_http/prometheus"
+        );
+        assert_eq!(
+            collector["exporters"]["otlp_http/prometheus"]["endpoint"],
+            "http://demo-prometheus:9090/api/v1/otlp"
+        );
+        let jaeger = config(&on, "demo-jaeger-config", "config.yaml");
+        assert_eq!(
+            jaeger["extensions"]["jaeger_query"]["storage"]["metrics"],
+            "prometheus"
+        );
+        assert_eq!(
+            jaeger["extensions"]["jaeger_storage"]["metric_backends"]["prometheus"]["prometheus"]["endpoint"],
+            "http://demo-prometheus:9090"
+        );
+        let off_jaeger = config(&off, "demo-jaeger-config", "config.yaml");
+        assert!(off_jaeger["extensions"]["jaeger_storage"]["metric_backends"].is_null());
+        assert!(config(&off, "demo-collector-config", "config.yaml")["connectors"].is_null());
     }
 
     #[test]
@@ -719,8 +792,13 @@ mod tests {
         };
         assert_eq!(jaeger_hash(&c), jaeger_hash(&render_spec("{}")));
         let jaeger = main_container(deployment(&c, "demo-jaeger"));
-        let doc: serde_json::Value =
-            serde_saphyr::from_str(&jaeger::config(&Default::default())).unwrap();
+        let r = LabRef::new(&lab(TracingLabSpec::default())).unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(&jaeger::config(
+            &r,
+            &Default::default(),
+            &Default::default(),
+        ))
+        .unwrap();
         assert_eq!(
             doc["extensions"]["remote_sampling"]["file"]["path"],
             "/etc/jaeger-sampling/strategies.json"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The upstream images the lab pins (apache/kafka, redis, jaegertracing/jaeger,
-# otel/opentelemetry-collector-contrib), made here under their names and tags because no registry
-# can be reached: each from its Dockerfile in this folder (which says what differs from upstream's)
-# on debian:bookworm-slim, with the artefacts tests/env/setup.sh built. An image is rebuilt only when
-# its inputs change: its label tracing-lab.inputs hashes the build context and the base image.
+# otel/opentelemetry-collector-contrib, prom/prometheus), made here under their names and tags
+# because no registry can be reached: each from its Dockerfile in this folder (which says what
+# differs from upstream's) on debian:bookworm-slim, with the artefacts tests/env/setup.sh built.
+# An image is rebuilt only when its inputs change: its label tracing-lab.inputs hashes the build
+# context and the base image.
 # Usage: cache=DIR assets=DIR DOCKER_HOST=... [DOCKER_BUILD_FLAGS=...] bash tests/env/images/upstream.sh
 set -euo pipefail
 : "${cache:?set cache to the cache folder}" "${assets:?set assets to the binaries folder}"
@@ -12,10 +13,11 @@ log() { echo "images: $*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
 base=debian:bookworm-slim
 images=(kafka:apache/kafka:4.2.1 redis:redis:8.6.3-alpine jaeger:jaegertracing/jaeger:2.13.0
-        otelcol:otel/opentelemetry-collector-contrib:0.161.0)
+        otelcol:otel/opentelemetry-collector-contrib:0.161.0 prometheus:prom/prometheus:v3.16.0)
 
 base_id=$(docker image inspect -f '{{.Id}}' "$base" 2>/dev/null) || fail "$base is missing (run images/base.sh)"
-for artefact in "$assets/kafka/libs/kafka_2.13-4.2.1.jar" "$assets/jaeger" "$assets/otelcol"; do
+for artefact in "$assets/kafka/libs/kafka_2.13-4.2.1.jar" "$assets/jaeger" "$assets/otelcol" \
+    "$assets/prometheus"; do
   [ -e "$artefact" ] || fail "$artefact is missing (run tests/env/setup.sh)"
 done
 
@@ -31,6 +33,7 @@ fill() {
     redis) cp "$here/redis/docker-entrypoint.sh" "$dir/" ;;
     jaeger) cp "$assets/jaeger" "$dir/jaeger-linux"; cp "$here/jaeger/sampling-strategies.json" "$dir/" ;;
     otelcol) cp "$assets/otelcol" "$dir/otelcol-contrib"; cp "$here/otelcol/config.yaml" "$dir/" ;;
+    prometheus) cp "$assets/prometheus" "$dir/prometheus"; cp "$here/prometheus/prometheus.yml" "$dir/" ;;
   esac
   chmod -R a+rX "$dir"
 }
