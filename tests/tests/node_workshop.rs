@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tracing_lab_tests::jaeger::JaegerQuery;
+use tracing_lab_tests::jaeger::{JaegerQuery, Red};
 use tracing_lab_tests::node_lab::{NodeLab, example};
 use tracing_lab_tests::otlp::{ReceivedSpan, SpanKind, by_trace};
 use tracing_lab_tests::poll::{eventually, within};
@@ -562,14 +562,48 @@ async fn process_order_waits(jaeger: &JaegerQuery, from: u64, to: u64, phase: &s
     .await
 }
 
+/// What Jaeger's Monitor tab shows of Exercise 3 over the last `window`: orders taken (the api's
+/// `create_order`, per second), orders processed (processing's `process_order`, per second) and
+/// `process_order`'s p95 in milliseconds; once it has all three.
+async fn monitor(jaeger: &JaegerQuery, window: Duration) -> (f64, f64, f64) {
+    eventually(
+        "the Monitor tab's rates and p95",
+        Duration::from_secs(60),
+        || async {
+            let lookback = Duration::from_secs(60);
+            let one = |metric, service, kind, operation: &'static str| async move {
+                jaeger
+                    .operation_metrics(metric, service, kind, lookback, window)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?
+                    .get(operation)
+                    .copied()
+                    .ok_or_else(|| format!("no {operation} in {service}'s {metric:?}"))
+            };
+            let taken = one(Red::Calls, "api", "server", "create_order").await?;
+            let processed = one(Red::Calls, "processing", "consumer", "process_order").await?;
+            let p95 = one(
+                Red::Latency { quantile: 0.95 },
+                "processing",
+                "consumer",
+                "process_order",
+            )
+            .await?;
+            Ok((taken, processed, p95))
+        },
+    )
+    .await
+}
+
 /// `kubectl get tlab`'s LAG, 0 while the operator has not measured it yet.
 fn lag(lab: &NodeLab) -> i64 {
     lab.row().unwrap()["LAG"].parse().unwrap_or(0)
 }
 
 /// Exercise 3 on the node: behind one single-threaded processing pod the lag grows, the lab names
-/// processing and says to scale; `kubectl scale deploy/lab-processing --replicas=3` starts two
-/// more pods, the lag drains and the queue wait on `process_order` falls.
+/// processing and says to scale, and Jaeger's Monitor tab shows orders processed more slowly than
+/// they are taken at an unchanged p95; `kubectl scale deploy/lab-processing --replicas=3` starts
+/// two more pods, the lag drains, the queue wait on `process_order` falls and the rates meet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
     let mut lab = NodeLab::install("blocking").await.unwrap();
@@ -618,6 +652,42 @@ async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
     // took up in the last 15 s, once their spans have been exported.
     let blocked_to = unix_ms();
     let jaeger = lab.jaeger().unwrap();
+    // The Monitor tab: processing finishes orders more slowly than the api takes them, and each
+    // takes its 2 s of work, however long the lag.
+    let window = Duration::from_secs(30);
+    let (taken, processed, p95) = monitor(&jaeger, window).await;
+    eprintln!(
+        "Monitor while blocked: create_order {taken:.2}/s, process_order {processed:.2}/s, \
+         process_order p95 {p95:.0} ms"
+    );
+    assert!(
+        processed < 0.9 * taken,
+        "processed {processed}/s, taken {taken}/s"
+    );
+    assert!(
+        (1800.0..3000.0).contains(&p95),
+        "process_order p95 {p95} ms"
+    );
+    // From the percentile to the traces behind it: the spans of the same 30 s, slowest first as
+    // the search sorts them. The p95 read from the histogram lies in the bucket of theirs.
+    let spans = jaeger
+        .find("processing", Duration::from_secs(120))
+        .await
+        .unwrap();
+    let since = (unix_ms() - 30_000) * 1_000_000;
+    let mut durations: Vec<f64> = spans
+        .iter()
+        .filter(|s| s.name == "process_order" && s.start_unix_nanos >= since)
+        .map(|s| s.duration().as_secs_f64() * 1000.0)
+        .collect();
+    durations.sort_by(|a, b| b.total_cmp(a));
+    assert!(!durations.is_empty(), "no process_order of the last 30 s");
+    let traced_p95 = durations[durations.len() / 20];
+    eprintln!("process_order spans of the last 30 s, slowest first: {durations:.0?}");
+    assert!(
+        (p95 - traced_p95).abs() <= 250.0,
+        "p95 {p95} ms from the metrics, {traced_p95} ms from the traces"
+    );
     let before = median(
         process_order_waits(&jaeger, blocked_to - 15_000, blocked_to, "while blocked").await,
     );
@@ -665,6 +735,21 @@ async fn head_of_line_lag_grows_then_kubectl_scale_drains_it() {
     assert!(
         now * 2.0 < before,
         "queue wait {before} ms blocked, {now} ms scaled"
+    );
+    // Three pods keep up: orders processed rise to the rate they are taken, while each order's
+    // work, and so the p95, stays what it was.
+    let (taken_now, processed_now, p95_now) = monitor(&jaeger, window).await;
+    eprintln!(
+        "Monitor once drained: create_order {taken_now:.2}/s, process_order {processed_now:.2}/s, \
+         process_order p95 {p95_now:.0} ms"
+    );
+    assert!(
+        processed_now > processed * 1.1 && processed_now > 0.85 * taken_now,
+        "processed {processed}/s blocked, {processed_now}/s of {taken_now}/s scaled"
+    );
+    assert!(
+        (p95_now - p95).abs() < 0.25 * p95,
+        "process_order p95 {p95} ms blocked, {p95_now} ms scaled"
     );
 }
 

@@ -16,8 +16,12 @@ use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::poll::eventually;
 use tracing_lab_tests::{TraceBackend, assets};
 
-/// The spans of one service, each `(operation, kind, duration, failed)`, ended now.
-fn export(endpoint: &str, service: &str, spans: &[(&'static str, SpanKind, Duration, bool)]) {
+/// The spans of one pod of a service, each `(operation, kind, duration, failed)`, ended now.
+fn export(
+    endpoint: &str,
+    (service, pod): (&str, &str),
+    spans: &[(&'static str, SpanKind, Duration, bool)],
+) {
     let exporter = SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -28,6 +32,7 @@ fn export(endpoint: &str, service: &str, spans: &[(&'static str, SpanKind, Durat
         .with_resource(
             Resource::builder()
                 .with_service_name(service.to_owned())
+                .with_attribute(KeyValue::new("k8s.pod.name", pod.to_owned()))
                 .build(),
         )
         .build();
@@ -66,22 +71,23 @@ async fn jaeger_reads_percentiles_and_errors_per_operation_from_the_span_metrics
         .unwrap();
     assert!(assets::find("prometheus").is_ok());
     let endpoint = backend.otlp_endpoint().to_owned();
-    let send = |service: &'static str, spans: Vec<(&'static str, SpanKind, Duration, bool)>| {
+    let send = |pod: (&'static str, &'static str),
+                spans: Vec<(&'static str, SpanKind, Duration, bool)>| {
         let endpoint = endpoint.clone();
-        tokio::task::spawn_blocking(move || export(&endpoint, service, &spans))
+        tokio::task::spawn_blocking(move || export(&endpoint, pod, &spans))
     };
     let ms = Duration::from_millis;
 
     // A rate needs two samples of a counter: one span of each first, so that each series exists
     // before the spans that are measured. The connector sends every 5 s.
     send(
-        "processing",
+        ("processing", "processing-a"),
         vec![("process_order", SpanKind::Consumer, ms(90), false)],
     )
     .await
     .unwrap();
     send(
-        "api",
+        ("api", "api-a"),
         vec![("create_order", SpanKind::Server, ms(5), false)],
     )
     .await
@@ -89,6 +95,7 @@ async fn jaeger_reads_percentiles_and_errors_per_operation_from_the_span_metrics
     tokio::time::sleep(Duration::from_secs(7)).await;
 
     // processing: 36 quick messages and 4 slow ones, 2 of the slow failed; one step span each.
+    // Two pods share them, as after `kubectl scale`: one series per service all the same.
     let mut processing = Vec::new();
     for i in 0..40 {
         let slow = i % 10 == 9;
@@ -101,9 +108,13 @@ async fn jaeger_reads_percentiles_and_errors_per_operation_from_the_span_metrics
         ));
         processing.push(("data_transformation", SpanKind::Internal, ms(20), false));
     }
-    send("processing", processing).await.unwrap();
+    let second = processing.split_off(40);
+    send(("processing", "processing-a"), processing)
+        .await
+        .unwrap();
+    send(("processing", "processing-b"), second).await.unwrap();
     send(
-        "api",
+        ("api", "api-a"),
         (0..20)
             .map(|_| ("create_order", SpanKind::Server, ms(5), false))
             .collect(),

@@ -119,7 +119,10 @@ pub fn config(lab: &LabRef, tail: &TailSampling, metrics: &SpanMetricsSpec) -> S
         doc["connectors"] = json!({"span_metrics": {
             "histogram": {"explicit": {"buckets": DURATION_BUCKETS}},
             "metrics_flush_interval": SPAN_METRICS_FLUSH,
-            // Without it a collector that restarts (a config change) starts new series.
+            // One counter per service, whatever pod a span comes from: Prometheus labels the
+            // series by service only, where pods' counters would collide; and a collector that
+            // restarts (a config change) goes on counting in the same series.
+            "resource_metrics_key_attributes": ["service.name"],
             "exclude_dimensions": ["collector.instance.id"],
         }});
         doc["exporters"]["otlp_http/prometheus"] = json!({
