@@ -24,7 +24,7 @@ i=1
 while [ "$i" -le "$count" ]; do
   ns="$prefix$i"
   # The quota holds one lab of any example, with Exercise 6's 8 processing pods, but not two labs:
-  # a lab requests 950m CPU and 992 MiB with its load generator, severe-workloads.yaml 1568 MiB.
+  # a lab requests 1000m CPU and 1056 MiB with its load generator, severe-workloads.yaml 1632 MiB.
   kubectl apply --server-side --field-manager=tracing-lab-class -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Namespace

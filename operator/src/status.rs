@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(cond(&s, PROGRESSING).status, "False");
         assert_eq!(cond(&s, DEGRADED).status, "False");
         assert_eq!(s.services_ready.as_deref(), Some("4/4"));
-        assert_eq!(s.components.len(), 8);
+        assert_eq!(s.components.len(), 9);
         assert!(s.components["kafka"].available);
         assert_eq!(s.observed_generation, Some(1));
         assert_eq!(cond(&s, READY).observed_generation, Some(1));

@@ -146,15 +146,14 @@ impl HttpClient for JaegerStrategies {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let uri = request.uri().to_string();
         let result = match self.client.send_bytes(request).await {
-            Ok(response) if response.status().is_success() => named_strategy_type(response)
-                .inspect(|named| {
-                    let strategy = serde_json::from_slice(named.body())
-                        .ok()
-                        .and_then(|answer| Strategy::of(&answer));
+            Ok(response) if response.status().is_success() => {
+                named_strategy_type(response).map(|(named, answer)| {
                     if let Ok(mut served) = self.served.0.write() {
-                        *served = strategy;
+                        *served = Strategy::of(&answer);
                     }
-                }),
+                    named
+                })
+            }
             Ok(response) => Err(format!("Jaeger answered {}", response.status()).into()),
             Err(err) => Err(err),
         };
@@ -175,8 +174,10 @@ impl HttpClient for JaegerStrategies {
 }
 
 /// The answer with its `strategyType` named as the SDK reads it (`PROBABILISTIC`,
-/// `RATELIMITING`); an answer that names it already passes as it is.
-fn named_strategy_type(response: Response<Bytes>) -> Result<Response<Bytes>, HttpError> {
+/// `RATELIMITING`; an answer that names it already passes as it is), and the answer as read.
+fn named_strategy_type(
+    response: Response<Bytes>,
+) -> Result<(Response<Bytes>, serde_json::Value), HttpError> {
     let (parts, body) = response.into_parts();
     let mut strategy: serde_json::Value = serde_json::from_slice(&body)?;
     let name = match strategy.get("strategyType") {
@@ -185,13 +186,11 @@ fn named_strategy_type(response: Response<Bytes>) -> Result<Response<Bytes>, Htt
             Some(1) => "RATELIMITING",
             _ => return Err(format!("unknown strategyType {n}").into()),
         },
-        _ => return Ok(Response::from_parts(parts, body)),
+        _ => return Ok((Response::from_parts(parts, body), strategy)),
     };
     strategy["strategyType"] = name.into();
-    Ok(Response::from_parts(
-        parts,
-        Bytes::from(serde_json::to_vec(&strategy)?),
-    ))
+    let named = Bytes::from(serde_json::to_vec(&strategy)?);
+    Ok((Response::from_parts(parts, named), strategy))
 }
 
 #[cfg(test)]
@@ -203,7 +202,7 @@ mod tests {
             .status(200)
             .body(Bytes::from(body.to_owned()))
             .unwrap();
-        serde_json::from_slice(named_strategy_type(response).unwrap().body()).unwrap()
+        serde_json::from_slice(named_strategy_type(response).unwrap().0.body()).unwrap()
     }
 
     /// What Jaeger v2.13 answered for a service with a ratio per operation, and for one with a rate.

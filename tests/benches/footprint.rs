@@ -5,8 +5,9 @@
 //! Prints one table per phase: per pod, the mean and peak CPU (millicores) and working set (MiB),
 //! its requests and limits, and the lab's totals. `FOOTPRINT_LOAD_MINUTES` sets the loaded phase
 //! (default 5); the soak run is `FOOTPRINT_LOAD_MINUTES=60`, which also prints the working set's
-//! curve per pod (every tenth of the run). After the load: restarts, and the orders the api stored
-//! against those analysed once the lag drained.
+//! curve per pod (every tenth of the run). `FOOTPRINT_SPAN_METRICS=true` turns the lab's span
+//! metrics on, to weigh the Prometheus they add. After the load: restarts, and the orders the api
+//! stored against those analysed once the lag drained.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -138,6 +139,12 @@ async fn main() -> Result<()> {
     let mut lab = NodeLab::install("footprint").await?;
     let mut manifest: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(example("baseline"))?)?;
+    if let Ok(on) = std::env::var("FOOTPRINT_SPAN_METRICS") {
+        let on: bool = on
+            .parse()
+            .with_context(|| format!("FOOTPRINT_SPAN_METRICS={on}: true or false"))?;
+        manifest["spec"]["spanMetrics"] = json!({"enabled": on});
+    }
     lab.apply(&manifest).await?;
     lab.wait_ready(Duration::from_secs(300)).await?;
     measure(&lab, "baseline, idle", IDLE, false).await?;

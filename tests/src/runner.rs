@@ -473,6 +473,8 @@ impl Kubelet {
             self.report(deployment, running.len(), ready).await?;
         }
         self.pods = pods;
+        // Pods that stopped for good (scaled away) hold no successor back.
+        self.stopping.retain(|_, stop| !stop.is_finished());
         for set in &children.stateful_sets {
             self.report_infrastructure_set(set).await?;
         }

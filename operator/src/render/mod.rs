@@ -61,7 +61,7 @@ pub const DEFAULT_IMAGES: [DefaultImage; 5] = [
     DefaultImage {
         component: "prometheus",
         image: prometheus::IMAGE,
-        tested_with: "Prometheus 3.16.0 (`cmd/prometheus` of module v0.316.0), when span metrics are on",
+        tested_with: "Prometheus 3.16.0 (`cmd/prometheus` of module v0.316.0)",
     },
 ];
 
@@ -228,7 +228,8 @@ mod tests {
                 "demo-config",
                 "demo-jaeger-config",
                 "demo-jaeger-sampling",
-                "demo-collector-config"
+                "demo-collector-config",
+                "demo-prometheus-config"
             ]
         );
         assert_eq!(
@@ -241,7 +242,8 @@ mod tests {
                 "demo-jaeger-otlp",
                 "demo-jaeger-sampling",
                 "demo-collector",
-                "demo-api"
+                "demo-api",
+                "demo-prometheus"
             ]
         );
         assert_eq!(names(&c.stateful_sets), ["demo-kafka"]);
@@ -254,7 +256,8 @@ mod tests {
                 "demo-api",
                 "demo-processing",
                 "demo-notification",
-                "demo-analytics"
+                "demo-analytics",
+                "demo-prometheus"
             ]
         );
         assert!(
@@ -315,6 +318,7 @@ mod tests {
                 kafka::IMAGE.to_string(),
                 jaeger::IMAGE.to_string(),
                 collector::IMAGE.to_string(),
+                prometheus::IMAGE.to_string(),
                 "redis:7".to_string(),
                 services::default_image(),
             ]
@@ -682,7 +686,7 @@ mod tests {
 
     #[test]
     fn span_metrics_count_every_span_into_prometheus_which_jaeger_reads() {
-        let off = render_spec("{}");
+        let off = render_spec(r#"{"spanMetrics": {"enabled": false}}"#);
         assert!(!names(&off.deployments).contains(&"demo-prometheus".to_owned()));
         let on = render_spec(
             r#"{"spanMetrics": {"enabled": true, "retentionHours": 3},

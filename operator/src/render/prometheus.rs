@@ -1,4 +1,4 @@
-//! Prometheus, when span metrics are on: the collector pushes the RED metrics it derives from the
+//! Prometheus, while span metrics are on (the default): the collector pushes the RED metrics it derives from the
 //! spans over OTLP, and Jaeger's Monitor tab queries them. Nothing is scraped.
 
 use super::common::{
@@ -67,7 +67,7 @@ pub fn deployment_(lab: &LabRef, spec: &SpanMetricsSpec) -> Deployment {
     c.volume_mounts = Some(vec![config_m, data_m]);
     c.resources = Some(resources(
         spec.resources.as_ref(),
-        ("50m", "128Mi"),
+        ("50m", "64Mi"),
         ("1", "512Mi"),
     ));
     c.readiness_probe = Some(http_probe("/-/ready", PORT, 10));
