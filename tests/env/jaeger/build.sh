@@ -7,7 +7,6 @@
 set -euo pipefail
 : "${cache:?set cache to the cache folder}" "${assets:?set assets to the binaries folder}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[ -x "$assets/jaeger" ] && exit 0
 
 # What `jaeger version` reports; Jaeger's own release build sets these three with -X.
 # Keep them in step with the jaeger version in go.mod (v1.76.0 = v2.13.0, tagged 2025-12-03).
@@ -16,18 +15,4 @@ pkg=github.com/jaegertracing/jaeger
 ldflags="-s -w -X $pkg/internal/version.latestVersion=$release"
 ldflags+=" -X $pkg/internal/version.commitSHA=$commit -X $pkg/internal/version.date=$date"
 
-export GOTOOLCHAIN=local GOWORK=off GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" CGO_ENABLED=0
-mkdir -p "$assets" "$cache"
-log=$(mktemp "$cache/jaeger-build.XXXXXX.log")
-tmp="$assets/.jaeger.tmp.$$"
-trap 'rm -f "$log" "$tmp"' EXIT
-echo "jaeger: building Jaeger ${release#v} (first run only, a few minutes)" >&2
-
-# -mod=readonly (the default) builds exactly what go.sum pins and never edits the files here.
-if ! (cd "$here" && go build -mod=readonly -trimpath -ldflags="$ldflags" -o "$tmp" "$pkg/cmd/jaeger") >"$log" 2>&1 \
-   || ! "$tmp" version >>"$log" 2>&1; then
-  tail -n 40 "$log" >&2
-  echo "jaeger: FAILED, see the lines above" >&2
-  exit 1
-fi
-mv "$tmp" "$assets/jaeger"
+exec bash "$here/../go-tool.sh" jaeger "$here" "$pkg/cmd/jaeger" "" "$ldflags" version

@@ -8,7 +8,6 @@
 set -euo pipefail
 : "${cache:?set cache to the cache folder}" "${assets:?set assets to the binaries folder}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[ -x "$assets/prometheus" ] && exit 0
 
 # What `prometheus --version` reports; Prometheus's release build (promu) sets these with -X.
 # Keep them in step with the prometheus version in go.mod (v0.316.0 = v3.16.0, published 2026-11-05).
@@ -23,19 +22,4 @@ ldflags+=" -X $ver.BuildUser=tracing-lab -X $ver.BuildDate=$date"
 # No builtinassets: the web UI's compiled assets are not in the module, so only the API is served.
 tags=netgo,remove_all_sd
 
-export GOTOOLCHAIN=local GOWORK=off GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" CGO_ENABLED=0
-mkdir -p "$assets" "$cache"
-log=$(mktemp "$cache/prometheus-build.XXXXXX.log")
-tmp="$assets/.prometheus.tmp.$$"
-trap 'rm -f "$log" "$tmp"' EXIT
-echo "prometheus: building Prometheus $release (first run only, a few minutes)" >&2
-
-# -mod=readonly (the default) builds exactly what go.sum pins and never edits the files here.
-if ! (cd "$here" && go build -mod=readonly -trimpath -tags "$tags" -ldflags="$ldflags" -o "$tmp" "$pkg/cmd/prometheus") \
-       >"$log" 2>&1 \
-   || ! "$tmp" --version >>"$log" 2>&1; then
-  tail -n 40 "$log" >&2
-  echo "prometheus: FAILED, see the lines above" >&2
-  exit 1
-fi
-mv "$tmp" "$assets/prometheus"
+exec bash "$here/../go-tool.sh" prometheus "$here" "$pkg/cmd/prometheus" "$tags" "$ldflags" --version
