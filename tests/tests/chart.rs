@@ -698,6 +698,7 @@ async fn operator_under_the_charts_account(watch: Option<&str>, helm: Helm) {
         "lab-loadgen",
         "lab-notification",
         "lab-processing",
+        "lab-prometheus",
         "lab-redis",
     ];
     eventually("the lab's Deployments", TIMEOUT, || async {

@@ -81,6 +81,7 @@ async fn make_install_and_apply_then_the_first_order_is_one_trace_from_real_pods
         "redis",
         "jaeger",
         "collector",
+        "prometheus",
     ] {
         assert!(
             done.contains(&format!(" {component} 1/1")),
