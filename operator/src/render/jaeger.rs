@@ -86,7 +86,7 @@ pub fn config(lab: &LabRef, spec: &JaegerSpec, metrics: &SpanMetricsSpec) -> Str
         "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
     });
     if metrics.enabled {
-        // The collector's spanmetrics connector names the series `traces_span_metrics_calls` and
+        // The collector's span_metrics connector names the series `traces_span_metrics_calls` and
         // `…_duration` in milliseconds; Prometheus adds the `_total` and `_milliseconds` suffixes
         // the two switches tell Jaeger's queries to expect.
         doc["extensions"]["jaeger_storage"]["metric_backends"] = json!({METRICS_BACKEND: {"prometheus": {

@@ -1,5 +1,5 @@
-//! Prometheus, while span metrics are on (the default): the collector pushes the RED metrics it derives from the
-//! spans over OTLP, and Jaeger's Monitor tab queries them. Nothing is scraped.
+//! Prometheus, while span metrics are on (the default): the collector pushes the RED metrics it
+//! derives from the spans over OTLP, and Jaeger's Monitor tab queries them. Nothing is scraped.
 
 use super::common::{
     LabRef, RunAs, config_volume, container, container_port, hash, http_probe, pod_spec, resources,
