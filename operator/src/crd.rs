@@ -349,7 +349,7 @@ impl Default for JaegerSpec {
     }
 }
 
-/// RED metrics from spans: the collector's `spanmetrics` connector counts every span the services
+/// RED metrics from spans: the collector's `span_metrics` connector counts every span the services
 /// export (before tail sampling) into a Prometheus server, which Jaeger's Monitor tab queries.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

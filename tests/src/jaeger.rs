@@ -42,14 +42,14 @@ impl TraceBackend {
                 kubelet::run(children, loopback, component, component, &program, &folder).await
             }
         };
-        let rendered = |component: &str| {
-            children
-                .workloads()
-                .any(|(_, t)| kubelet::component(t) == Some(component))
-        };
-        let prometheus = match rendered(prometheus::PROMETHEUS.suffix) {
-            true => Some(start(prometheus::PROMETHEUS.suffix, "prometheus").await?),
-            false => None,
+        let prometheus = prometheus::PROMETHEUS.suffix;
+        let prometheus = if children
+            .workloads()
+            .any(|(_, t)| kubelet::component(t) == Some(prometheus))
+        {
+            Some(start(prometheus, "prometheus").await?)
+        } else {
+            None
         };
         let jaeger = start(jaeger::JAEGER.suffix, "jaeger").await?;
         let collector = start(collector::COLLECTOR.suffix, "otelcol").await?;

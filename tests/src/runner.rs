@@ -461,7 +461,6 @@ impl Kubelet {
                 {
                     continue;
                 }
-                self.stopping.remove(&key);
                 if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(index) {
                     slot.insert(self.start_pod(&children, &component, index, &template)?);
                 }

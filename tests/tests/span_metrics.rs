@@ -11,10 +11,10 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvi
 use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_lab_tests::TraceBackend;
 use tracing_lab_tests::jaeger::Red;
 use tracing_lab_tests::lab::{rendered, stored};
 use tracing_lab_tests::poll::eventually;
-use tracing_lab_tests::{TraceBackend, assets};
 
 /// The spans of one pod of a service, each `(operation, kind, duration, failed)`, ended now.
 fn export(
@@ -69,7 +69,6 @@ async fn jaeger_reads_percentiles_and_errors_per_operation_from_the_span_metrics
     let backend = TraceBackend::start_rendered(&children, &loopback)
         .await
         .unwrap();
-    assert!(assets::find("prometheus").is_ok());
     let endpoint = backend.otlp_endpoint().to_owned();
     let send = |pod: (&'static str, &'static str),
                 spans: Vec<(&'static str, SpanKind, Duration, bool)>| {
